@@ -1,0 +1,170 @@
+/* Parsing of option values and of the quantization options shared by `layer` and `quantize`. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/status.h"
+
+const char mq_cli_quant_help[] =
+    "Quantization options [default]:\n"
+    "  --method rtn|optq|qronos   algorithm [optq]\n"
+    "  --rounding nearest|stochastic\n"
+    "                             round to nearest, or unbiased stochastic rounding keyed by\n"
+    "                             (seed, layer, row, column) [nearest]\n"
+    "  --bits B                   bits per weight, 2..8 [4]\n"
+    "  --group-size G             columns per group sharing a scale, -1 = whole row [128]\n"
+    "  --sym | --asym             symmetric grid (zero = 2^(B-1)) or asymmetric [sym]\n"
+    "  --act-order | --no-act-order\n"
+    "                             process columns by decreasing diag(H) [act-order]\n"
+    "  --static-groups            group parameters from the original weights [off]\n"
+    "  --mse                      search the clipping range per group (GPTQ's grid search)\n"
+    "  --damp F                   lambda = F * mean(diag H) [0.01]\n"
+    "  --lambda V                 absolute lambda instead of --damp\n"
+    "  --block-size B             columns per sweep block [128]\n"
+    "  --seed S                   stochastic rounding seed [0]\n"
+    "  --factor auto|local|scalapack\n"
+    "                             where H + lambda*I is factored [auto]\n";
+
+mq_status mq_cli_value(int argc, char **argv, int *i, const char **out, mq_error *err) {
+  mq_status st = MQ_OK;
+  if (*i + 1 >= argc) MQ_FAIL(err, MQ_EUSAGE, "%s: missing value", argv[*i]);
+  *out = argv[++*i];
+cleanup:
+  return st;
+}
+
+mq_status mq_cli_parse_int(const char *opt, const char *text, long lo, long hi, long *out,
+                           mq_error *err) {
+  mq_status st = MQ_OK;
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0')
+    MQ_FAIL(err, MQ_EUSAGE, "%s: '%s' is not an integer", opt, text);
+  if (v < lo || v > hi) MQ_FAIL(err, MQ_EUSAGE, "%s: %ld is out of range (%ld..%ld)", opt, v, lo, hi);
+  *out = v;
+cleanup:
+  return st;
+}
+
+mq_status mq_cli_parse_u64(const char *opt, const char *text, uint64_t *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *end = NULL;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-')
+    MQ_FAIL(err, MQ_EUSAGE, "%s: '%s' is not a non-negative integer", opt, text);
+  *out = (uint64_t)v;
+cleanup:
+  return st;
+}
+
+mq_status mq_cli_parse_double(const char *opt, const char *text, double *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno != 0 || end == text || *end != '\0' || !isfinite(v))
+    MQ_FAIL(err, MQ_EUSAGE, "%s: '%s' is not a number", opt, text);
+  *out = v;
+cleanup:
+  return st;
+}
+
+static mq_status parse_choice(const char *opt, const char *text, const char *const *names,
+                              int count, int *out, mq_error *err) {
+  for (int k = 0; k < count; k++) {
+    if (strcmp(text, names[k]) == 0) {
+      *out = k;
+      return MQ_OK;
+    }
+  }
+  return mq__fail(err, MQ_EUSAGE, __FILE__, __LINE__, "%s: unknown value '%s'", opt, text);
+}
+
+static mq_status parse_lambda(const char *text, mq_quant_options *o, mq_error *err) {
+  if (strcmp(text, "auto") == 0) {
+    o->lambda_mode = MQ_LAMBDA_AUTO;
+    return MQ_OK;
+  }
+  o->lambda_mode = MQ_LAMBDA_ABSOLUTE;
+  return mq_cli_parse_double("--lambda", text, &o->lambda, err);
+}
+
+/* Flags without a value. Returns 1 when arg was one. */
+static int quant_flag(const char *arg, mq_quant_options *o) {
+  if (strcmp(arg, "--sym") == 0) o->sym = 1;
+  else if (strcmp(arg, "--asym") == 0) o->sym = 0;
+  else if (strcmp(arg, "--act-order") == 0) o->act_order = 1;
+  else if (strcmp(arg, "--no-act-order") == 0) o->act_order = 0;
+  else if (strcmp(arg, "--static-groups") == 0) o->static_groups = 1;
+  else if (strcmp(arg, "--mse") == 0) o->mse = 1;
+  else return 0;
+  return 1;
+}
+
+mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o, int *used,
+                              mq_error *err) {
+  static const char *const methods[] = {"rtn", "optq", "qronos"};
+  static const char *const roundings[] = {"nearest", "stochastic"};
+  static const char *const factors[] = {"auto", "local", "scalapack"};
+  mq_status st = MQ_OK;
+  const char *arg = argv[*i], *v = NULL;
+  long n = 0;
+  int k = 0;
+  *used = 1;
+  if (quant_flag(arg, o)) return MQ_OK;
+  static const char *const valued[] = {"--method", "--rounding", "--bits", "--group-size",
+                                       "--damp", "--lambda", "--block-size", "--seed",
+                                       "--factor"};
+  int is_valued = 0;
+  for (size_t q = 0; q < sizeof valued / sizeof *valued; q++) is_valued |= !strcmp(arg, valued[q]);
+  if (!is_valued) {
+    *used = 0;
+    return MQ_OK;
+  }
+  MQ_CHECK(mq_cli_value(argc, argv, i, &v, err));
+  if (!strcmp(arg, "--method")) {
+    MQ_CHECK(parse_choice(arg, v, methods, 3, &k, err));
+    o->method = (mq_method)k;
+  } else if (!strcmp(arg, "--rounding")) {
+    MQ_CHECK(parse_choice(arg, v, roundings, 2, &k, err));
+    o->rounding = (mq_rounding)k;
+  } else if (!strcmp(arg, "--bits")) {
+    MQ_CHECK(mq_cli_parse_int(arg, v, 2, 8, &n, err));
+    o->bits = (int)n;
+  } else if (!strcmp(arg, "--group-size")) {
+    MQ_CHECK(mq_cli_parse_int(arg, v, -1, 1L << 30, &n, err));
+    if (n == 0) MQ_FAIL(err, MQ_EUSAGE, "--group-size: 0 is neither positive nor -1");
+    o->group_size = (int)n;
+  } else if (!strcmp(arg, "--damp")) {
+    MQ_CHECK(mq_cli_parse_double(arg, v, &o->damp, err));
+    o->lambda_mode = MQ_LAMBDA_DAMP;
+  } else if (!strcmp(arg, "--lambda")) {
+    MQ_CHECK(parse_lambda(v, o, err));
+  } else if (!strcmp(arg, "--block-size")) {
+    MQ_CHECK(mq_cli_parse_int(arg, v, 1, 1L << 20, &n, err));
+    o->block_size = (int)n;
+  } else if (!strcmp(arg, "--seed")) {
+    MQ_CHECK(mq_cli_parse_u64(arg, v, &o->seed, err));
+  } else if (!strcmp(arg, "--factor")) {
+    MQ_CHECK(parse_choice(arg, v, factors, 3, &k, err)); /* one process factors for now */
+  }
+cleanup:
+  return st;
+}
+
+int mq_cli_common_option(mq_cli *cli, const char *arg) {
+  if (!strcmp(arg, "--verbose") || !strcmp(arg, "-v")) cli->verbose = 1;
+  else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) cli->quiet = 1;
+  else return 0;
+  return 1;
+}
+
+mq_status mq_cli_agree(mq_cli *cli, mq_status st) {
+  int mine = (int)st, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, cli->comm);
+  return (mq_status)all;
+}

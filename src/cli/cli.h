@@ -1,0 +1,43 @@
+/* The command-line layer: argument parsing and the commands. The only place that may exit or
+ * call MPI_Abort. Every command is collective over MPI_COMM_WORLD and returns the status all
+ * ranks agreed on. */
+#ifndef MQ_CLI_H
+#define MQ_CLI_H
+
+#include <mpi.h>
+#include <stdio.h>
+
+#include "mpiquant.h"
+
+typedef struct mq_cli {
+  MPI_Comm comm;
+  int rank, nranks;
+  int verbose, quiet;
+  mq_error err;
+} mq_cli;
+
+/* Option parsing helpers: each returns MQ_EUSAGE with "<option>: ..." in err on bad input. */
+mq_status mq_cli_parse_int(const char *opt, const char *text, long lo, long hi, long *out,
+                           mq_error *err);
+mq_status mq_cli_parse_double(const char *opt, const char *text, double *out, mq_error *err);
+mq_status mq_cli_parse_u64(const char *opt, const char *text, uint64_t *out, mq_error *err);
+/* The value of option argv[*i] (advances *i); MQ_EUSAGE when missing. */
+mq_status mq_cli_value(int argc, char **argv, int *i, const char **out, mq_error *err);
+
+/* Tries to consume a quantization option at argv[*i] (SPEC.md "Quantization options").
+ * Returns MQ_OK and sets *used = 1 when it was one; *used = 0 when it is not a quantization
+ * option. */
+mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o, int *used,
+                              mq_error *err);
+/* Common options (--verbose, --quiet); same convention. */
+int mq_cli_common_option(mq_cli *cli, const char *arg);
+extern const char mq_cli_quant_help[];
+
+/* Agree on a status across ranks (max), so all fail together. */
+mq_status mq_cli_agree(mq_cli *cli, mq_status st);
+
+int mq_cmd_layer(mq_cli *cli, int argc, char **argv);
+int mq_cmd_inspect(mq_cli *cli, int argc, char **argv);
+int mq_cmd_bench(mq_cli *cli, int argc, char **argv);
+
+#endif

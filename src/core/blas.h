@@ -1,0 +1,14 @@
+/* BLAS through OpenBLAS' cblas.h; the few LAPACK routines we call are declared here because
+ * Debian ships no LAPACKE for OpenBLAS by default (Fortran calling convention, hidden string
+ * lengths passed as size_t). */
+#ifndef MQ_CORE_BLAS_H
+#define MQ_CORE_BLAS_H
+
+#include <stddef.h>
+#include <cblas.h>
+
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
+             int *info, size_t uplo_len, size_t diag_len);
+
+#endif

@@ -1,0 +1,20 @@
+/* The factor the sweep needs (ALGORITHMS §3.4), computed with one Cholesky and no inverse:
+ * with J the reversal permutation, J(H+λI)J = LLᵀ gives R = JLJ, upper triangular with
+ * R Rᵀ = H+λI. Then U = R⁻¹ is the upper factor with UᵀU = (H+λI)⁻¹ (U_ii = 1/R_ii), and the
+ * sweep uses R directly (see optq.c), so the triangular inverse is never formed. Cost cols³/3. */
+#ifndef MQ_CORE_FACTOR_H
+#define MQ_CORE_FACTOR_H
+
+#include <stddef.h>
+
+#include "mpiquant.h"
+
+/* R: [cols, cols] column-major, upper triangle valid (the strict lower part is scratch), for
+ * Hp + λI where Hp[i,j] = H[perm[i], perm[j]]. On Cholesky failure λ is multiplied by 10 (or
+ * set to 1e-6·mean diag when it was 0), up to 6 times, with a warning naming `layer`; *lambda
+ * and *raises report what was used. MQ_ENUMERIC after that. */
+mq_status mq_factor_reverse_cholesky(const double *H, size_t cols, const size_t *perm,
+                                     double *lambda, int *raises, double *R, const char *layer,
+                                     mq_error *err);
+
+#endif

@@ -1,0 +1,35 @@
+/* The quantization grid of ALGORITHMS §2: per (row, group) a scale δ and an integer zero point;
+ * code = clamp(round(x/δ) + zero, 0, maxq), value δ·(code − zero). Round half to even.
+ * Stochastic rounding draws from Philox4x32-10 keyed by (seed, layer, row, column), so results
+ * never depend on rank count, thread count or processing order. */
+#ifndef MQ_CORE_GRID_H
+#define MQ_CORE_GRID_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mq_grid {
+  int bits, maxq;
+  int sym, mse;
+  int stochastic;
+  uint64_t seed, layer; /* stochastic key */
+} mq_grid;
+
+void mq_grid_init(mq_grid *g, int bits, int sym, int mse, int stochastic, uint64_t seed,
+                  uint64_t layer);
+
+/* Grid parameters of the n values x[0], x[stride], … (min/max range, optionally the MSE
+ * search of the clipping factor). */
+void mq_grid_params(const mq_grid *g, const float *x, size_t n, size_t stride, float *scale,
+                    int32_t *zero);
+
+/* Code of x. row/col are the ORIGINAL indices (stochastic key). *clipped += 1 when the
+ * rounded value fell outside [0, maxq]. */
+int mq_grid_code(const mq_grid *g, float x, float scale, int32_t zero, uint64_t row,
+                 uint64_t col, int64_t *clipped);
+
+static inline float mq_grid_value(float scale, int32_t zero, int code) {
+  return scale * (float)(code - zero);
+}
+
+#endif

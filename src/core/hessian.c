@@ -1,0 +1,59 @@
+#include "core/hessian.h"
+
+#include <stdlib.h>
+
+#include "core/blas.h"
+
+void mq_hessian_accumulate(double *H, size_t cols, const double *Xc, size_t count) {
+  if (count == 0) return;
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)count, 1.0, Xc, (int)cols,
+              1.0, H, (int)cols);
+}
+
+void mq_hessian_finalize(double *H, size_t cols, size_t n) {
+  double inv = 1.0 / (double)n;
+  for (size_t i = 0; i < cols; i++) {
+    for (size_t j = i; j < cols; j++) {
+      double v = H[i * cols + j] * inv;
+      H[i * cols + j] = v;
+      H[j * cols + i] = v;
+    }
+  }
+}
+
+size_t mq_hessian_fix_dead(double *H, size_t cols, uint8_t *dead) {
+  size_t count = 0;
+  for (size_t j = 0; j < cols; j++) {
+    dead[j] = H[j * cols + j] == 0.0;
+    if (dead[j]) {
+      H[j * cols + j] = 1.0;
+      count++;
+    }
+  }
+  return count;
+}
+
+double mq_hessian_mean_diag(const double *H, size_t cols) {
+  double s = 0.0;
+  for (size_t j = 0; j < cols; j++) s += H[j * cols + j];
+  return s / (double)cols;
+}
+
+/* qsort is not stable: ties are broken by the column index, which makes it stable. */
+static const double *order_diag;
+static size_t order_cols;
+
+static int by_diag_desc(const void *a, const void *b) {
+  size_t i = *(const size_t *)a, j = *(const size_t *)b;
+  double di = order_diag[i * order_cols + i], dj = order_diag[j * order_cols + j];
+  if (di != dj) return di > dj ? -1 : 1;
+  return i < j ? -1 : (i > j);
+}
+
+void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm) {
+  for (size_t j = 0; j < cols; j++) perm[j] = j;
+  if (!act_order) return;
+  order_diag = H;
+  order_cols = cols;
+  qsort(perm, cols, sizeof *perm, by_diag_desc);
+}

@@ -1,0 +1,22 @@
+/* The calibration Hessian H = X̃ᵀX̃/n (ALGORITHMS §1, §3): accumulated in double, then prepared
+ * for the sweep (dead inputs, act-order). H is row-major [cols, cols]; being symmetric it is
+ * the same matrix in column-major. */
+#ifndef MQ_CORE_HESSIAN_H
+#define MQ_CORE_HESSIAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* H (upper triangle, row-major) += Xcᵀ Xc for a chunk Xc row-major [count, cols]. One DSYRK. */
+void mq_hessian_accumulate(double *H, size_t cols, const double *Xc, size_t count);
+/* Mirrors the upper triangle into the lower one and divides by n. */
+void mq_hessian_finalize(double *H, size_t cols, size_t n);
+
+/* Dead inputs (§3.1): every j with H_jj == 0 gets H_jj = 1 and dead[j] = 1. Returns the count. */
+size_t mq_hessian_fix_dead(double *H, size_t cols, uint8_t *dead);
+/* Processing order (§3.2): perm[p] = original column processed at position p; with act_order
+ * the stable argsort of diag(H) descending, else the identity. */
+void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm);
+double mq_hessian_mean_diag(const double *H, size_t cols);
+
+#endif

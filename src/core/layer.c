@@ -1,0 +1,259 @@
+#include "core/layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/factor.h"
+#include "core/grid.h"
+#include "core/hessian.h"
+#include "core/log.h"
+#include "core/measure.h"
+#include "core/mem.h"
+#include "core/optq.h"
+#include "core/pack.h"
+#include "core/status.h"
+
+/* Everything the quantizers share, in processing order. */
+typedef struct layer_work {
+  size_t rows, cols, ngroups, group_len;
+  size_t *perm;      /* [cols] original column of processing position p */
+  size_t *pos;       /* [cols] inverse of perm */
+  uint8_t *dead;     /* [cols] */
+  int32_t *col_group;/* [cols] group of processing position p */
+  float *Wcm;        /* [cols, rows] column-major, processing order, dead columns zero */
+  uint8_t *codes;    /* [cols, rows] */
+  mq_grid grid;
+} layer_work;
+
+void mq_layer_result_free(mq_layer_result *res) {
+  mq_free(res->qweight);
+  mq_free(res->scales);
+  mq_free(res->zeros);
+  mq_free(res->g_idx);
+  res->qweight = NULL;
+  res->scales = NULL;
+  res->zeros = NULL;
+  res->g_idx = NULL;
+}
+
+static void work_free(layer_work *w) {
+  mq_free(w->perm);
+  mq_free(w->pos);
+  mq_free(w->dead);
+  mq_free(w->col_group);
+  mq_free(w->Wcm);
+  mq_free(w->codes);
+}
+
+static mq_status result_alloc(mq_layer_result *res, size_t rows, size_t cols,
+                              const mq_quant_options *o, mq_error *err) {
+  mq_status st = MQ_OK;
+  memset(res, 0, sizeof *res);
+  res->rows = rows;
+  res->cols = cols;
+  res->bits = o->bits;
+  res->ngroups = mq_ngroups(cols, o->group_size);
+  res->words = mq_packed_words(cols, o->bits);
+  res->qweight = mq_alloc(rows * res->words, sizeof *res->qweight);
+  res->scales = mq_alloc(rows * res->ngroups, sizeof *res->scales);
+  res->zeros = mq_alloc(rows * res->ngroups, sizeof *res->zeros);
+  res->g_idx = mq_alloc(cols, sizeof *res->g_idx);
+  MQ_CHECK_ALLOC(err, res->qweight && res->scales && res->zeros && res->g_idx,
+                 rows * res->words * 4);
+  res->err = res->rel_err = res->bound_linf = NAN;
+cleanup:
+  return st;
+}
+
+/* Dead inputs, processing order, group map, the column-major working copy of W. */
+static mq_status work_prepare(layer_work *w, const float *W, double *H,
+                              const mq_quant_options *o, uint64_t layer_id, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = w->rows, cols = w->cols;
+  w->perm = mq_alloc(cols, sizeof *w->perm);
+  w->pos = mq_alloc(cols, sizeof *w->pos);
+  w->dead = mq_alloc(cols, sizeof *w->dead);
+  w->col_group = mq_alloc(cols, sizeof *w->col_group);
+  w->Wcm = mq_alloc(cols * rows, sizeof *w->Wcm);
+  w->codes = mq_alloc(cols * rows, sizeof *w->codes);
+  MQ_CHECK_ALLOC(err, w->perm && w->pos && w->dead && w->col_group && w->Wcm && w->codes,
+                 cols * rows * sizeof(float));
+  mq_hessian_fix_dead(H, cols, w->dead);
+  /* RTN has no sweep, so no order. */
+  mq_hessian_order(H, cols, o->act_order && o->method != MQ_METHOD_RTN, w->perm);
+  for (size_t p = 0; p < cols; p++) w->pos[w->perm[p]] = p;
+  w->group_len = o->group_size > 0 ? (size_t)o->group_size : cols;
+  int original_groups = o->static_groups || o->method == MQ_METHOD_RTN;
+  for (size_t p = 0; p < cols; p++)
+    w->col_group[p] = (int32_t)((original_groups ? w->perm[p] : p) / w->group_len);
+  for (size_t p = 0; p < cols; p++) {
+    size_t c = w->perm[p];
+    float *dst = w->Wcm + p * rows;
+    for (size_t r = 0; r < rows; r++) dst[r] = w->dead[c] ? 0.0f : W[r * cols + c];
+  }
+  mq_grid_init(&w->grid, o->bits, o->sym, o->mse, o->rounding == MQ_ROUND_STOCHASTIC, o->seed,
+               layer_id);
+cleanup:
+  return st;
+}
+
+/* Group parameters over the ORIGINAL column order from the (dead-zeroed) weights: static groups
+ * and RTN (ALGORITHMS §2). */
+static mq_status original_order_params(const layer_work *w, mq_layer_result *res,
+                                       mq_error *err) {
+  mq_status st = MQ_OK;
+  float *tmp = mq_alloc(w->group_len, sizeof *tmp);
+  MQ_CHECK_ALLOC(err, tmp, w->group_len * sizeof *tmp);
+  for (size_t r = 0; r < w->rows; r++) {
+    for (size_t grp = 0; grp < res->ngroups; grp++) {
+      size_t c0 = grp * w->group_len, c1 = c0 + w->group_len;
+      if (c1 > w->cols) c1 = w->cols;
+      for (size_t c = c0; c < c1; c++) tmp[c - c0] = w->Wcm[w->pos[c] * w->rows + r];
+      mq_grid_params(&w->grid, tmp, c1 - c0, 1, &res->scales[r * res->ngroups + grp],
+                     &res->zeros[r * res->ngroups + grp]);
+    }
+  }
+cleanup:
+  mq_free(tmp);
+  return st;
+}
+
+/* RTN: round every weight; loss = Σ dᵀ(H+λI)d; bound = Σ_rows Σ_ij |A_ij|·δ_i·δ_j/4, which holds
+ * for any rounding error |d_i| ≤ δ_i/2. */
+static mq_status rtn_quantize(layer_work *w, const double *H, mq_layer_result *res,
+                              mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = w->rows, cols = w->cols;
+  double *D = mq_alloc(rows * cols, sizeof *D);
+  double *S = mq_alloc(rows * cols, sizeof *S);
+  double *A = mq_alloc(cols * cols, sizeof *A);
+  MQ_CHECK_ALLOC(err, D && S && A, cols * cols * sizeof *A);
+  for (size_t p = 0; p < cols; p++) {
+    size_t grp = (size_t)w->col_group[p];
+    for (size_t r = 0; r < rows; r++) {
+      float x = w->Wcm[p * rows + r];
+      float scale = res->scales[r * res->ngroups + grp];
+      int32_t zero = res->zeros[r * res->ngroups + grp];
+      int code = mq_grid_code(&w->grid, x, scale, zero, r, w->perm[p], &res->clipped);
+      w->codes[p * rows + r] = (uint8_t)code;
+      D[r * cols + w->perm[p]] = (double)x - (double)mq_grid_value(scale, zero, code);
+    }
+  }
+  for (size_t k = 0; k < cols * cols; k++) A[k] = H[k];
+  for (size_t j = 0; j < cols; j++) A[j * cols + j] += res->lambda;
+  res->loss = mq_quadratic_form_sum(A, D, rows, cols, S);
+  for (size_t r = 0; r < rows; r++) /* D becomes the step δ of every entry */
+    for (size_t p = 0; p < cols; p++)
+      D[r * cols + w->perm[p]] = res->scales[r * res->ngroups + (size_t)w->col_group[p]];
+  for (size_t k = 0; k < cols * cols; k++) A[k] = fabs(A[k]);
+  res->bound_l2 = 0.25 * mq_quadratic_form_sum(A, D, rows, cols, S);
+cleanup:
+  mq_free(D);
+  mq_free(S);
+  mq_free(A);
+  return st;
+}
+
+/* OPTQ: factor H+λI (escalating λ on failure), then the blocked sweep. */
+static mq_status optq_quantize(const char *name, layer_work *w, const double *H,
+                               const mq_quant_options *o, mq_layer_result *res,
+                               mq_layer_timing *t, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = w->rows, cols = w->cols;
+  double *R = mq_alloc(cols * cols, sizeof *R);
+  float *Rf = mq_alloc(cols * cols, sizeof *Rf);
+  MQ_CHECK_ALLOC(err, R && Rf, cols * cols * sizeof *R);
+  double t0 = mq_wtime();
+  MQ_CHECK(mq_factor_reverse_cholesky(H, cols, w->perm, &res->lambda, &res->lambda_raises, R,
+                                      name, err));
+  for (size_t k = 0; k < cols * cols; k++) Rf[k] = (float)R[k];
+  t->factor = mq_wtime() - t0;
+  t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
+  mq_sweep s = {
+      .rows = rows, .cols = cols, .W = w->Wcm, .R = R, .Rf = Rf, .grid = &w->grid,
+      .group_size = o->group_size, .static_groups = o->static_groups,
+      .col_group = w->col_group, .orig_col = w->perm, .orig_row = NULL,
+      .ngroups = res->ngroups, .scales = res->scales, .zeros = res->zeros, .codes = w->codes,
+      .block_size = o->block_size < (int)cols ? o->block_size : (int)cols,
+  };
+  t0 = mq_wtime();
+  MQ_CHECK(mq_optq_sweep(&s, err));
+  t->sweep = mq_wtime() - t0;
+  t->sweep_gemm = s.gemm_seconds;
+  t->sweep_gemm_flops = s.gemm_flops;
+  t->sweep_flops = (double)rows * (double)cols * (double)cols;
+  res->loss = s.loss;
+  res->bound_l2 = s.bound;
+  res->clipped = s.clipped;
+cleanup:
+  mq_free(R);
+  mq_free(Rf);
+  return st;
+}
+
+/* Codes back to the original column order, packed; g_idx. */
+static mq_status pack_result(const layer_work *w, mq_layer_result *res, mq_error *err) {
+  mq_status st = MQ_OK;
+  uint8_t *row = mq_alloc(w->cols, 1);
+  MQ_CHECK_ALLOC(err, row, w->cols);
+  for (size_t r = 0; r < w->rows; r++) {
+    for (size_t c = 0; c < w->cols; c++) row[c] = w->codes[w->pos[c] * w->rows + r];
+    mq_pack_row(row, w->cols, res->bits, res->qweight + r * res->words);
+  }
+  for (size_t c = 0; c < w->cols; c++) res->g_idx[c] = w->col_group[w->pos[c]];
+cleanup:
+  mq_free(row);
+  return st;
+}
+
+mq_status mq_layer_quantize(const char *name, uint64_t layer_id, const float *W, size_t rows,
+                            size_t cols, double *H, const mq_quant_options *opts,
+                            mq_layer_result *res, mq_layer_timing *timing, mq_error *err) {
+  mq_status st = MQ_OK;
+  layer_work w = {.rows = rows, .cols = cols};
+  mq_layer_timing t = {0};
+  double t_start = mq_wtime();
+  MQ_CHECK(result_alloc(res, rows, cols, opts, err));
+  MQ_CHECK(work_prepare(&w, W, H, opts, layer_id, err));
+  w.ngroups = res->ngroups;
+  res->lambda = opts->lambda_mode == MQ_LAMBDA_ABSOLUTE
+                    ? opts->lambda
+                    : opts->damp * mq_hessian_mean_diag(H, cols);
+  if (opts->static_groups || opts->method == MQ_METHOD_RTN)
+    MQ_CHECK(original_order_params(&w, res, err));
+  t.prepare = mq_wtime() - t_start;
+  if (opts->method == MQ_METHOD_RTN) {
+    double t0 = mq_wtime();
+    MQ_CHECK(rtn_quantize(&w, H, res, err));
+    t.sweep = mq_wtime() - t0;
+  } else {
+    MQ_CHECK(optq_quantize(name, &w, H, opts, res, &t, err));
+  }
+  double t0 = mq_wtime();
+  MQ_CHECK(pack_result(&w, res, err));
+  t.pack = mq_wtime() - t0;
+  res->seconds = mq_wtime() - t_start;
+cleanup:
+  work_free(&w);
+  if (timing != NULL) *timing = t;
+  return st;
+}
+
+mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq_error *err) {
+  mq_status st = MQ_OK;
+  uint8_t *codes = mq_alloc(res->cols, 1);
+  MQ_CHECK_ALLOC(err, codes, res->cols);
+  for (size_t r = 0; r < res->rows; r++) {
+    mq_unpack_row(res->qweight + r * res->words, res->cols, res->bits, codes);
+    for (size_t c = 0; c < res->cols; c++) {
+      size_t g = (size_t)res->g_idx[c];
+      What[r * res->cols + c] =
+          mq_grid_value(res->scales[r * res->ngroups + g], res->zeros[r * res->ngroups + g],
+                        codes[c]);
+    }
+  }
+cleanup:
+  mq_free(codes);
+  return st;
+}

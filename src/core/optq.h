@@ -1,0 +1,46 @@
+/* The blocked OPTQ sweep (ALGORITHMS §4) over any subset of rows, written with R (R Rᵀ = H+λI,
+ * upper; U = R⁻¹) instead of U so the factor needs one Cholesky only.
+ *
+ * Why it is the same algorithm: GPTQ's right-looking updates leave column k ≥ i at
+ *   w_k⁽ⁱ⁾ = w_k + (R₂₂⁻ᵀ R₁₂ᵀ d₁)_k,   d = w − q (original w),
+ * with R₁₂ = R[:i, i:], R₂₂ = R[i:, i:] (block inverse of R). For the columns of one block
+ * only R's diagonal block enters, so a block starts from
+ *   Cur = W_blk + (D[:, :i1] · R[:i1, blk]) · R_bb⁻¹     (one GEMM + one TRSM, all rows)
+ * and inside the block the usual rank-1 updates with U_bb = R_bb⁻¹ run on row tiles that stay
+ * in cache. e_i = (w_i⁽ⁱ⁾ − q_i)·R_ii and Σe² = Σ(w−q)ᵀ(H+λI)(w−q) (§5). */
+#ifndef MQ_CORE_OPTQ_H
+#define MQ_CORE_OPTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/grid.h"
+#include "mpiquant.h"
+
+typedef struct mq_sweep {
+  size_t rows, cols;
+  float *W;               /* [cols, rows] column-major, processing order; in: weights (dead
+                             columns zeroed), out: D = W − Q */
+  const double *R;        /* [cols, cols] column-major upper, processing order */
+  const float *Rf;        /* float copy of R for the GEMMs */
+  const mq_grid *grid;
+  int group_size;         /* > 0, or -1 (one group per row) */
+  int static_groups;      /* scales/zeros given on input */
+  const int32_t *col_group; /* [cols] group index of each processing column */
+  const size_t *orig_col; /* [cols] original column of each processing column */
+  const size_t *orig_row; /* [rows] original row index (stochastic key); NULL = identity */
+  size_t ngroups;
+  float *scales;          /* [rows, ngroups] (output, or input with static groups) */
+  int32_t *zeros;         /* [rows, ngroups] */
+  uint8_t *codes;         /* [cols, rows] output codes, processing order */
+  int block_size;
+  /* outputs */
+  double loss;            /* Σ e² */
+  double bound;           /* Σ δ²·R_ii²/4 (= δ²/(4U_ii²)) */
+  int64_t clipped;
+  double gemm_seconds, gemm_flops; /* the block-start GEMM+TRSM (the BLAS-3 part) */
+} mq_sweep;
+
+mq_status mq_optq_sweep(mq_sweep *s, mq_error *err);
+
+#endif

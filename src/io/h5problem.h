@@ -1,0 +1,42 @@
+/* Reading layer problems (SPEC.md "Layer-problem input"): HDF5, one group per layer under
+ * /layers/, names sorted = processing order. Every array is validated before use: rank, shape
+ * consistency between W, X, Xq, H, G, element type (float32|float64), finiteness.
+ * Not collective: whoever calls it reads (issue 4 makes sample reads per-rank hyperslabs). */
+#ifndef MQ_IO_H5PROBLEM_H
+#define MQ_IO_H5PROBLEM_H
+
+#include <stddef.h>
+#include "mpiquant.h"
+
+typedef struct mq_h5_problem mq_h5_problem;
+
+typedef struct mq_h5_layer_info {
+  const char *name; /* group name under /layers/, owned by the problem handle */
+  size_t rows, cols;
+  size_t n;         /* calibration samples (rows of X); 0 when only H is given */
+  int has_x, has_xq, has_h, has_g;
+} mq_h5_layer_info;
+
+/* Opens and validates the structure (not yet the values) of every layer. Errors: MQ_EINPUT
+ * with "<path>: <reason>" (not HDF5, no /layers group, no layers, missing W, missing X and H,
+ * shape mismatch, wrong rank, unsupported type, empty dimension). */
+mq_status mq_h5_problem_open(const char *path, mq_h5_problem **out, mq_error *err);
+void mq_h5_problem_close(mq_h5_problem **pf); /* accepts NULL / *pf == NULL; nulls the handle */
+
+size_t mq_h5_problem_nlayers(const mq_h5_problem *pf);
+const mq_h5_layer_info *mq_h5_problem_layer(const mq_h5_problem *pf, size_t index);
+
+/* W as float32, row-major [rows, cols]. MQ_EINPUT if any value is NaN/Inf. */
+mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error *err);
+
+/* Samples [first, first+count) of X (which = 'X') or Xq (which = 'Q'; falls back to X when the
+ * layer has no Xq) as double, row-major [count, cols]. MQ_EINPUT on NaN/Inf. */
+mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,
+                             size_t count, double *buf, mq_error *err);
+
+/* H (which = 'H') or G (which = 'G') as double, row-major [cols, cols]. MQ_EINPUT on NaN/Inf
+ * or (H only) asymmetry beyond 1e-6 relative. */
+mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, char which, double *buf,
+                            mq_error *err);
+
+#endif
