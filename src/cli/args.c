@@ -136,8 +136,8 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
     MQ_CHECK(mq_cli_parse_int(arg, v, 2, 8, &n, err));
     o->bits = (int)n;
   } else if (!strcmp(arg, "--group-size")) {
-    MQ_CHECK(mq_cli_parse_int(arg, v, -1, 1L << 30, &n, err));
-    if (n == 0) MQ_FAIL(err, MQ_EUSAGE, "--group-size: 0 is neither positive nor -1");
+    MQ_CHECK(mq_cli_parse_int(arg, v, -(1L << 30), 1L << 30, &n, err));
+    if (n == 0 || n < -1) MQ_FAIL(err, MQ_EUSAGE, "--group-size: %ld is neither positive nor -1", n);
     o->group_size = (int)n;
   } else if (!strcmp(arg, "--damp")) {
     MQ_CHECK(mq_cli_parse_double(arg, v, &o->damp, err));

@@ -9,12 +9,13 @@
 
 enum { MQ_MAX_LAMBDA_RAISES = 6 };
 
-/* Lower triangle of B = J(Hp + λI)J in column-major: B[a,b] = Hp[n−1−a, n−1−b]. */
+/* Lower triangle of B = J(Hp + λI)J in column-major: B[a,b] = Hp[n−1−a, n−1−b]. H being
+ * symmetric, column b of B is read from ONE row of H (perm[n−1−b]), which stays in cache. */
 static void fill_reversed(const double *H, size_t n, const size_t *perm, double lambda,
                           double *B) {
   for (size_t b = 0; b < n; b++) {
-    size_t pb = perm[n - 1 - b];
-    for (size_t a = b; a < n; a++) B[a + b * n] = H[perm[n - 1 - a] * n + pb];
+    const double *hrow = H + perm[n - 1 - b] * n;
+    for (size_t a = b; a < n; a++) B[a + b * n] = hrow[perm[n - 1 - a]];
     B[b + b * n] += lambda;
   }
 }

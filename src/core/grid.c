@@ -24,15 +24,6 @@ static void range_params(const mq_grid *g, double xmin, double xmax, float *scal
   *zero = g->sym ? (int32_t)(1 << (g->bits - 1)) : (int32_t)nearbyint(-xmin / (double)s);
 }
 
-static int code_nearest(double x, float scale, int32_t zero, int maxq, int64_t *clipped) {
-  double q = nearbyint(x / (double)scale) + zero;
-  if (q < 0 || q > maxq) {
-    if (clipped != NULL) (*clipped)++;
-    q = q < 0 ? 0 : maxq;
-  }
-  return (int)q;
-}
-
 /* GPTQ's clipping search: shrink the range by p = 1, 0.99, ..., 0.21 and keep the first p with
  * the smallest Σ|Q(x) − x|^2.4. */
 static void mse_search(const mq_grid *g, const float *x, size_t n, size_t stride, double xmin,
@@ -46,7 +37,7 @@ static void mse_search(const mq_grid *g, const float *x, size_t n, size_t stride
     double e = 0.0;
     for (size_t k = 0; k < n && e < best; k++) {
       double v = x[k * stride];
-      double d = mq_grid_value(s, z, code_nearest(v, s, z, g->maxq, NULL)) - v;
+      double d = mq_grid_value(s, z, mq_grid_code_nearest(v, s, z, g->maxq, NULL)) - v;
       e += pow(fabs(d), 2.4);
     }
     if (e < best) {
@@ -88,10 +79,9 @@ static double uniform(const mq_grid *g, uint64_t row, uint64_t col) {
   return (double)bits53 * 0x1.0p-53;
 }
 
-int mq_grid_code(const mq_grid *g, float x, float scale, int32_t zero, uint64_t row,
-                 uint64_t col, int64_t *clipped) {
-  if (!g->stochastic) return code_nearest(x, scale, zero, g->maxq, clipped);
-  double t = (double)x / (double)scale;
+int mq__grid_code_stochastic(const mq_grid *g, double x, float scale, int32_t zero, uint64_t row,
+                             uint64_t col, int64_t *clipped) {
+  double t = x / (double)scale;
   double f = floor(t);
   double q = f + zero + (uniform(g, row, col) < t - f ? 1.0 : 0.0);
   if (q < 0 || q > g->maxq) {

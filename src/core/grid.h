@@ -5,6 +5,7 @@
 #ifndef MQ_CORE_GRID_H
 #define MQ_CORE_GRID_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,13 +24,31 @@ void mq_grid_init(mq_grid *g, int bits, int sym, int mse, int stochastic, uint64
 void mq_grid_params(const mq_grid *g, const float *x, size_t n, size_t stride, float *scale,
                     int32_t *zero);
 
-/* Code of x. row/col are the ORIGINAL indices (stochastic key). *clipped += 1 when the
- * rounded value fell outside [0, maxq]. */
-int mq_grid_code(const mq_grid *g, float x, float scale, int32_t zero, uint64_t row,
-                 uint64_t col, int64_t *clipped);
+int mq__grid_code_stochastic(const mq_grid *g, double x, float scale, int32_t zero, uint64_t row,
+                             uint64_t col, int64_t *clipped);
 
-static inline float mq_grid_value(float scale, int32_t zero, int code) {
-  return scale * (float)(code - zero);
+/* Round-to-nearest (half to even) code of x. */
+static inline int mq_grid_code_nearest(double x, float scale, int32_t zero, int maxq,
+                                       int64_t *clipped) {
+  double q = nearbyint(x / (double)scale) + zero;
+  if (q < 0 || q > maxq) {
+    if (clipped != NULL) (*clipped)++;
+    q = q < 0 ? 0 : maxq;
+  }
+  return (int)q;
+}
+
+/* Code of x. row/col are the ORIGINAL indices (stochastic key). *clipped += 1 when the
+ * rounded value fell outside [0, maxq]. Inline: it runs once per weight. */
+static inline int mq_grid_code(const mq_grid *g, double x, float scale, int32_t zero,
+                               uint64_t row, uint64_t col, int64_t *clipped) {
+  if (g->stochastic) return mq__grid_code_stochastic(g, x, scale, zero, row, col, clipped);
+  return mq_grid_code_nearest(x, scale, zero, g->maxq, clipped);
+}
+
+/* The dequantized value, exact in double (the file's definition: scale · (code − zero)). */
+static inline double mq_grid_value(float scale, int32_t zero, int code) {
+  return (double)scale * (double)(code - zero);
 }
 
 #endif

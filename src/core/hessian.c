@@ -10,13 +10,22 @@ void mq_hessian_accumulate(double *H, size_t cols, const double *Xc, size_t coun
               1.0, H, (int)cols);
 }
 
+/* Tiles of 64×64 doubles keep both the rows read and the columns written in cache. */
+enum { MQ_TILE = 64 };
+
 void mq_hessian_finalize(double *H, size_t cols, size_t n) {
   double inv = 1.0 / (double)n;
-  for (size_t i = 0; i < cols; i++) {
-    for (size_t j = i; j < cols; j++) {
-      double v = H[i * cols + j] * inv;
-      H[i * cols + j] = v;
-      H[j * cols + i] = v;
+  for (size_t i0 = 0; i0 < cols; i0 += MQ_TILE) {
+    size_t i1 = i0 + MQ_TILE < cols ? i0 + MQ_TILE : cols;
+    for (size_t j0 = i0; j0 < cols; j0 += MQ_TILE) {
+      size_t j1 = j0 + MQ_TILE < cols ? j0 + MQ_TILE : cols;
+      for (size_t i = i0; i < i1; i++) {
+        for (size_t j = j0 > i ? j0 : i; j < j1; j++) {
+          double v = H[i * cols + j] * inv;
+          H[i * cols + j] = v;
+          H[j * cols + i] = v;
+        }
+      }
     }
   }
 }

@@ -14,6 +14,9 @@
 #include "core/pack.h"
 #include "core/status.h"
 
+/* Rows per tile of the transposes between row-major W and the column-major working copy. */
+enum { MQ_TILE = 64 };
+
 /* Everything the quantizers share, in processing order. */
 typedef struct layer_work {
   size_t rows, cols, ngroups, group_len;
@@ -87,10 +90,14 @@ static mq_status work_prepare(layer_work *w, const float *W, double *H,
   int original_groups = o->static_groups || o->method == MQ_METHOD_RTN;
   for (size_t p = 0; p < cols; p++)
     w->col_group[p] = (int32_t)((original_groups ? w->perm[p] : p) / w->group_len);
-  for (size_t p = 0; p < cols; p++) {
-    size_t c = w->perm[p];
-    float *dst = w->Wcm + p * rows;
-    for (size_t r = 0; r < rows; r++) dst[r] = w->dead[c] ? 0.0f : W[r * cols + c];
+  /* Transpose in tiles: W's rows are read in short runs that stay in cache. */
+  for (size_t r0 = 0; r0 < rows; r0 += MQ_TILE) {
+    size_t r1 = r0 + MQ_TILE < rows ? r0 + MQ_TILE : rows;
+    for (size_t p = 0; p < cols; p++) {
+      size_t c = w->perm[p];
+      float *dst = w->Wcm + p * rows;
+      for (size_t r = r0; r < r1; r++) dst[r] = w->dead[c] ? 0.0f : W[r * cols + c];
+    }
   }
   mq_grid_init(&w->grid, o->bits, o->sym, o->mse, o->rounding == MQ_ROUND_STOCHASTIC, o->seed,
                layer_id);
@@ -137,7 +144,7 @@ static mq_status rtn_quantize(layer_work *w, const double *H, mq_layer_result *r
       int32_t zero = res->zeros[r * res->ngroups + grp];
       int code = mq_grid_code(&w->grid, x, scale, zero, r, w->perm[p], &res->clipped);
       w->codes[p * rows + r] = (uint8_t)code;
-      D[r * cols + w->perm[p]] = (double)x - (double)mq_grid_value(scale, zero, code);
+      D[r * cols + w->perm[p]] = (double)x - mq_grid_value(scale, zero, code);
     }
   }
   for (size_t k = 0; k < cols * cols; k++) A[k] = H[k];
@@ -195,15 +202,20 @@ cleanup:
 /* Codes back to the original column order, packed; g_idx. */
 static mq_status pack_result(const layer_work *w, mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  uint8_t *row = mq_alloc(w->cols, 1);
-  MQ_CHECK_ALLOC(err, row, w->cols);
-  for (size_t r = 0; r < w->rows; r++) {
-    for (size_t c = 0; c < w->cols; c++) row[c] = w->codes[w->pos[c] * w->rows + r];
-    mq_pack_row(row, w->cols, res->bits, res->qweight + r * res->words);
+  uint8_t *tile = mq_alloc(MQ_TILE * w->cols, 1); /* [MQ_TILE, cols] codes, original order */
+  MQ_CHECK_ALLOC(err, tile, MQ_TILE * w->cols);
+  for (size_t r0 = 0; r0 < w->rows; r0 += MQ_TILE) {
+    size_t r1 = r0 + MQ_TILE < w->rows ? r0 + MQ_TILE : w->rows;
+    for (size_t c = 0; c < w->cols; c++) {
+      const uint8_t *src = w->codes + w->pos[c] * w->rows;
+      for (size_t r = r0; r < r1; r++) tile[(r - r0) * w->cols + c] = src[r];
+    }
+    for (size_t r = r0; r < r1; r++)
+      mq_pack_row(tile + (r - r0) * w->cols, w->cols, res->bits, res->qweight + r * res->words);
   }
   for (size_t c = 0; c < w->cols; c++) res->g_idx[c] = w->col_group[w->pos[c]];
 cleanup:
-  mq_free(row);
+  mq_free(tile);
   return st;
 }
 
@@ -248,8 +260,7 @@ mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq
     mq_unpack_row(res->qweight + r * res->words, res->cols, res->bits, codes);
     for (size_t c = 0; c < res->cols; c++) {
       size_t g = (size_t)res->g_idx[c];
-      What[r * res->cols + c] =
-          mq_grid_value(res->scales[r * res->ngroups + g], res->zeros[r * res->ngroups + g],
+      What[r * res->cols + c] = (float)mq_grid_value(res->scales[r * res->ngroups + g], res->zeros[r * res->ngroups + g],
                         codes[c]);
     }
   }

@@ -28,24 +28,29 @@ static size_t block_end(const mq_sweep *s, size_t i1) {
   return i2;
 }
 
-/* Cur[:, 0:width] = current weights of columns i1 … i1+width−1 at the moment the sweep reaches
- * column i1. Cur is column-major [width, rows] with leading dimension rows. */
-static void current_weights(mq_sweep *s, size_t i1, size_t width, float *Cur) {
+/* Leading dimension of the block buffer: padded so its columns are not a power-of-two stride
+ * apart, which would map a row tile's 128 columns onto the same few L1 sets. */
+static size_t padded_ld(size_t rows) { return (rows + 15) / 16 * 16 + 16; }
+
+/* C[:, 0:width] = the corrections the sweep has applied to columns i1 … i1+width−1 by the time
+ * it reaches column i1: current weight = w + C. C is column-major with leading dimension ldc.
+ * Keeping the correction apart from w (instead of forming w + C in float) keeps the error
+ * e = (w − q) + C accurate to float precision of the small C, not of the large w: the §5
+ * identity then holds to ~1e-7 even at 8 bits, where w − q is 1/500 of w. */
+static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t ldc) {
   size_t rows = s->rows, cols = s->cols;
-  if (i1 > 0) {
-    double t0 = mq_wtime();
-    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
-                s->W, (int)rows, s->Rf + i1 * cols, (int)cols, 0.0f, Cur, (int)rows);
-    cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)rows,
-                (int)width, 1.0f, s->Rf + i1 + i1 * cols, (int)cols, Cur, (int)rows);
-    s->gemm_seconds += mq_wtime() - t0;
-    s->gemm_flops += 2.0 * (double)rows * (double)width * (double)i1 +
-                     (double)rows * (double)width * (double)width;
-    const float *Wb = s->W + i1 * rows;
-    for (size_t k = 0; k < width * rows; k++) Cur[k] += Wb[k];
-  } else {
-    memcpy(Cur, s->W, width * rows * sizeof *Cur);
+  if (i1 == 0) {
+    for (size_t j = 0; j < width; j++) memset(C + j * ldc, 0, rows * sizeof *C);
+    return;
   }
+  double t0 = mq_wtime();
+  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
+              s->W, (int)rows, s->Rf + i1 * cols, (int)cols, 0.0f, C, (int)ldc);
+  cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)rows,
+              (int)width, 1.0f, s->Rf + i1 + i1 * cols, (int)cols, C, (int)ldc);
+  s->gemm_seconds += mq_wtime() - t0;
+  s->gemm_flops += 2.0 * (double)rows * (double)width * (double)i1 +
+                   (double)rows * (double)width * (double)width;
 }
 
 /* U_bb = R_bb⁻¹ for the block [i1, i2), column-major [nb, nb], as float. */
@@ -63,36 +68,38 @@ cleanup:
   return st;
 }
 
-/* Parameters of the group starting at processing column p for rows [r0, r1), from Cur whose
- * column 0 is processing column c0. */
-static void group_params(mq_sweep *s, const float *Cur, size_t c0, size_t p, size_t r0,
-                         size_t r1, float *tmp) {
+/* Parameters of the group starting at processing column p for rows [r0, r1), from the current
+ * weights w + C; C's column 0 is processing column c0 (C = NULL: no corrections yet). */
+static void group_params(mq_sweep *s, const float *C, size_t ldc, size_t c0, size_t p,
+                         size_t r0, size_t r1, float *tmp) {
   size_t end = p + group_len(s) < s->cols ? p + group_len(s) : s->cols;
   size_t len = end - p, grp = (size_t)s->col_group[p];
   for (size_t r = r0; r < r1; r++) {
-    for (size_t k = 0; k < len; k++) tmp[k] = Cur[(p - c0 + k) * s->rows + r];
+    for (size_t k = 0; k < len; k++)
+      tmp[k] = s->W[(p + k) * s->rows + r] + (C != NULL ? C[(p - c0 + k) * ldc + r] : 0.0f);
     mq_grid_params(s->grid, tmp, len, 1, &s->scales[r * s->ngroups + grp],
                    &s->zeros[r * s->ngroups + grp]);
   }
 }
 
 /* Quantizes column i for rows [r0, r1): codes, D, e (returned in e[0 … r1−r0)), loss, bound. */
-static void quantize_column(mq_sweep *s, float *Cur, size_t i1, size_t i, size_t r0, size_t r1,
-                            float *e) {
+static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, size_t i,
+                            size_t r0, size_t r1, float *e) {
   size_t rows = s->rows, grp = (size_t)s->col_group[i];
   double rii = s->R[i + i * s->cols];
-  float *cur = Cur + (i - i1) * rows;
+  const float *c = C + (i - i1) * ldc;
   float *w = s->W + i * rows;
   double loss = 0.0, bound = 0.0;
   for (size_t r = r0; r < r1; r++) {
     float scale = s->scales[r * s->ngroups + grp];
     int32_t zero = s->zeros[r * s->ngroups + grp];
     uint64_t row = s->orig_row != NULL ? s->orig_row[r] : r;
-    int code = mq_grid_code(s->grid, cur[r], scale, zero, row, s->orig_col[i], &s->clipped);
-    float q = mq_grid_value(scale, zero, code);
-    double ei = ((double)cur[r] - (double)q) * rii;
+    double x = (double)w[r] + (double)c[r]; /* the current weight */
+    int code = mq_grid_code(s->grid, x, scale, zero, row, s->orig_col[i], &s->clipped);
+    double d = (double)w[r] - mq_grid_value(scale, zero, code); /* w − q, original w */
+    double ei = (d + (double)c[r]) * rii;
     s->codes[i * rows + r] = (uint8_t)code;
-    w[r] -= q; /* W becomes D = w − q (original w) */
+    w[r] = (float)d; /* W becomes D */
     e[r - r0] = (float)ei;
     loss += ei * ei;
     bound += (double)scale * (double)scale * rii * rii * 0.25;
@@ -103,18 +110,18 @@ static void quantize_column(mq_sweep *s, float *Cur, size_t i1, size_t i, size_t
 
 /* The in-block sweep on rows [r0, r1): quantize each column, push its error to the rest of the
  * block (rank-1 updates on a cache-resident tile). */
-static void sweep_tile(mq_sweep *s, float *Cur, const float *U, size_t i1, size_t i2, size_t r0,
-                       size_t r1, float *e, float *tmp, int params_at_i1) {
-  size_t rows = s->rows, nb = i2 - i1, nr = r1 - r0;
+static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t i1,
+                       size_t i2, size_t r0, size_t r1, float *e, float *tmp, int params_at_i1) {
+  size_t nb = i2 - i1, nr = r1 - r0;
   size_t g = group_len(s);
   for (size_t i = i1; i < i2; i++) {
     if (!s->static_groups && i % g == 0 && !(i == i1 && params_at_i1))
-      group_params(s, Cur, i1, i, r0, r1, tmp);
-    quantize_column(s, Cur, i1, i, r0, r1, e);
+      group_params(s, C, ldc, i1, i, r0, r1, tmp);
+    quantize_column(s, C, ldc, i1, i, r0, r1, e);
     const float *urow = U + (i - i1); /* U[i−i1, k] at urow[k·nb] */
     for (size_t k = i + 1; k < i2; k++) {
       float u = urow[(k - i1) * nb];
-      float *c = Cur + (k - i1) * rows + r0;
+      float *c = C + (k - i1) * ldc + r0;
       for (size_t r = 0; r < nr; r++) c[r] -= e[r] * u;
     }
   }
@@ -127,12 +134,13 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
   /* Only a positive group size wider than a block needs a wider window (see below). */
   size_t maxw = (!s->static_groups && s->group_size > 0 && g > B) ? g : B;
   if (maxw > cols) maxw = cols;
-  float *Cur = mq_alloc(rows * maxw, sizeof *Cur);
+  size_t ldc = padded_ld(rows);
+  float *C = mq_alloc(ldc * maxw, sizeof *C);
   float *U = mq_alloc(B * B, sizeof *U);
   double *Utmp = mq_alloc(B * B, sizeof *Utmp);
   float *e = mq_alloc(MQ_ROW_TILE, sizeof *e);
   float *tmp = mq_alloc(g, sizeof *tmp);
-  MQ_CHECK_ALLOC(err, Cur && U && Utmp && e && tmp, rows * maxw * sizeof *Cur);
+  MQ_CHECK_ALLOC(err, C && U && Utmp && e && tmp, rows * maxw * sizeof *C);
   s->loss = s->bound = 0.0;
   s->clipped = 0;
   s->gemm_seconds = s->gemm_flops = 0.0;
@@ -142,18 +150,18 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     /* A group starting here that outlives the block gets its parameters from its full span. */
     int wide_group = !s->static_groups && i1 % g == 0 && i1 + g > i2 && i2 < cols;
     size_t gend = i1 + g < cols ? i1 + g : cols;
-    /* At column 0 the current weights are the original ones: no wide window needed. */
+    /* At column 0 there are no corrections yet: no wide window needed. */
     size_t width = wide_group && i1 > 0 ? gend - i1 : i2 - i1;
-    current_weights(s, i1, width, Cur);
-    if (wide_group) group_params(s, i1 == 0 ? s->W : Cur, i1, i1, 0, rows, tmp);
+    corrections(s, i1, width, C, ldc);
+    if (wide_group) group_params(s, i1 == 0 ? NULL : C, ldc, i1, i1, 0, rows, tmp);
     MQ_CHECK(block_inverse(s, i1, i2 - i1, Utmp, U, err));
     for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_TILE) {
       size_t r1 = r0 + MQ_ROW_TILE < rows ? r0 + MQ_ROW_TILE : rows;
-      sweep_tile(s, Cur, U, i1, i2, r0, r1, e, tmp, wide_group);
+      sweep_tile(s, C, ldc, U, i1, i2, r0, r1, e, tmp, wide_group);
     }
   }
 cleanup:
-  mq_free(Cur);
+  mq_free(C);
   mq_free(U);
   mq_free(Utmp);
   mq_free(e);

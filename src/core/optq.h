@@ -4,10 +4,11 @@
  * Why it is the same algorithm: GPTQ's right-looking updates leave column k ≥ i at
  *   w_k⁽ⁱ⁾ = w_k + (R₂₂⁻ᵀ R₁₂ᵀ d₁)_k,   d = w − q (original w),
  * with R₁₂ = R[:i, i:], R₂₂ = R[i:, i:] (block inverse of R). For the columns of one block
- * only R's diagonal block enters, so a block starts from
- *   Cur = W_blk + (D[:, :i1] · R[:i1, blk]) · R_bb⁻¹     (one GEMM + one TRSM, all rows)
- * and inside the block the usual rank-1 updates with U_bb = R_bb⁻¹ run on row tiles that stay
- * in cache. e_i = (w_i⁽ⁱ⁾ − q_i)·R_ii and Σe² = Σ(w−q)ᵀ(H+λI)(w−q) (§5). */
+ * only R's diagonal block enters, so a block starts from the corrections
+ *   C = (D[:, :i1] · R[:i1, blk]) · R_bb⁻¹     (one GEMM + one TRSM, all rows)
+ * (current weights = W_blk + C), and inside the block the usual rank-1 updates with
+ * U_bb = R_bb⁻¹ run on row tiles that stay in cache. e_i = (w_i − q_i + C_i)·R_ii and
+ * Σe² = Σ(w−q)ᵀ(H+λI)(w−q) (§5). */
 #ifndef MQ_CORE_OPTQ_H
 #define MQ_CORE_OPTQ_H
 

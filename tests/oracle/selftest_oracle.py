@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""Tests of the oracle itself; needs neither mpiquant nor MPI.
+
+  selftest_oracle.py [--workdir DIR]
+
+1. reference.py selftest (§5 identity, RTN = direct rounding, unblocked = blocked GPTQ).
+2. fake_mpiquant.py (reference + SPEC writer) results pass check_layer; deliberately damaged
+   ones (codes, loss, g_idx, missing complete) fail it; qweight pack/unpack round trip.
+3. run_bad_inputs.judge on synthetic outputs: a clean error passes; MPI_Abort / ORTE noise,
+   two error lines, wrong exit status, a complete output file all fail.
+Prints `N passed, M failed`; exit 1 if any failed.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import check_layer  # noqa: E402
+import fake_mpiquant  # noqa: E402
+import problems  # noqa: E402
+import reference  # noqa: E402
+import run_bad_inputs  # noqa: E402
+
+results = []
+
+
+def case(name, ok):
+    results.append(ok)
+    print("%s %s" % ("ok  " if ok else "FAIL", name))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default=None)
+    a = ap.parse_args(argv)
+    wd = a.workdir or tempfile.mkdtemp(prefix="mq-oracle-")
+    os.makedirs(wd, exist_ok=True)
+
+    case("reference selftest", reference.selftest(verbose=False) == 0)
+
+    rng = np.random.default_rng(5)
+    for bits in range(2, 9):
+        for cols in (1, 31, 32, 33, 100):
+            codes = rng.integers(0, 2 ** bits, size=(3, cols))
+            qw = fake_mpiquant.pack_codes(codes, bits)
+            back, pad0 = check_layer.unpack_qweight(qw, cols, bits)
+            if not (np.array_equal(back, codes) and pad0 and
+                    qw.shape == (3, (cols * bits + 31) // 32)):
+                case("pack/unpack bits %d cols %d" % (bits, cols), False)
+    # hand-made SPEC example: bits 3, codes 1..11 -> stream bits
+    codes = np.array([[5, 3, 7, 0, 1, 2, 4, 6, 7, 7, 1]])
+    word = sum(int(c) << (3 * i) for i, c in enumerate(codes[0]))
+    qw = np.array([[word & 0xFFFFFFFF, word >> 32]], dtype=np.uint32)
+    case("unpack matches a hand-packed stream",
+         np.array_equal(check_layer.unpack_qweight(qw, 11, 3)[0], codes))
+    case("pack/unpack round trips (bits 2..8)", all(results))
+
+    fake = os.path.join(HERE, "fake_mpiquant.py")
+    runs = [("optq-suite", []), ("optq-suite", ["--method", "rtn", "--bits", "3", "--asym"]),
+            ("xq", ["--bits", "2", "--group-size", "32", "--static-groups", "--mse"]),
+            ("hessian", ["--bits", "8", "--group-size", "-1", "--no-act-order", "--lambda",
+                         "0.02"])]
+    for kind, opts in runs:
+        p = os.path.join(wd, "st-%s.h5" % kind)
+        o = os.path.join(wd, "st-out.h5")
+        problems.make(p, kind, 11)
+        subprocess.run([sys.executable, fake, "layer", "--in", p, "--out", o] + opts,
+                       check=True)
+        nbad, lines = check_layer.check_result(p, o, check_layer.parse_quant_options(opts))
+        case("fake result passes check_layer (%s %s)" % (kind, " ".join(opts)), nbad == 0)
+        if nbad:
+            print("\n".join(lines))
+    p = os.path.join(wd, "st-optq-suite.h5")
+    for corrupt in ("codes", "loss", "gidx", "complete"):
+        o = os.path.join(wd, "st-bad-%s.h5" % corrupt)
+        opts = ["--group-size", "32"]
+        env = dict(os.environ, FAKE_MQ_CORRUPT=corrupt)
+        subprocess.run([sys.executable, fake, "layer", "--in", p, "--out", o] + opts,
+                       check=True, env=env)
+        nbad, _ = check_layer.check_result(p, o, check_layer.parse_quant_options(opts))
+        case("damaged result (%s) fails check_layer" % corrupt, nbad > 0)
+    # options recorded differently than checked
+    o = os.path.join(wd, "st-out.h5")
+    subprocess.run([sys.executable, fake, "layer", "--in", p, "--out", o, "--bits", "3"],
+                   check=True)
+    nbad, _ = check_layer.check_result(p, o, check_layer.parse_quant_options(["--bits", "4"]))
+    case("result for other options fails check_layer", nbad > 0)
+
+    J = run_bad_inputs.judge
+    ok_err = "mpiquant: error: f.h5: no /layers group\n"
+    banner = ("-" * 74 + "\nPrimary job  terminated normally, but 1 process returned\n"
+              "a non-zero exit code. Per user-direction, the job has been aborted.\n" +
+              "-" * 74 + "\n")
+    abort = ("-" * 74 + "\nMPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD\n"
+             "with errorcode 3.\n")
+    orte = "[vm:1] [[1,0],0] ORTE_ERROR_LOG: Data unpack would read past end of buffer\n"
+    nofile = os.path.join(wd, "does-not-exist.h5")
+    case("judge: clean error passes", J(3, 3, "", ok_err + banner, nofile) == [])
+    case("judge: MPI_Abort banner fails", J(3, 3, "", ok_err + abort, nofile) != [])
+    case("judge: ORTE_ERROR_LOG fails", J(3, 3, "", ok_err + orte, nofile) != [])
+    case("judge: two error lines fail", J(3, 3, "", ok_err + ok_err, nofile) != [])
+    case("judge: no error line fails", J(3, 3, "", banner, nofile) != [])
+    case("judge: wrong status fails", J(1, 3, "", ok_err, nofile) != [])
+    case("judge: timeout fails", J(124, 3, "", ok_err, nofile) != [])
+    case("judge: complete output fails",
+         J(3, 3, "", ok_err, os.path.join(wd, "st-out.h5")) != [])
+
+    npass = sum(results)
+    print("%d passed, %d failed" % (npass, len(results) - npass))
+    return 0 if npass == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
