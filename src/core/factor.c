@@ -1,23 +1,55 @@
 #include "core/factor.h"
 
 #include <limits.h>
+#include <string.h>
 
 #include "core/blas.h"
-#include "core/hessian.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/status.h"
 
-enum { MQ_MAX_LAMBDA_RAISES = 6 };
+enum { MQ_MAX_LAMBDA_RAISES = 6, MQ_TILE = 64 };
 
-/* Lower triangle of B = J(Hp + λI)J in column-major: B[a,b] = Hp[n−1−a, n−1−b]. H being
- * symmetric, column b of B is read from ONE row of H (perm[n−1−b]), which stays in cache. */
-static void fill_reversed(const double *H, size_t n, const size_t *perm, double lambda,
-                          double *B) {
-  for (size_t b = 0; b < n; b++) {
-    const double *hrow = H + perm[n - 1 - b] * n;
-    for (size_t a = b; a < n; a++) B[a + b * n] = hrow[perm[n - 1 - a]];
-    B[b + b * n] += lambda;
+/* Rows of the square matrix A [n, n] permuted in place: new row a = old row sigma[a]. Follows
+ * the cycles of sigma with one spare row, so no second n×n buffer is needed. */
+static void permute_rows(double *A, size_t n, const size_t *sigma, uint8_t *done, double *row) {
+  memset(done, 0, n);
+  for (size_t start = 0; start < n; start++) {
+    if (done[start] || sigma[start] == start) continue;
+    memcpy(row, A + start * n, n * sizeof *row);
+    size_t a = start;
+    while (sigma[a] != start) {
+      memcpy(A + a * n, A + sigma[a] * n, n * sizeof *row);
+      done[a] = 1;
+      a = sigma[a];
+    }
+    memcpy(A + a * n, row, n * sizeof *row);
+    done[a] = 1;
   }
+}
+
+/* B = Sσ A Sσᵀ in place, B[a,b] = A[σ(a), σ(b)], with σ(a) = perm[n−1−a]: the permuted matrix
+ * in reversed order, J·Hp·J, whose Cholesky factor gives R (see factor.h). */
+static void reverse_permute(double *A, size_t n, const size_t *perm, size_t *sigma,
+                            uint8_t *done, double *row) {
+  for (size_t a = 0; a < n; a++) sigma[a] = perm[n - 1 - a];
+  permute_rows(A, n, sigma, done, row);
+  for (size_t a = 0; a < n; a++) {
+    double *r = A + a * n;
+    for (size_t b = 0; b < n; b++) row[b] = r[sigma[b]];
+    memcpy(r, row, n * sizeof *row);
+  }
+}
+
+/* After a failed dpotrf("L") the strict upper triangle (column-major) still holds the matrix:
+ * copy it back into the lower triangle, tile by tile, and restore the diagonal. */
+static void restore_lower(double *B, size_t n, const double *diag) {
+  for (size_t j0 = 0; j0 < n; j0 += MQ_TILE)
+    for (size_t i0 = j0; i0 < n; i0 += MQ_TILE)
+      for (size_t j = j0; j < j0 + MQ_TILE && j < n; j++)
+        for (size_t i = i0 > j + 1 ? i0 : j + 1; i < i0 + MQ_TILE && i < n; i++)
+          B[i + j * n] = B[j + i * n];
+  for (size_t a = 0; a < n; a++) B[a + a * n] = diag[a];
 }
 
 /* Reversing the flat column-major array maps L[a,b] to position (n−1−a, n−1−b): R = JLJ. */
@@ -29,28 +61,43 @@ static void reverse_in_place(double *A, size_t len) {
   }
 }
 
-mq_status mq_factor_reverse_cholesky(const double *H, size_t cols, const size_t *perm,
-                                     double *lambda, int *raises, double *R, const char *layer,
+mq_status mq_factor_reverse_cholesky(double *H, size_t cols, const size_t *perm,
+                                     double *lambda, int *raises, const char *layer,
                                      mq_error *err) {
   mq_status st = MQ_OK;
+  size_t *sigma = mq_alloc(cols, sizeof *sigma);
+  uint8_t *done = mq_alloc(cols, 1);
+  double *row = mq_alloc(cols, sizeof *row), *diag = mq_alloc(cols, sizeof *diag);
+  MQ_CHECK_ALLOC(err, sigma && done && row && diag, cols * sizeof *row);
   if (cols > (size_t)INT_MAX) MQ_FAIL(err, MQ_EINPUT, "%s: %zu columns is too many", layer, cols);
+  reverse_permute(H, cols, perm, sigma, done, row);
+  double mean = 0.0;
+  for (size_t a = 0; a < cols; a++) {
+    diag[a] = H[a + a * cols];
+    mean += diag[a] / (double)cols;
+  }
   int n = (int)cols, info = 0;
   *raises = 0;
   for (;;) {
-    fill_reversed(H, cols, perm, *lambda, R);
-    dpotrf_("L", &n, R, &n, &info, 1);
+    for (size_t a = 0; a < cols; a++) H[a + a * cols] = diag[a] + *lambda;
+    dpotrf_("L", &n, H, &n, &info, 1);
     if (info == 0) break;
     if (*raises == MQ_MAX_LAMBDA_RAISES)
       MQ_FAIL(err, MQ_ENUMERIC,
               "%s: H + lambda*I is not positive definite even with lambda = %g (raised %d times)",
               layer, *lambda, *raises);
-    double raised = *lambda > 0 ? 10.0 * *lambda : 1e-6 * mq_hessian_mean_diag(H, cols);
+    double raised = *lambda > 0 ? 10.0 * *lambda : 1e-6 * mean;
     MQ_WARN("%s: Cholesky failed at pivot %d with lambda = %g; retrying with lambda = %g", layer,
             info, *lambda, raised);
     *lambda = raised;
     (*raises)++;
+    restore_lower(H, cols, diag);
   }
-  reverse_in_place(R, cols * cols);
+  reverse_in_place(H, cols * cols);
 cleanup:
+  mq_free(sigma);
+  mq_free(done);
+  mq_free(row);
+  mq_free(diag);
   return st;
 }

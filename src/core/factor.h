@@ -9,12 +9,14 @@
 
 #include "mpiquant.h"
 
-/* R: [cols, cols] column-major, upper triangle valid (the strict lower part is scratch), for
- * Hp + λI where Hp[i,j] = H[perm[i], perm[j]]. On Cholesky failure λ is multiplied by 10 (or
- * set to 1e-6·mean diag when it was 0), up to 6 times, with a warning naming `layer`; *lambda
- * and *raises report what was used. MQ_ENUMERIC after that. */
-mq_status mq_factor_reverse_cholesky(const double *H, size_t cols, const size_t *perm,
-                                     double *lambda, int *raises, double *R, const char *layer,
+/* Overwrites H (row-major [cols, cols], symmetric, original column order) with R: column-major,
+ * upper triangle valid (the strict lower part is scratch), R Rᵀ = Hp + λI where
+ * Hp[i,j] = H[perm[i], perm[j]]. In place, so a layer never holds two cols×cols matrices. On
+ * Cholesky failure λ is multiplied by 10 (or set to 1e-6·mean diag when it was 0), up to 6
+ * times, with a warning naming `layer`; *lambda and *raises report what was used. MQ_ENUMERIC
+ * after that. */
+mq_status mq_factor_reverse_cholesky(double *H, size_t cols, const size_t *perm,
+                                     double *lambda, int *raises, const char *layer,
                                      mq_error *err);
 
 #endif

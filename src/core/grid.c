@@ -70,7 +70,7 @@ void mq_grid_params(const mq_grid *g, const float *x, size_t n, size_t stride, f
 
 /* Uniform double in [0, 1) from 53 random bits. Counter = (column, row, layer): rows and
  * columns of one layer are far below 2^32, so the triple never collides. */
-static double uniform(const mq_grid *g, uint64_t row, uint64_t col) {
+double mq_grid_uniform(const mq_grid *g, uint64_t row, uint64_t col) {
   philox4x32_ctr_t ctr = {{(uint32_t)col, (uint32_t)row, (uint32_t)g->layer,
                            (uint32_t)(g->layer >> 32)}};
   philox4x32_key_t key = {{(uint32_t)g->seed, (uint32_t)(g->seed >> 32)}};
@@ -83,7 +83,7 @@ int mq__grid_code_stochastic(const mq_grid *g, double x, float scale, int32_t ze
                              uint64_t col, int64_t *clipped) {
   double t = x / (double)scale;
   double f = floor(t);
-  double q = f + zero + (uniform(g, row, col) < t - f ? 1.0 : 0.0);
+  double q = f + zero + (mq_grid_uniform(g, row, col) < t - f ? 1.0 : 0.0);
   if (q < 0 || q > g->maxq) {
     if (clipped != NULL) (*clipped)++;
     q = q < 0 ? 0 : g->maxq;

@@ -24,6 +24,9 @@ void mq_grid_init(mq_grid *g, int bits, int sym, int mse, int stochastic, uint64
 void mq_grid_params(const mq_grid *g, const float *x, size_t n, size_t stride, float *scale,
                     int32_t *zero);
 
+/* The uniform draw in [0, 1) of entry (row, col) of this grid's layer (53 random bits). */
+double mq_grid_uniform(const mq_grid *g, uint64_t row, uint64_t col);
+
 int mq__grid_code_stochastic(const mq_grid *g, double x, float scale, int32_t zero, uint64_t row,
                              uint64_t col, int64_t *clipped);
 

@@ -162,23 +162,19 @@ cleanup:
   return st;
 }
 
-/* OPTQ: factor H+λI (escalating λ on failure), then the blocked sweep. */
-static mq_status optq_quantize(const char *name, layer_work *w, const double *H,
+/* OPTQ: factor H+λI in place (escalating λ on failure), then the blocked sweep. */
+static mq_status optq_quantize(const char *name, layer_work *w, double *H,
                                const mq_quant_options *o, mq_layer_result *res,
                                mq_layer_timing *t, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = w->rows, cols = w->cols;
-  double *R = mq_alloc(cols * cols, sizeof *R);
-  float *Rf = mq_alloc(cols * cols, sizeof *Rf);
-  MQ_CHECK_ALLOC(err, R && Rf, cols * cols * sizeof *R);
   double t0 = mq_wtime();
-  MQ_CHECK(mq_factor_reverse_cholesky(H, cols, w->perm, &res->lambda, &res->lambda_raises, R,
-                                      name, err));
-  for (size_t k = 0; k < cols * cols; k++) Rf[k] = (float)R[k];
+  MQ_CHECK(mq_factor_reverse_cholesky(H, cols, w->perm, &res->lambda, &res->lambda_raises, name,
+                                      err));
   t->factor = mq_wtime() - t0;
   t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
   mq_sweep s = {
-      .rows = rows, .cols = cols, .W = w->Wcm, .R = R, .Rf = Rf, .grid = &w->grid,
+      .rows = rows, .cols = cols, .W = w->Wcm, .R = H, .grid = &w->grid,
       .group_size = o->group_size, .static_groups = o->static_groups,
       .col_group = w->col_group, .orig_col = w->perm, .orig_row = NULL,
       .ngroups = res->ngroups, .scales = res->scales, .zeros = res->zeros, .codes = w->codes,
@@ -194,8 +190,6 @@ static mq_status optq_quantize(const char *name, layer_work *w, const double *H,
   res->bound_l2 = s.bound;
   res->clipped = s.clipped;
 cleanup:
-  mq_free(R);
-  mq_free(Rf);
   return st;
 }
 

@@ -14,8 +14,8 @@ typedef struct mq_layer_timing {
   double factor_flops, sweep_flops, sweep_gemm_flops;
 } mq_layer_timing;
 
-/* W row-major [rows, cols] (not modified); H row-major [cols, cols] symmetric, = X̃ᵀX̃/n; on
- * return H has its dead diagonal entries set to 1 (ALGORITHMS §3.1) and is otherwise unchanged.
+/* W row-major [rows, cols] (not modified); H row-major [cols, cols] symmetric, = X̃ᵀX̃/n, is
+ * CONSUMED: OPTQ factors it in place (RTN only patches its dead diagonal entries, §3.1).
  * name: for messages; layer_id: stochastic-rounding key. Fills res (arrays allocated here,
  * released by mq_layer_result_free) except err, rel_err, bound_linf, which the caller measures
  * (set to NaN here). */

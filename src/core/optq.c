@@ -1,5 +1,6 @@
 #include "core/optq.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/blas.h"
@@ -37,17 +38,26 @@ static size_t padded_ld(size_t rows) { return (rows + 15) / 16 * 16 + 16; }
  * Keeping the correction apart from w (instead of forming w + C in float) keeps the error
  * e = (w − q) + C accurate to float precision of the small C, not of the large w: the §5
  * identity then holds to ~1e-7 even at 8 bits, where w − q is 1/500 of w. */
-static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t ldc) {
+static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t ldc,
+                        float *panel) {
   size_t rows = s->rows, cols = s->cols;
   if (i1 == 0) {
     for (size_t j = 0; j < width; j++) memset(C + j * ldc, 0, rows * sizeof *C);
     return;
   }
   double t0 = mq_wtime();
+  /* float copy of R[0 : i1+width, i1 : i1+width] (column-major, ld i1+width): the GEMM panel
+   * on top, the triangle R_bb below it. Converting panel by panel costs the same as one float
+   * copy of R but needs no second cols×cols buffer. */
+  size_t ld = i1 + width;
+  for (size_t j = 0; j < width; j++) {
+    const double *src = s->R + (i1 + j) * cols;
+    for (size_t i = 0; i <= i1 + j; i++) panel[i + j * ld] = (float)src[i];
+  }
   cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
-              s->W, (int)rows, s->Rf + i1 * cols, (int)cols, 0.0f, C, (int)ldc);
+              s->W, (int)rows, panel, (int)ld, 0.0f, C, (int)ldc);
   cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)rows,
-              (int)width, 1.0f, s->Rf + i1 + i1 * cols, (int)cols, C, (int)ldc);
+              (int)width, 1.0f, panel + i1, (int)ld, C, (int)ldc);
   s->gemm_seconds += mq_wtime() - t0;
   s->gemm_flops += 2.0 * (double)rows * (double)width * (double)i1 +
                    (double)rows * (double)width * (double)width;
@@ -82,47 +92,90 @@ static void group_params(mq_sweep *s, const float *C, size_t ldc, size_t c0, siz
   }
 }
 
-/* Quantizes column i for rows [r0, r1): codes, D, e (returned in e[0 … r1−r0)), loss, bound. */
-static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, size_t i,
-                            size_t r0, size_t r1, float *e) {
-  size_t rows = s->rows, grp = (size_t)s->col_group[i];
-  double rii = s->R[i + i * s->cols];
-  const float *c = C + (i - i1) * ldc;
-  float *w = s->W + i * rows;
-  double loss = 0.0, bound = 0.0;
-  for (size_t r = r0; r < r1; r++) {
-    float scale = s->scales[r * s->ngroups + grp];
-    int32_t zero = s->zeros[r * s->ngroups + grp];
-    uint64_t row = s->orig_row != NULL ? s->orig_row[r] : r;
-    double x = (double)w[r] + (double)c[r]; /* the current weight */
-    int code = mq_grid_code(s->grid, x, scale, zero, row, s->orig_col[i], &s->clipped);
-    double d = (double)w[r] - mq_grid_value(scale, zero, code); /* w − q, original w */
-    double ei = (d + (double)c[r]) * rii;
-    s->codes[i * rows + r] = (uint8_t)code;
-    w[r] = (float)d; /* W becomes D */
-    e[r - r0] = (float)ei;
-    loss += ei * ei;
-    bound += (double)scale * (double)scale * rii * rii * 0.25;
+/* Per row tile: the grid parameters of the group being quantized, widened to double once per
+ * group so the per-entry loop below has no gathers and vectorizes. */
+typedef struct tile_state {
+  size_t r0, nr;
+  int32_t group; /* group whose parameters are loaded; -1 = reload */
+  double scale[MQ_ROW_TILE], zero[MQ_ROW_TILE];
+  double step_sq; /* Σ scale² over the tile's rows, for the bound */
+  double u[MQ_ROW_TILE], ed[MQ_ROW_TILE], q[MQ_ROW_TILE];
+  float e[MQ_ROW_TILE];
+} tile_state;
+
+static void load_group(const mq_sweep *s, int32_t grp, tile_state *t) {
+  t->group = grp;
+  t->step_sq = 0.0;
+  for (size_t r = 0; r < t->nr; r++) {
+    size_t k = (t->r0 + r) * s->ngroups + (size_t)grp;
+    t->scale[r] = s->scales[k];
+    t->zero[r] = s->zeros[k];
+    t->step_sq += t->scale[r] * t->scale[r];
   }
+}
+
+/* Quantizes column i for the tile's rows: codes, D, e (in t->e), loss, bound, clipped.
+ * Same arithmetic as mq_grid_code: code = clamp(round(x/δ) + zero), value δ·(code − zero). */
+static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, size_t i,
+                            tile_state *t) {
+  if (t->group != s->col_group[i]) load_group(s, s->col_group[i], t);
+  size_t nr = t->nr;
+  const float *restrict c = C + (i - i1) * ldc + t->r0;
+  float *restrict w = s->W + i * s->rows + t->r0; /* original w in, w − q out (W becomes D) */
+  uint8_t *codes = s->codes + i * s->rows + t->r0;
+  double rii = s->R[i + i * s->cols], maxq = s->grid->maxq;
+  int stochastic = s->grid->stochastic;
+  if (stochastic) {
+    for (size_t r = 0; r < nr; r++) {
+      uint64_t row = s->orig_row != NULL ? s->orig_row[t->r0 + r] : t->r0 + r;
+      t->u[r] = mq_grid_uniform(s->grid, row, s->orig_col[i]);
+    }
+  }
+  /* Simple loops of one type each, so the compiler vectorizes every one of them. */
+  double *restrict q = t->q, *restrict ed = t->ed;
+  const double *restrict scale = t->scale, *restrict zero = t->zero;
+  for (size_t r = 0; r < nr; r++) q[r] = (double)w[r] + (double)c[r];
+  for (size_t r = 0; r < nr; r++) q[r] /= scale[r];
+  if (stochastic)
+    for (size_t r = 0; r < nr; r++) q[r] = floor(q[r]) + (t->u[r] < q[r] - floor(q[r]) ? 1.0 : 0.0);
+  else
+    for (size_t r = 0; r < nr; r++) q[r] = rint(q[r]);
+  int clipped = 0;
+  for (size_t r = 0; r < nr; r++) q[r] += zero[r];
+  for (size_t r = 0; r < nr; r++) clipped += (q[r] < 0.0) | (q[r] > maxq);
+  for (size_t r = 0; r < nr; r++) q[r] = fmin(fmax(q[r], 0.0), maxq);
+  for (size_t r = 0; r < nr; r++) {
+    double d = (double)w[r] - scale[r] * (q[r] - zero[r]); /* w − q, original w */
+    ed[r] = (d + (double)c[r]) * rii;
+    w[r] = (float)d;
+    t->e[r] = (float)ed[r];
+  }
+  double loss = 0.0;
+  for (size_t r = 0; r < nr; r++) loss += ed[r] * ed[r];
+  for (size_t r = 0; r < nr; r++) codes[r] = (uint8_t)q[r];
   s->loss += loss;
-  s->bound += bound;
+  s->bound += 0.25 * rii * rii * t->step_sq;
+  s->clipped += clipped;
 }
 
 /* The in-block sweep on rows [r0, r1): quantize each column, push its error to the rest of the
  * block (rank-1 updates on a cache-resident tile). */
 static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t i1,
-                       size_t i2, size_t r0, size_t r1, float *e, float *tmp, int params_at_i1) {
+                       size_t i2, size_t r0, size_t r1, float *tmp, int params_at_i1) {
   size_t nb = i2 - i1, nr = r1 - r0;
   size_t g = group_len(s);
+  tile_state t = {.r0 = r0, .nr = nr, .group = -1};
   for (size_t i = i1; i < i2; i++) {
-    if (!s->static_groups && i % g == 0 && !(i == i1 && params_at_i1))
+    if (!s->static_groups && i % g == 0 && !(i == i1 && params_at_i1)) {
       group_params(s, C, ldc, i1, i, r0, r1, tmp);
-    quantize_column(s, C, ldc, i1, i, r0, r1, e);
+      t.group = -1;
+    }
+    quantize_column(s, C, ldc, i1, i, &t);
     const float *urow = U + (i - i1); /* U[i−i1, k] at urow[k·nb] */
     for (size_t k = i + 1; k < i2; k++) {
       float u = urow[(k - i1) * nb];
       float *c = C + (k - i1) * ldc + r0;
-      for (size_t r = 0; r < nr; r++) c[r] -= e[r] * u;
+      for (size_t r = 0; r < nr; r++) c[r] -= t.e[r] * u;
     }
   }
 }
@@ -137,10 +190,10 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
   size_t ldc = padded_ld(rows);
   float *C = mq_alloc(ldc * maxw, sizeof *C);
   float *U = mq_alloc(B * B, sizeof *U);
+  float *panel = mq_alloc(cols * maxw, sizeof *panel);
   double *Utmp = mq_alloc(B * B, sizeof *Utmp);
-  float *e = mq_alloc(MQ_ROW_TILE, sizeof *e);
   float *tmp = mq_alloc(g, sizeof *tmp);
-  MQ_CHECK_ALLOC(err, C && U && Utmp && e && tmp, rows * maxw * sizeof *C);
+  MQ_CHECK_ALLOC(err, C && U && Utmp && tmp && panel, rows * maxw * sizeof *C);
   s->loss = s->bound = 0.0;
   s->clipped = 0;
   s->gemm_seconds = s->gemm_flops = 0.0;
@@ -152,19 +205,19 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     size_t gend = i1 + g < cols ? i1 + g : cols;
     /* At column 0 there are no corrections yet: no wide window needed. */
     size_t width = wide_group && i1 > 0 ? gend - i1 : i2 - i1;
-    corrections(s, i1, width, C, ldc);
+    corrections(s, i1, width, C, ldc, panel);
     if (wide_group) group_params(s, i1 == 0 ? NULL : C, ldc, i1, i1, 0, rows, tmp);
     MQ_CHECK(block_inverse(s, i1, i2 - i1, Utmp, U, err));
     for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_TILE) {
       size_t r1 = r0 + MQ_ROW_TILE < rows ? r0 + MQ_ROW_TILE : rows;
-      sweep_tile(s, C, ldc, U, i1, i2, r0, r1, e, tmp, wide_group);
+      sweep_tile(s, C, ldc, U, i1, i2, r0, r1, tmp, wide_group);
     }
   }
 cleanup:
   mq_free(C);
   mq_free(U);
+  mq_free(panel);
   mq_free(Utmp);
-  mq_free(e);
   mq_free(tmp);
   return st;
 }

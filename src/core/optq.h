@@ -23,7 +23,6 @@ typedef struct mq_sweep {
   float *W;               /* [cols, rows] column-major, processing order; in: weights (dead
                              columns zeroed), out: D = W − Q */
   const double *R;        /* [cols, cols] column-major upper, processing order */
-  const float *Rf;        /* float copy of R for the GEMMs */
   const mq_grid *grid;
   int group_size;         /* > 0, or -1 (one group per row) */
   int static_groups;      /* scales/zeros given on input */

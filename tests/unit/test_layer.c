@@ -58,7 +58,7 @@ static void check_config(int bits, int group, int act_order, int static_groups, 
   mq_error err;
   mq_error_clear(&err);
   MQ_EXPECT_EQ_INT(mq_layer_quantize("t", 0, W, ROWS, COLS, Hrun, &o, &res, NULL, &err), MQ_OK);
-  MQ_EXPECT_NEAR(res.loss, recomputed_loss(W, Hrun, &res), 1e-6);
+  MQ_EXPECT_NEAR(res.loss, recomputed_loss(W, H, &res), 1e-6);
   /* bound holds when nothing was clipped */
   if (res.clipped == 0) MQ_EXPECT(res.loss <= res.bound_l2);
   /* block size 128 vs 16: the same codes */
