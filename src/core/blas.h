@@ -5,7 +5,7 @@
 #define MQ_CORE_BLAS_H
 
 #include <stddef.h>
-#include <cblas.h>
+#include <cblas.h> /* OpenBLAS: also openblas_get_num_threads() */
 
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
