@@ -18,6 +18,7 @@ extern "C" {
 #define MQ_VERSION_PATCH 0
 #define MQ_VERSION_STRING "0.1.0"
 #define MQ_FORMAT_VERSION 1
+#define MQ_LAMBDA_AUTO_CANDIDATES 6 /* damp ∈ {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1} */
 
 typedef enum mq_status {
   MQ_OK = 0,
@@ -91,6 +92,9 @@ typedef struct mq_layer_result {
   double err_floor;  /* Qronos ‖r₁‖²; 0 otherwise */
   int64_t clipped;   /* entries whose rounding hit the grid range */
   int lambda_raises; /* times λ was multiplied by 10 after a failed Cholesky */
+  int lambda_ncand;  /* --lambda auto: candidates tried (0 otherwise) */
+  double lambda_cand[MQ_LAMBDA_AUTO_CANDIDATES];    /* absolute λ of each candidate */
+  double lambda_heldout[MQ_LAMBDA_AUTO_CANDIDATES]; /* held-out error of each candidate */
   double seconds;
 } mq_layer_result;
 

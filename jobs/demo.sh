@@ -4,8 +4,9 @@
 #SBATCH --time=00:20:00
 # README command 1: installs what is missing, builds, and quantizes a demo problem with MPI
 # (2 ranks by default; MQ_NP overrides; under Slurm: sbatch jobs/demo.sh).
-# Until the model pipeline lands the demo is a generated transformer-like layer file; the
-# table compares RTN and OPTQ at 3 and 4 bits.
+# Until the model pipeline lands the demo is a generated transformer-like layer file whose
+# inputs Xq differ from X as in a partially quantized model; the table compares RTN, OPTQ and
+# Qronos at 3 and 4 bits.
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 . jobs/launch.sh
@@ -19,7 +20,7 @@ mkdir -p "$work"
 /usr/bin/python3 tools/make_layer_problem.py "$work/problem.h5"
 
 printf '\n%-6s %4s %12s %12s %10s\n' method bits mean_rel_err worst_rel_err seconds
-for method in rtn optq; do
+for method in rtn optq qronos; do
   for bits in 3 4; do
     out="$work/$method-$bits.h5"
     t0=$(date +%s%N)

@@ -4,7 +4,12 @@ linear layers of a small transformer block: correlated inputs with a few outlier
 LLM activations have), weights with heavy tails. Used by jobs/demo.sh until the model pipeline
 lands, and handy for trying options.
 
+Each layer also gets Xq, the inputs as the partially quantized model would see them (X plus
+noise of --mismatch times each channel's standard deviation), so Qronos has something to
+correct.
+
 usage: make_layer_problem.py OUT.h5 [--dim 256] [--ffn 512] [--tokens 2048] [--seed 0]
+                             [--mismatch 0.1]
 """
 import argparse
 
@@ -36,6 +41,7 @@ def main():
     ap.add_argument("--ffn", type=int, default=512)
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mismatch", type=float, default=0.1)
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
     x_attn = activations(rng, a.tokens, a.dim)
@@ -50,6 +56,9 @@ def main():
             g = f.create_group(f"layers/{name}")
             g["W"] = w
             g["X"] = x
+            if a.mismatch > 0:
+                noise = rng.standard_normal(x.shape) * x.std(axis=0) * a.mismatch
+                g["Xq"] = (x + noise).astype(np.float32)
     print(f"make_layer_problem: wrote {a.out}: {len(layers)} layers, {a.tokens} tokens")
 
 

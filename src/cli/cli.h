@@ -39,5 +39,6 @@ mq_status mq_cli_agree(mq_cli *cli, mq_status st);
 int mq_cmd_layer(mq_cli *cli, int argc, char **argv);
 int mq_cmd_inspect(mq_cli *cli, int argc, char **argv);
 int mq_cmd_bench(mq_cli *cli, int argc, char **argv);
+int mq_cmd_study(mq_cli *cli, int argc, char **argv);
 
 #endif

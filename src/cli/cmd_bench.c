@@ -87,29 +87,50 @@ static mq_status run_bench(mq_cli *cli, const bench_args *a) {
   mq_error *err = &cli->err;
   size_t rows = (size_t)a->rows, cols = (size_t)a->cols, n = (size_t)a->tokens;
   float *W = mq_alloc(rows * cols, sizeof *W);
+  int qronos = a->opts.method == MQ_METHOD_QRONOS;
   double *X = mq_alloc(n * cols, sizeof *X), *H = mq_calloc(cols * cols, sizeof *H);
+  double *Xq = qronos ? mq_alloc(n * cols, sizeof *Xq) : NULL;
+  double *G = qronos ? mq_calloc(cols * cols, sizeof *G) : NULL;
   mq_layer_result res = {0};
-  MQ_CHECK_ALLOC(err, W && X && H, n * cols * sizeof *X);
+  MQ_CHECK_ALLOC(err, W && X && H && (!qronos || (Xq && G)), n * cols * sizeof *X);
   int probe = cols < 2048 ? (int)cols : 2048;
   double dgemm = gemm_rate(probe, 0, err), sgemm = gemm_rate(probe, 1, err);
   if (err->status != MQ_OK) MQ_CHECK(err->status);
   synth_problem(rows, cols, n, W, X);
+  if (qronos) { /* X̃ = X + 5% noise: the quantized model's inputs differ from X */
+    uint64_t state = 777;
+    for (size_t k = 0; k < n * cols; k++) Xq[k] = X[k] + 0.05 * pseudo_normal(&state);
+  }
+  const double *Xt = qronos ? Xq : X; /* H is built from X̃ */
   double t0 = mq_wtime();
   enum { CHUNK = 1024 };
   for (size_t s = 0; s < n; s += CHUNK)
-    mq_hessian_accumulate(H, cols, X + s * cols, n - s < CHUNK ? n - s : CHUNK);
+    mq_hessian_accumulate(H, cols, Xt + s * cols, n - s < CHUNK ? n - s : CHUNK);
   mq_hessian_finalize(H, cols, n);
-  double t_hessian = mq_wtime() - t0;
-  mq_layer_timing t;
-  MQ_CHECK(mq_layer_quantize("bench", 0, W, rows, cols, H, &a->opts, &res, &t, err));
-  double quant = t.prepare + t.factor + t.sweep + t.pack;
+  double t_hessian = mq_wtime() - t0, t_cross = 0.0;
+  if (qronos) {
+    t0 = mq_wtime();
+    for (size_t s = 0; s < n; s += CHUNK)
+      mq_hessian_cross_accumulate(G, cols, Xq + s * cols, X + s * cols, n - s < CHUNK ? n - s : CHUNK);
+    mq_hessian_scale(G, cols, n);
+    t_cross = mq_wtime() - t0;
+  }
+  mq_layer_aux aux = {0};
+  mq_layer_input in = {.name = "bench", .rows = rows, .cols = cols, .W = W, .H = H, .G = G};
+  st = mq_layer_quantize(&in, &a->opts, &res, &aux, err);
+  mq_layer_timing t = aux.timing;
+  mq_layer_aux_free(&aux);
+  MQ_CHECK(st);
+  double quant = t.prepare + t.refit + t.factor + t.sweep + t.pack;
   printf("bench: rows %zu, cols %zu, tokens %zu, %d bits, group %d, method %s, %d rank(s)\n", rows,
          cols, n, a->opts.bits, a->opts.group_size,
-         a->opts.method == MQ_METHOD_RTN ? "rtn" : "optq", cli->nranks);
+         a->opts.method == MQ_METHOD_RTN ? "rtn" : qronos ? "qronos" : "optq", cli->nranks);
   printf("machine (same run, order %d): DGEMM %.1f GFLOP/s, SGEMM %.1f GFLOP/s\n", probe, dgemm,
          sgemm);
   print_phase("hessian (DSYRK)", t_hessian, (double)n * (double)cols * (double)cols, dgemm, "DGEMM");
+  if (qronos) print_phase("hessian G (DGEMM)", t_cross, 2.0 * (double)n * (double)cols * (double)cols, dgemm, "DGEMM");
   print_phase("prepare", t.prepare, 0, 0, "");
+  if (qronos) print_phase("qronos refit (SGEMM+STRSM)", t.refit, t.refit_flops, sgemm, "SGEMM");
   print_phase("factor (Cholesky)", t.factor, t.factor_flops, dgemm, "DGEMM");
   print_phase("sweep (all)", t.sweep, t.sweep_flops, sgemm, "SGEMM");
   print_phase("  sweep block GEMM+TRSM", t.sweep_gemm, t.sweep_gemm_flops, sgemm, "SGEMM");
@@ -123,6 +144,8 @@ cleanup:
   mq_free(W);
   mq_free(X);
   mq_free(H);
+  mq_free(Xq);
+  mq_free(G);
   return st;
 }
 

@@ -10,8 +10,10 @@ static const char inspect_help[] =
     "usage: mpiquant inspect O.h5\n"
     "\n"
     "Prints the run's settings and one row per layer: shape, lambda used, the sweep loss\n"
-    "sum (w-q)'(H+lambda I)(w-q), its a-priori bound bound_l2 and their ratio (<= 1 when no entry\n"
-    "was clipped), the output error err = |XW'-X~Q'|^2/n and rel_err, clipped entries, seconds.\n";
+    "sum (w-q)'(H+lambda I)(w-q), its a-priori bound bound_l2 and the ratio measured/bound\n"
+    "(OPTQ, RTN: loss/bound; Qronos: err/bound; <= 1 when no entry was clipped), the output\n"
+    "error err = |XW'-X~Q'|^2/n and rel_err, Qronos' err_floor (the error no choice of weights\n"
+    "removes), the stochastic-rounding l-infinity bound, clipped entries, seconds.\n";
 
 static const char *method_name(mq_method m) {
   return m == MQ_METHOD_RTN ? "rtn" : m == MQ_METHOD_QRONOS ? "qronos" : "optq";
@@ -27,16 +29,20 @@ static void print_summary(const char *path, const mq_result_summary *s) {
          method_name(o->method), o->rounding == MQ_ROUND_STOCHASTIC ? "stochastic" : "nearest",
          o->bits, o->group_size, o->sym ? "sym" : "asym", o->act_order ? "on" : "off",
          o->static_groups ? "on" : "off", o->damp, (unsigned long long)o->seed);
-  printf("%-40s %11s %10s %11s %11s %7s %11s %9s %8s %8s\n", "layer", "shape", "lambda", "loss",
-         "bound_l2", "ratio", "err", "rel_err", "clipped", "seconds");
+  printf("%-40s %11s %10s %11s %11s %7s %11s %9s %10s %10s %8s %8s\n", "layer", "shape",
+         "lambda", "loss", "bound_l2", "ratio", "err", "rel_err", "err_floor", "bound_linf",
+         "clipped", "seconds");
   double worst = 0.0;
   for (size_t i = 0; i < s->nlayers; i++) {
     const mq_result_layer_summary *l = &s->layers[i];
     char shape[32];
     snprintf(shape, sizeof shape, "%zux%zu", l->rows, l->cols);
-    printf("%-40s %11s %10.3g %11.4g %11.4g %7.3f %11.4g %9.4g %8lld %8.2f\n", l->name, shape,
-           l->lambda, l->loss, l->bound_l2, l->bound_l2 > 0 ? l->loss / l->bound_l2 : NAN, l->err,
-           l->rel_err, l->clipped, l->seconds);
+    /* ratio: the measured quantity the bound controls (Qronos: err, OPTQ/RTN: loss) */
+    double measured = s->meta.opts.method == MQ_METHOD_QRONOS ? l->err : l->loss;
+    printf("%-40s %11s %10.3g %11.4g %11.4g %7.3f %11.4g %9.4g %10.4g %10.4g %8lld %8.2f\n",
+           l->name, shape, l->lambda, l->loss, l->bound_l2,
+           l->bound_l2 > 0 ? measured / l->bound_l2 : NAN, l->err, l->rel_err, l->err_floor,
+           l->bound_linf, l->clipped, l->seconds);
     if (l->rel_err > worst) worst = l->rel_err;
   }
   printf("%zu layer(s), worst rel_err %.4g\n", s->nlayers, worst);

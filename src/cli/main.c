@@ -12,6 +12,7 @@ static const char usage[] =
     "Commands:\n"
     "  layer    --in P.h5 --out O.h5     quantize every layer problem in P.h5\n"
     "  inspect  O.h5                      summarize a result file (layers, bits, errors, bounds)\n"
+    "  study    --in P.h5 --csv OUT.csv   error and bound per layer x damp x method x rounding\n"
     "  bench    --rows R --cols C --tokens N\n"
     "                                     time each phase on a synthetic layer\n"
     "\n"
@@ -24,6 +25,7 @@ static command_fn find_command(const char *name) {
   if (!strcmp(name, "layer")) return mq_cmd_layer;
   if (!strcmp(name, "inspect")) return mq_cmd_inspect;
   if (!strcmp(name, "bench")) return mq_cmd_bench;
+  if (!strcmp(name, "study")) return mq_cmd_study;
   return NULL;
 }
 

@@ -4,36 +4,19 @@
 #include <string.h>
 
 #include "core/blas.h"
+#include "core/hessian.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/status.h"
 
 enum { MQ_MAX_LAMBDA_RAISES = 6, MQ_TILE = 64 };
 
-/* Rows of the square matrix A [n, n] permuted in place: new row a = old row sigma[a]. Follows
- * the cycles of sigma with one spare row, so no second n×n buffer is needed. */
-static void permute_rows(double *A, size_t n, const size_t *sigma, uint8_t *done, double *row) {
-  memset(done, 0, n);
-  for (size_t start = 0; start < n; start++) {
-    if (done[start] || sigma[start] == start) continue;
-    memcpy(row, A + start * n, n * sizeof *row);
-    size_t a = start;
-    while (sigma[a] != start) {
-      memcpy(A + a * n, A + sigma[a] * n, n * sizeof *row);
-      done[a] = 1;
-      a = sigma[a];
-    }
-    memcpy(A + a * n, row, n * sizeof *row);
-    done[a] = 1;
-  }
-}
-
 /* B = Sσ A Sσᵀ in place, B[a,b] = A[σ(a), σ(b)], with σ(a) = perm[n−1−a]: the permuted matrix
  * in reversed order, J·Hp·J, whose Cholesky factor gives R (see factor.h). */
 static void reverse_permute(double *A, size_t n, const size_t *perm, size_t *sigma,
                             uint8_t *done, double *row) {
   for (size_t a = 0; a < n; a++) sigma[a] = perm[n - 1 - a];
-  permute_rows(A, n, sigma, done, row);
+  mq_permute_rows(A, n, n, sigma, done, row);
   for (size_t a = 0; a < n; a++) {
     double *r = A + a * n;
     for (size_t b = 0; b < n; b++) row[b] = r[sigma[b]];
@@ -54,6 +37,7 @@ static void restore_lower(double *B, size_t n, const double *diag) {
 
 /* Reversing the flat column-major array maps L[a,b] to position (n−1−a, n−1−b): R = JLJ. */
 static void reverse_in_place(double *A, size_t len) {
+  if (len == 0) return;
   for (size_t i = 0, j = len - 1; i < j; i++, j--) {
     double t = A[i];
     A[i] = A[j];

@@ -1,6 +1,7 @@
 #include "core/hessian.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/blas.h"
 
@@ -28,6 +29,18 @@ void mq_hessian_finalize(double *H, size_t cols, size_t n) {
       }
     }
   }
+}
+
+void mq_hessian_cross_accumulate(double *G, size_t cols, const double *Xqc, const double *Xc,
+                                 size_t count) {
+  if (count == 0) return;
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cols, (int)cols, (int)count, 1.0, Xqc,
+              (int)cols, Xc, (int)cols, 1.0, G, (int)cols);
+}
+
+void mq_hessian_scale(double *G, size_t cols, size_t n) {
+  double inv = 1.0 / (double)n;
+  for (size_t k = 0; k < cols * cols; k++) G[k] *= inv;
 }
 
 size_t mq_hessian_fix_dead(double *H, size_t cols, uint8_t *dead) {
@@ -65,4 +78,21 @@ void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm)
   order_diag = H;
   order_cols = cols;
   qsort(perm, cols, sizeof *perm, by_diag_desc);
+}
+
+void mq_permute_rows(double *A, size_t nrows, size_t len, const size_t *sigma, uint8_t *done,
+                     double *row) {
+  memset(done, 0, nrows);
+  for (size_t start = 0; start < nrows; start++) {
+    if (done[start] || sigma[start] == start) continue;
+    memcpy(row, A + start * len, len * sizeof *row);
+    size_t a = start;
+    while (sigma[a] != start) {
+      memcpy(A + a * len, A + sigma[a] * len, len * sizeof *row);
+      done[a] = 1;
+      a = sigma[a];
+    }
+    memcpy(A + a * len, row, len * sizeof *row);
+    done[a] = 1;
+  }
 }

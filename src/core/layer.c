@@ -12,6 +12,7 @@
 #include "core/mem.h"
 #include "core/optq.h"
 #include "core/pack.h"
+#include "core/qronos.h"
 #include "core/status.h"
 
 /* Rows per tile of the transposes between row-major W and the column-major working copy. */
@@ -65,6 +66,7 @@ static mq_status result_alloc(mq_layer_result *res, size_t rows, size_t cols,
   MQ_CHECK_ALLOC(err, res->qweight && res->scales && res->zeros && res->g_idx,
                  rows * res->words * 4);
   res->err = res->rel_err = res->bound_linf = NAN;
+  res->err_floor = o->method == MQ_METHOD_QRONOS ? NAN : 0.0; /* Qronos: needs the samples */
 cleanup:
   return st;
 }
@@ -162,23 +164,56 @@ cleanup:
   return st;
 }
 
-/* OPTQ: factor H+λI in place (escalating λ on failure), then the blocked sweep. */
-static mq_status optq_quantize(const char *name, layer_work *w, double *H,
-                               const mq_quant_options *o, mq_layer_result *res,
-                               mq_layer_timing *t, mq_error *err) {
+/* Qronos before the factor: step 1's targets and V = W(G−H)ᵀ (G = NULL: X̃ = X, no V). */
+static mq_status qronos_prepare(const mq_layer_input *in, layer_work *w, double *target,
+                                float **V, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_qronos_first_target(in->H, in->G != NULL ? in->G : in->H, w->cols, w->perm, w->Wcm, w->rows,
+                         target);
+  if (in->G == NULL) return MQ_OK;
+  *V = mq_alloc(w->cols * w->rows, sizeof **V);
+  MQ_CHECK_ALLOC(err, *V, w->cols * w->rows * sizeof **V);
+  MQ_CHECK(mq_qronos_mismatch(in->G, in->H, w->cols, w->perm, w->Wcm, w->rows, *V, err));
+cleanup:
+  return st;
+}
+
+/* OPTQ and Qronos: factor H+λI in place (escalating λ on failure), then the blocked sweep. */
+static mq_status sweep_quantize(const mq_layer_input *in, layer_work *w,
+                                const mq_quant_options *o, mq_layer_result *res,
+                                mq_layer_aux *aux, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = w->rows, cols = w->cols;
+  mq_layer_timing *t = &aux->timing;
+  int qronos = o->method == MQ_METHOD_QRONOS;
+  double *target = NULL;
+  float *V = NULL; /* becomes T after the factor */
+  if (qronos) {
+    target = mq_alloc(rows, sizeof *target);
+    MQ_CHECK_ALLOC(err, target, rows * sizeof *target);
+    double t0 = mq_wtime();
+    MQ_CHECK(qronos_prepare(in, w, target, &V, err));
+    t->refit = mq_wtime() - t0;
+  }
   double t0 = mq_wtime();
-  MQ_CHECK(mq_factor_reverse_cholesky(H, cols, w->perm, &res->lambda, &res->lambda_raises, name,
-                                      err));
+  MQ_CHECK(mq_factor_reverse_cholesky(in->H, cols, w->perm, &res->lambda, &res->lambda_raises,
+                                      in->name, err));
+  aux->factored = 1;
   t->factor = mq_wtime() - t0;
   t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
+  if (V != NULL) {
+    t0 = mq_wtime();
+    MQ_CHECK(mq_qronos_refit_share(in->H, cols, V, rows, &aux->t_sq, err));
+    t->refit += mq_wtime() - t0;
+    t->refit_flops = 3.0 * (double)rows * (double)cols * (double)cols; /* GEMM + TRSM */
+  }
   mq_sweep s = {
-      .rows = rows, .cols = cols, .W = w->Wcm, .R = H, .grid = &w->grid,
+      .rows = rows, .cols = cols, .W = w->Wcm, .R = in->H, .grid = &w->grid,
       .group_size = o->group_size, .static_groups = o->static_groups,
       .col_group = w->col_group, .orig_col = w->perm, .orig_row = NULL,
       .ngroups = res->ngroups, .scales = res->scales, .zeros = res->zeros, .codes = w->codes,
       .block_size = o->block_size < (int)cols ? o->block_size : (int)cols,
+      .T = V, .first_target = target,
   };
   t0 = mq_wtime();
   MQ_CHECK(mq_optq_sweep(&s, err));
@@ -187,9 +222,13 @@ static mq_status optq_quantize(const char *name, layer_work *w, double *H,
   t->sweep_gemm_flops = s.gemm_flops;
   t->sweep_flops = (double)rows * (double)cols * (double)cols;
   res->loss = s.loss;
-  res->bound_l2 = s.bound;
+  res->bound_l2 = qronos ? s.bound - s.bound0 : s.bound; /* Qronos: + err_floor later */
   res->clipped = s.clipped;
+  aux->e0_sq = s.e0_sq;
+  aux->bound0 = s.bound0;
 cleanup:
+  mq_free(target);
+  mq_free(V);
   return st;
 }
 
@@ -213,37 +252,46 @@ cleanup:
   return st;
 }
 
-mq_status mq_layer_quantize(const char *name, uint64_t layer_id, const float *W, size_t rows,
-                            size_t cols, double *H, const mq_quant_options *opts,
-                            mq_layer_result *res, mq_layer_timing *timing, mq_error *err) {
+mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *opts,
+                            mq_layer_result *res, mq_layer_aux *aux_out, mq_error *err) {
   mq_status st = MQ_OK;
+  size_t rows = in->rows, cols = in->cols;
   layer_work w = {.rows = rows, .cols = cols};
-  mq_layer_timing t = {0};
+  mq_layer_aux aux = {0};
   double t_start = mq_wtime();
   MQ_CHECK(result_alloc(res, rows, cols, opts, err));
-  MQ_CHECK(work_prepare(&w, W, H, opts, layer_id, err));
+  MQ_CHECK(work_prepare(&w, in->W, in->H, opts, in->layer_id, err));
   w.ngroups = res->ngroups;
   res->lambda = opts->lambda_mode == MQ_LAMBDA_ABSOLUTE
                     ? opts->lambda
-                    : opts->damp * mq_hessian_mean_diag(H, cols);
+                    : opts->damp * mq_hessian_mean_diag(in->H, cols);
   if (opts->static_groups || opts->method == MQ_METHOD_RTN)
     MQ_CHECK(original_order_params(&w, res, err));
-  t.prepare = mq_wtime() - t_start;
+  aux.timing.prepare = mq_wtime() - t_start;
   if (opts->method == MQ_METHOD_RTN) {
     double t0 = mq_wtime();
-    MQ_CHECK(rtn_quantize(&w, H, res, err));
-    t.sweep = mq_wtime() - t0;
+    MQ_CHECK(rtn_quantize(&w, in->H, res, err));
+    aux.timing.sweep = mq_wtime() - t0;
   } else {
-    MQ_CHECK(optq_quantize(name, &w, H, opts, res, &t, err));
+    MQ_CHECK(sweep_quantize(in, &w, opts, res, &aux, err));
   }
   double t0 = mq_wtime();
   MQ_CHECK(pack_result(&w, res, err));
-  t.pack = mq_wtime() - t0;
+  aux.timing.pack = mq_wtime() - t0;
   res->seconds = mq_wtime() - t_start;
 cleanup:
+  if (aux_out != NULL) { /* hand the processing order over instead of freeing it */
+    aux.perm = w.perm;
+    w.perm = NULL;
+    *aux_out = aux;
+  }
   work_free(&w);
-  if (timing != NULL) *timing = t;
   return st;
+}
+
+void mq_layer_aux_free(mq_layer_aux *aux) {
+  mq_free(aux->perm);
+  aux->perm = NULL;
 }
 
 mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq_error *err) {

@@ -1,6 +1,6 @@
 /* One layer, end to end on the rows the caller holds: prepare H (dead inputs, order, λ), factor,
- * sweep (or RTN), pack. Errors against samples are measured separately (measure.h) because the
- * samples stream from a file. */
+ * sweep (RTN, OPTQ or Qronos), pack. Errors against samples are measured separately
+ * (measure.h) because the samples stream from a file. */
 #ifndef MQ_CORE_LAYER_H
 #define MQ_CORE_LAYER_H
 
@@ -10,18 +10,37 @@
 #include "mpiquant.h"
 
 typedef struct mq_layer_timing {
-  double prepare, factor, sweep, sweep_gemm, pack; /* seconds */
-  double factor_flops, sweep_flops, sweep_gemm_flops;
+  double prepare, factor, refit, sweep, sweep_gemm, pack; /* seconds */
+  double factor_flops, refit_flops, sweep_flops, sweep_gemm_flops;
 } mq_layer_timing;
 
-/* W row-major [rows, cols] (not modified); H row-major [cols, cols] symmetric, = X̃ᵀX̃/n, is
- * CONSUMED: OPTQ factors it in place (RTN only patches its dead diagonal entries, §3.1).
- * name: for messages; layer_id: stochastic-rounding key. Fills res (arrays allocated here,
- * released by mq_layer_result_free) except err, rel_err, bound_linf, which the caller measures
- * (set to NaN here). */
-mq_status mq_layer_quantize(const char *name, uint64_t layer_id, const float *W, size_t rows,
-                            size_t cols, double *H, const mq_quant_options *opts,
-                            mq_layer_result *res, mq_layer_timing *timing, mq_error *err);
+typedef struct mq_layer_input {
+  const char *name;  /* for messages */
+  uint64_t layer_id; /* stochastic-rounding key */
+  size_t rows, cols;
+  const float *W;    /* [rows, cols] row-major, not modified */
+  double *H;         /* [cols, cols] symmetric = X̃ᵀX̃/n. CONSUMED: OPTQ/Qronos factor it in
+                        place (aux.factored), RTN only patches dead diagonal entries (§3.1) */
+  double *G;         /* [cols, cols] = X̃ᵀX/n for Qronos, NULL when X̃ = X (G = H). CONSUMED */
+} mq_layer_input;
+
+/* What the caller needs after the sweep to finish the error accounting. */
+typedef struct mq_layer_aux {
+  mq_layer_timing timing;
+  size_t *perm;   /* [cols] original column of processing position p (owned) */
+  int factored;   /* in.H now holds R: column-major upper, processing order, R Rᵀ = H+λI */
+  double e0_sq;   /* Σ_rows e₀² (processing column 0's share of loss) */
+  double bound0;  /* column 0's share of the OPTQ bound */
+  double t_sq;    /* Qronos: Σ_rows ‖R⁻¹(G−H)w‖² (0 when G = H) */
+} mq_layer_aux;
+
+/* Fills res (arrays allocated here, released by mq_layer_result_free) except err, rel_err,
+ * err_floor, bound_linf, which need the samples (set to NaN here; for Qronos bound_l2 holds
+ * only the Σ_{i≥1} part until mq_layer_finish_errors adds err_floor). aux may be NULL;
+ * otherwise release it with mq_layer_aux_free. */
+mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *opts,
+                            mq_layer_result *res, mq_layer_aux *aux, mq_error *err);
+void mq_layer_aux_free(mq_layer_aux *aux);
 
 /* Ŵ row-major [rows, cols] from the packed result. */
 mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq_error *err);

@@ -3,6 +3,8 @@
 #include <math.h>
 
 #include "core/blas.h"
+#include "core/mem.h"
+#include "core/status.h"
 
 double mq_quadratic_form_sum(const double *A, const double *D, size_t rows, size_t cols,
                              double *scratch) {
@@ -20,8 +22,9 @@ static double sum_squares(const double *a, size_t len) {
   return s;
 }
 
-void mq_err_accumulate(mq_err_accum *acc, const double *X, double *Xq, size_t count,
-                       size_t cols, const double *W, const double *D, size_t rows, double *Y) {
+void mq_err_accumulate(mq_err_accum *acc, const double *X, const double *Xq, size_t count,
+                       size_t cols, const double *W, const double *D, size_t rows, double *Y,
+                       double *diff) {
   int m = (int)count, n = (int)rows, k = (int)cols;
   acc->n += count;
   if (count == 0 || rows == 0) return;
@@ -30,9 +33,10 @@ void mq_err_accumulate(mq_err_accum *acc, const double *X, double *Xq, size_t co
   if (Xq == NULL) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, X, k, D, k, 0.0, Y, n);
   } else {
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, Xq, k, D, k, 0.0, Y, n);
-    for (size_t i = 0; i < count * cols; i++) Xq[i] = X[i] - Xq[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, Xq, k, W, k, 1.0, Y, n);
+    for (size_t i = 0; i < count * cols; i++) diff[i] = X[i] - Xq[i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, diff, k, W, k, 0.0, Y, n);
+    acc->mismatch_sum += sum_squares(Y, count * rows);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, Xq, k, D, k, 1.0, Y, n);
   }
   acc->err_sum += sum_squares(Y, count * rows);
 }
@@ -46,4 +50,55 @@ void mq_err_from_hessian(mq_err_accum *acc, const double *H, const double *W, co
 
 double mq_err_relative(const mq_err_accum *a) {
   return a->ref_sum > 0 ? sqrt(a->err_sum / a->ref_sum) : (a->err_sum > 0 ? INFINITY : 0.0);
+}
+
+mq_status mq_linf_init(mq_linf_accum *a, const mq_layer_result *res, const size_t *perm,
+                       const double *R, size_t n, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = res->rows, cols = res->cols;
+  *a = (mq_linf_accum){.rows = rows, .cols = cols, .n = n, .perm = perm, .R = R};
+  a->S = mq_alloc(cols * rows, sizeof *a->S);
+  a->rowmax = mq_calloc(rows, sizeof *a->rowmax);
+  MQ_CHECK_ALLOC(err, a->S && a->rowmax, cols * rows * sizeof *a->S);
+  for (size_t i = 0; i < cols; i++) {
+    size_t g = (size_t)res->g_idx[perm[i]];
+    double rii = R != NULL ? R[i + i * cols] : 1.0;
+    for (size_t r = 0; r < rows; r++) {
+      double d = (double)res->scales[r * res->ngroups + g] * rii;
+      a->S[i * rows + r] = d * d;
+    }
+  }
+cleanup:
+  return st;
+}
+
+void mq_linf_accumulate(mq_linf_accum *a, const double *Xt, size_t count, double *scratch) {
+  size_t rows = a->rows, cols = a->cols;
+  if (count == 0 || rows == 0) return;
+  double *V = scratch, *M = scratch + count * cols; /* V [count, cols], M [count, rows] */
+  double inv_sqrt_n = 1.0 / sqrt((double)a->n);
+  for (size_t k = 0; k < count; k++)
+    for (size_t i = 0; i < cols; i++) V[k * cols + i] = Xt[k * cols + a->perm[i]] * inv_sqrt_n;
+  if (a->R != NULL) /* V ← V·R⁻ᵀ = X̂Uᵀ */
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)count,
+                (int)cols, 1.0, a->R, (int)cols, V, (int)cols);
+  for (size_t k = 0; k < count * cols; k++) V[k] *= V[k];
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)count, (int)rows, (int)cols, 1.0, V,
+              (int)cols, a->S, (int)rows, 0.0, M, (int)rows);
+  for (size_t k = 0; k < count; k++)
+    for (size_t r = 0; r < rows; r++)
+      if (M[k * rows + r] > a->rowmax[r]) a->rowmax[r] = M[k * rows + r];
+}
+
+double mq_linf_bound(const mq_linf_accum *a) {
+  double worst = 0.0, c = 2.0 * log(2.0 * (double)a->n / 0.01);
+  for (size_t r = 0; r < a->rows; r++)
+    if (a->rowmax[r] > worst) worst = a->rowmax[r];
+  return sqrt(c * worst);
+}
+
+void mq_linf_free(mq_linf_accum *a) {
+  mq_free(a->S);
+  mq_free(a->rowmax);
+  a->S = a->rowmax = NULL;
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "mpiquant.h"
+
 /* Σ_rows dᵀ A d for D row-major [rows, cols], A symmetric [cols, cols]. scratch: [rows, cols].
  * One DSYMM. */
 double mq_quadratic_form_sum(const double *A, const double *D, size_t rows, size_t cols,
@@ -12,18 +14,41 @@ double mq_quadratic_form_sum(const double *A, const double *D, size_t rows, size
 /* Running sums of ‖XWᵀ − X̃Ŵᵀ‖² and ‖XWᵀ‖² over sample chunks. */
 typedef struct mq_err_accum {
   double err_sum, ref_sum;
+  double mismatch_sum; /* Σ ‖(X − X̃)Wᵀ‖² (Qronos' err_floor) */
   size_t n;
 } mq_err_accum;
 
-/* One chunk: X, Xq row-major [count, cols] (Xq NULL means X̃ = X; Xq is overwritten with
- * X − X̃ when given); W, D = W − Ŵ row-major [rows, cols] double; Y scratch [count, rows].
+/* One chunk: X, Xq row-major [count, cols] (Xq NULL means X̃ = X); W, D = W − Ŵ row-major
+ * [rows, cols] double; Y scratch [count, rows]; diff scratch [count, cols] (used when Xq).
  * XWᵀ − X̃Ŵᵀ is formed as (X − X̃)Wᵀ + X̃Dᵀ so no large terms cancel. */
-void mq_err_accumulate(mq_err_accum *acc, const double *X, double *Xq, size_t count,
-                       size_t cols, const double *W, const double *D, size_t rows, double *Y);
+void mq_err_accumulate(mq_err_accum *acc, const double *X, const double *Xq, size_t count,
+                       size_t cols, const double *W, const double *D, size_t rows, double *Y,
+                       double *diff);
 
 /* err and rel_err from H alone (X̃ = X): Σ dᵀHd, Σ wᵀHw. scratch [rows, cols]. */
 void mq_err_from_hessian(mq_err_accum *acc, const double *H, const double *W, const double *D,
                          size_t rows, size_t cols, double *scratch);
+
+/* The ℓ∞ bound of ALGORITHMS §6 for stochastic rounding. For every row r of W it tracks
+ * max_k Σ_i V_ki²·s_ri over samples k, V = X̂Uᵀ = (X̃/√n)·R⁻ᵀ in processing order (U = R⁻¹;
+ * R = NULL means U = I, for RTN), s_ri = (δ_ri/U_ii)² = (δ_ri·R_ii)². */
+typedef struct mq_linf_accum {
+  size_t rows, cols, n;
+  const size_t *perm; /* [cols] processing order */
+  const double *R;    /* [cols, cols] column-major upper, processing order, or NULL */
+  double *S;          /* row-major [cols, rows]: s_ri, i in processing order (owned) */
+  double *rowmax;     /* [rows] (owned) */
+} mq_linf_accum;
+
+/* S from the result's steps: δ_ri = scales[r, g_idx[perm[i]]]. */
+mq_status mq_linf_init(mq_linf_accum *a, const mq_layer_result *res, const size_t *perm,
+                       const double *R, size_t n, mq_error *err);
+/* One chunk of X̃ rows (row-major [count, cols], original column order). scratch: [count,
+ * cols + rows]. */
+void mq_linf_accumulate(mq_linf_accum *a, const double *Xt, size_t count, double *scratch);
+/* max over rows of sqrt(2·ln(2n/p)·rowmax_r), p = 0.01. */
+double mq_linf_bound(const mq_linf_accum *a);
+void mq_linf_free(mq_linf_accum *a);
 
 static inline double mq_err_value(const mq_err_accum *a) { return a->err_sum / (double)a->n; }
 double mq_err_relative(const mq_err_accum *a);

@@ -29,10 +29,6 @@ mq_status mq_quant_options_check(const mq_quant_options *opts, mq_error *err) {
     MQ_FAIL(err, MQ_EUSAGE, "--damp: %g is not a non-negative number", opts->damp);
   if (opts->lambda_mode == MQ_LAMBDA_ABSOLUTE && !(opts->lambda >= 0.0))
     MQ_FAIL(err, MQ_EUSAGE, "--lambda: %g is not a non-negative number", opts->lambda);
-  if (opts->method == MQ_METHOD_QRONOS)
-    MQ_FAIL(err, MQ_EUSAGE, "--method: qronos is not implemented yet");
-  if (opts->lambda_mode == MQ_LAMBDA_AUTO)
-    MQ_FAIL(err, MQ_EUSAGE, "--lambda: auto is not implemented yet");
 cleanup:
   return st;
 }

@@ -44,10 +44,11 @@ static size_t padded_ld(size_t rows) { return (rows + 15) / 16 * 16 + 16; }
 static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t ldc,
                         float *panel) {
   size_t rows = s->rows, cols = s->cols;
-  if (i1 == 0) {
-    for (size_t j = 0; j < width; j++) memset(C + j * ldc, 0, rows * sizeof *C);
-    return;
+  for (size_t j = 0; j < width; j++) { /* Qronos: the refit's share T (see optq.h), else 0 */
+    if (s->T != NULL) memcpy(C + j * ldc, s->T + (i1 + j) * rows, rows * sizeof *C);
+    else memset(C + j * ldc, 0, rows * sizeof *C);
   }
+  if (i1 == 0 && s->T == NULL) return;
   double t0 = mq_wtime();
   /* float copy of R[0 : i1+width, i1 : i1+width] (column-major, ld i1+width): the GEMM panel
    * on top, the triangle R_bb below it. Converting panel by panel costs the same as one float
@@ -57,8 +58,9 @@ static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t l
     const double *src = s->R + (i1 + j) * cols;
     for (size_t i = 0; i <= i1 + j; i++) panel[i + j * ld] = (float)src[i];
   }
-  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
-              s->W, (int)rows, panel, (int)ld, 0.0f, C, (int)ldc);
+  if (i1 > 0)
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
+                s->W, (int)rows, panel, (int)ld, 1.0f, C, (int)ldc);
   cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)rows,
               (int)width, 1.0f, panel + i1, (int)ld, C, (int)ldc);
   s->gemm_seconds += mq_wtime() - t0;
@@ -106,6 +108,7 @@ typedef struct tile_state {
   float e[MQ_ROW_TILE];
   double loss, bound; /* this tile's sums over the block */
   int64_t clipped;
+  double e0_sq, bound0; /* the parts of loss and bound from processing column 0 */
 } tile_state;
 
 static void load_group(const mq_sweep *s, int32_t grp, tile_state *t) {
@@ -139,7 +142,10 @@ static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, 
   /* Simple loops of one type each, so the compiler vectorizes every one of them. */
   double *restrict q = t->q, *restrict ed = t->ed;
   const double *restrict scale = t->scale, *restrict zero = t->zero;
-  for (size_t r = 0; r < nr; r++) q[r] = (double)w[r] + (double)c[r];
+  if (i == 0 && s->first_target != NULL) /* Qronos step 1: round the best scalar for column 0 */
+    for (size_t r = 0; r < nr; r++) q[r] = s->first_target[t->r0 + r];
+  else
+    for (size_t r = 0; r < nr; r++) q[r] = (double)w[r] + (double)c[r];
   for (size_t r = 0; r < nr; r++) q[r] /= scale[r];
   if (stochastic)
     for (size_t r = 0; r < nr; r++) q[r] = floor(q[r]) + (t->u[r] < q[r] - floor(q[r]) ? 1.0 : 0.0);
@@ -162,11 +168,15 @@ static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, 
   t->loss += loss;
   t->bound += 0.25 * rii * rii * t->step_sq;
   t->clipped += clipped;
+  if (i == 0) {
+    t->e0_sq = loss;
+    t->bound0 = 0.25 * rii * rii * t->step_sq;
+  }
 }
 
 /* Per-tile sums, added in tile order so the totals do not depend on the thread count. */
 typedef struct tile_sums {
-  double loss, bound;
+  double loss, bound, e0_sq, bound0;
   int64_t clipped;
 } tile_sums;
 
@@ -211,7 +221,8 @@ static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t
     }
     for (size_t i = j1; i < j2; i++) {
       if (!s->static_groups && i % g == 0 && !(i == i1 && params_at_i1)) {
-        group_params(s, C, ldc, i1, i, r0, r1, tmp);
+        /* column 0: from the original weights (for Qronos, C already holds its refit) */
+        group_params(s, i == 0 ? NULL : C, ldc, i1, i, r0, r1, tmp);
         t.group = -1;
       }
       quantize_column(s, C, ldc, i1, i, &t);
@@ -229,6 +240,8 @@ static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t
   sums->loss += t.loss;
   sums->bound += t.bound;
   sums->clipped += t.clipped;
+  sums->e0_sq += t.e0_sq;
+  sums->bound0 += t.bound0;
 }
 
 /* The tiles of one block, shared among as many threads as BLAS uses (OPENBLAS_NUM_THREADS),
@@ -268,7 +281,7 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
   size_t ntiles = (rows + MQ_ROW_TILE - 1) / MQ_ROW_TILE;
   tile_sums *sums = mq_calloc(ntiles, sizeof *sums);
   MQ_CHECK_ALLOC(err, C && U && Utmp && tmp && panel && sums, rows * maxw * sizeof *C);
-  s->loss = s->bound = 0.0;
+  s->loss = s->bound = s->e0_sq = s->bound0 = 0.0;
   s->clipped = 0;
   s->gemm_seconds = s->gemm_flops = 0.0;
   if (rows == 0) goto cleanup; /* a rank without rows still took part in everything collective */
@@ -288,6 +301,8 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     s->loss += sums[tile].loss;
     s->bound += sums[tile].bound;
     s->clipped += sums[tile].clipped;
+    s->e0_sq += sums[tile].e0_sq;
+    s->bound0 += sums[tile].bound0;
   }
 cleanup:
   mq_free(C);

@@ -34,10 +34,17 @@ typedef struct mq_sweep {
   int32_t *zeros;         /* [rows, ngroups] */
   uint8_t *codes;         /* [cols, rows] output codes, processing order */
   int block_size;
+  /* Qronos (NULL for OPTQ): T = V·R⁻ᵀ with V = W(G−H)ᵀ, [cols, rows] column-major, processing
+   * order — the sweep on the ridge fit w* = (H+λI)⁻¹(G+λI)w needs w* only through
+   * (D·R[:i1, blk] + T_blk)·R_bb⁻¹ with D = w − q, so w* is never formed; and first_target
+   * [rows], the scalar step 1 rounds for column 0 instead of its current weight. */
+  const float *T;
+  const double *first_target;
   /* outputs */
   double loss;            /* Σ e² */
   double bound;           /* Σ δ²·R_ii²/4 (= δ²/(4U_ii²)) */
   int64_t clipped;
+  double e0_sq, bound0;   /* the parts of loss and bound from processing column 0 */
   double gemm_seconds, gemm_flops; /* the block-start GEMM+TRSM (the BLAS-3 part) */
 } mq_sweep;
 

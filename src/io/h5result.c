@@ -1,12 +1,21 @@
 /* Result files (SPEC.md "Result file", format_version 1). The file claims to be complete only
  * through the root attribute complete=1, written by finish() after a flush of everything else;
- * abort() deletes a partial file. */
+ * abort() deletes a partial file.
+ *
+ * Writing is collective (parallel HDF5, MPI-IO driver). HDF5 requires every metadata call
+ * (creating groups, datasets, attributes; writing attributes) to be made by all ranks with
+ * identical arguments; the row data goes through collective hyperslab writes in which a rank
+ * without rows selects nothing. Each public writer is a sequence of steps; after every step
+ * that can fail on one rank alone, the ranks agree on the status (agree()) before the next one,
+ * so no rank enters a collective alone. */
 #include "io/h5result.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/mem.h"
@@ -14,16 +23,34 @@
 #include "io/h5common.h"
 
 struct mq_h5_result {
-  char *path; /* for messages and abort()'s unlink */
+  char *path;    /* for messages and abort()'s unlink */
+  MPI_Comm comm; /* duplicate of create()'s comm; MPI_COMM_NULL until every rank has a handle */
+  int rank;      /* in comm; rank 0 writes g_idx and unlinks in abort() */
+  int created;   /* H5Fcreate succeeded (on every rank): abort() may delete the file */
   hid_t file;
   hid_t layers; /* the /layers group */
+  hid_t dxpl;   /* dataset transfer: H5FD_MPIO_COLLECTIVE */
 };
 
-static const char *const method_names[] = {"rtn", "optq", "qronos"};
-static const char *const rounding_names[] = {"nearest", "stochastic"};
-static const char *const lambda_mode_names[] = {"damp", "absolute", "auto"};
 
-/* ---- attribute writing ---- */
+/* ---- agreement ---- */
+
+/* The worst status of all ranks. A rank that did not fail keeps its err untouched: the message
+ * belongs to the rank that failed. Collective over comm. */
+static mq_status agree(MPI_Comm comm, mq_status st) {
+  int mine = (int)st, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, comm);
+  return (mq_status)all;
+}
+
+/* After a step: st becomes the agreed status; on failure every rank goes to cleanup. */
+#define MQ_AGREE(comm)                          \
+  do {                                          \
+    st = agree((comm), st);                     \
+    if (st != MQ_OK) goto cleanup;              \
+  } while (0)
+
+/* ---- attribute writing (metadata: every rank, identical arguments) ---- */
 
 /* Scalar attribute `name` on loc, created or overwritten (complete is written twice). `obj`
  * names loc in messages ("/" or "/layers/<name>"). */
@@ -51,6 +78,21 @@ static mq_status attr_i64(const mq_h5_result *rf, hid_t loc, const char *obj, co
 static mq_status attr_f64(const mq_h5_result *rf, hid_t loc, const char *obj, const char *name,
                           double v, mq_error *err) {
   return attr_write(rf, loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
+}
+
+/* 1-D float64 attribute [n] (the --lambda auto trace). */
+static mq_status attr_f64_array(const mq_h5_result *rf, hid_t loc, const char *obj,
+                                const char *name, const double *v, size_t n, mq_error *err) {
+  mq_status st = MQ_OK;
+  hsize_t dim = n;
+  hid_t space = H5Screate_simple(1, &dim, NULL), attr = H5I_INVALID_HID;
+  if (space >= 0) attr = H5Acreate2(loc, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+  if (attr < 0 || H5Awrite(attr, H5T_NATIVE_DOUBLE, v) < 0)
+    MQ_FAIL(err, MQ_EFAIL, "%s: %s: cannot write attribute '%s'", rf->path, obj, name);
+cleanup:
+  mq__h5_close(&attr);
+  mq__h5_close(&space);
+  return st;
 }
 
 /* Variable-length UTF-8: h5py reads it as str, not bytes. */
@@ -82,9 +124,9 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: options out of range", rf->path);
   MQ_CHECK(attr_str(rf, rf->file, "/", "format", "mpiquant", err));
   MQ_CHECK(attr_str(rf, rf->file, "/", "mpiquant_version", MQ_VERSION_STRING, err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "method", method_names[o->method], err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "rounding", rounding_names[o->rounding], err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "lambda_mode", lambda_mode_names[o->lambda_mode], err));
+  MQ_CHECK(attr_str(rf, rf->file, "/", "method", mq__h5_method_names[o->method], err));
+  MQ_CHECK(attr_str(rf, rf->file, "/", "rounding", mq__h5_rounding_names[o->rounding], err));
+  MQ_CHECK(attr_str(rf, rf->file, "/", "lambda_mode", mq__h5_lambda_mode_names[o->lambda_mode], err));
   const named_i64 ints[] = {
       {"format_version", MQ_FORMAT_VERSION}, {"bits", o->bits},
       {"group_size", o->group_size},         {"sym", o->sym},
@@ -102,32 +144,99 @@ cleanup:
   return st;
 }
 
-mq_status mq_h5_result_create(const char *path, const mq_result_meta *meta, mq_h5_result **out,
-                              mq_error *err) {
+/* Local: the handle with its own copy of path; comm stays MPI_COMM_NULL. */
+static mq_status result_alloc(const char *path, mq_h5_result **out, mq_error *err) {
   mq_status st = MQ_OK;
-  mq_h5_quiet quiet;
-  mq__h5_quiet_begin(&quiet);
-  *out = NULL;
   mq_h5_result *rf = mq_calloc(1, sizeof *rf);
   MQ_CHECK_ALLOC(err, rf, sizeof *rf);
-  rf->file = rf->layers = H5I_INVALID_HID;
+  rf->comm = MPI_COMM_NULL;
+  rf->file = rf->layers = rf->dxpl = H5I_INVALID_HID;
   size_t plen = strlen(path) + 1;
   rf->path = mq_alloc(plen, 1);
   MQ_CHECK_ALLOC(err, rf->path, plen);
   memcpy(rf->path, path, plen);
-  rf->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (rf->file < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create file", path);
-  MQ_CHECK(write_root_attrs(rf, meta, err));
-  rf->layers = H5Gcreate2(rf->file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (rf->layers < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create group /layers", path);
   *out = rf;
   rf = NULL;
 cleanup:
-  if (rf != NULL && rf->file < 0) { /* nothing was created: don't unlink someone else's file */
-    mq_free(rf->path);
-    mq_free(rf);
-    rf = NULL;
+  if (rf != NULL) mq_free(rf->path);
+  mq_free(rf);
+  return st;
+}
+
+/* Local: path must not be a file this process has open through HDF5 (e.g. the problem file
+ * being read). The MPI-IO driver, unlike the default one, does not notice and would truncate
+ * it under the reader. A missing path is fine. */
+static mq_status check_not_open(const char *path, mq_error *err) {
+  mq_status st = MQ_OK;
+  hid_t *ids = NULL;
+  struct stat target;
+  if (stat(path, &target) != 0) return MQ_OK;
+  ssize_t n = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE);
+  if (n <= 0) return MQ_OK;
+  ids = mq_alloc((size_t)n, sizeof *ids);
+  MQ_CHECK_ALLOC(err, ids, (size_t)n * sizeof *ids);
+  n = H5Fget_obj_ids(H5F_OBJ_ALL, H5F_OBJ_FILE, (size_t)n, ids);
+  for (ssize_t i = 0; i < n; i++) {
+    char name[4096];
+    struct stat open_file;
+    ssize_t len = H5Fget_name(ids[i], name, sizeof name);
+    if (len > 0 && (size_t)len < sizeof name && stat(name, &open_file) == 0 &&
+        open_file.st_dev == target.st_dev && open_file.st_ino == target.st_ino)
+      MQ_FAIL(err, MQ_EFAIL, "%s: cannot create file: it is already open (the input file?)",
+              path);
   }
+cleanup:
+  mq_free(ids);
+  return st;
+}
+
+/* Collective H5Fcreate with the MPI-IO driver, and the collective transfer property list. */
+static mq_status file_create(mq_h5_result *rf, mq_error *err) {
+  mq_status st = MQ_OK;
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_fapl_mpio(fapl, rf->comm, MPI_INFO_NULL) < 0)
+    MQ_FAIL(err, MQ_EFAIL, "%s: cannot set up parallel HDF5 file access", rf->path);
+  rf->file = H5Fcreate(rf->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  if (rf->file < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create file", rf->path);
+  rf->created = 1;
+  rf->dxpl = H5Pcreate(H5P_DATASET_XFER);
+  if (rf->dxpl < 0 || H5Pset_dxpl_mpio(rf->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
+    MQ_FAIL(err, MQ_EFAIL, "%s: cannot set up collective transfers", rf->path);
+cleanup:
+  mq__h5_close(&fapl);
+  return st;
+}
+
+static mq_status root_create(mq_h5_result *rf, const mq_result_meta *meta, mq_error *err) {
+  mq_status st = MQ_OK;
+  MQ_CHECK(write_root_attrs(rf, meta, err));
+  rf->layers = H5Gcreate2(rf->file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (rf->layers < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create group /layers", rf->path);
+cleanup:
+  return st;
+}
+
+mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_meta *meta,
+                              mq_h5_result **out, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_h5_quiet quiet;
+  mq__h5_quiet_begin(&quiet);
+  mq_h5_result *rf = NULL;
+  *out = NULL;
+  st = result_alloc(path, &rf, err);
+  if (st == MQ_OK) st = check_not_open(path, err);
+  MQ_AGREE(comm);
+  MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
+  MPI_Comm_rank(rf->comm, &rf->rank);
+  st = file_create(rf, err);
+  MQ_AGREE(rf->comm);
+  st = root_create(rf, meta, err);
+  MQ_AGREE(rf->comm);
+  *out = rf;
+  rf = NULL;
+cleanup:
+  /* H5Fcreate is collective and MPI_File_open fails on all ranks together, so rf->created is the
+   * same everywhere; a file that was not created here is not deleted (it may be someone's). */
   mq_h5_result_abort(&rf);
   mq__h5_quiet_end(&quiet);
   return st;
@@ -135,33 +244,45 @@ cleanup:
 
 /* ---- layers ---- */
 
-/* A contiguous dataset of `rank` dims [d0(, d1)] written from buf in one H5Dwrite. */
-static mq_status write_dataset(const mq_h5_result *rf, hid_t group, const char *layer,
-                               const char *name, hid_t file_type, hid_t mem_type, int rank,
-                               size_t d0, size_t d1, const void *buf, mq_error *err) {
-  mq_status st = MQ_OK;
-  hsize_t dims[2] = {(hsize_t)d0, (hsize_t)d1};
-  hid_t space = H5Screate_simple(rank, dims, NULL), ds = H5I_INVALID_HID;
-  if (space >= 0)
-    ds = H5Dcreate2(group, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (ds < 0 || H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-    MQ_FAIL(err, MQ_EFAIL, "%s: /layers/%s/%s: write failed", rf->path, layer, name);
-cleanup:
-  mq__h5_close(&ds);
-  mq__h5_close(&space);
-  return st;
+/* 64-bit FNV-1a, to check cheaply that all ranks pass the same layer description. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211u;
+  return h;
 }
 
-/* Caller bugs caught before anything is written: a bad name or inconsistent sizes would
- * otherwise produce a file that export/inspect misread. */
-static mq_status check_layer_args(const mq_h5_result *rf, const char *name,
-                                  const mq_layer_result *res, mq_error *err) {
+/* Hash of everything that must be identical on every rank: the name, the shape and the
+ * attribute values (bit patterns; they come from reductions or broadcasts). */
+static uint64_t layer_hash(const char *name, size_t total_rows, const mq_layer_result *res) {
+  uint64_t h = fnv1a(14695981039346656037u, name, strlen(name) + 1);
+  const uint64_t sizes[] = {total_rows, res->cols, res->ngroups, res->words, (uint64_t)res->bits,
+                            (uint64_t)res->clipped, (uint64_t)res->lambda_raises};
+  const double dbls[] = {res->lambda,     res->loss,       res->err,       res->rel_err,
+                         res->bound_l2,   res->bound_linf, res->err_floor, res->seconds};
+  h = fnv1a(h, sizes, sizeof sizes);
+  h = fnv1a(h, &res->lambda_ncand, sizeof res->lambda_ncand);
+  h = fnv1a(h, res->lambda_cand, sizeof res->lambda_cand);
+  h = fnv1a(h, res->lambda_heldout, sizeof res->lambda_heldout);
+  return fnv1a(h, dbls, sizeof dbls);
+}
+
+/* What each rank claims for a layer, gathered on every rank by check_layout(). */
+typedef struct layer_claim {
+  uint64_t row0, rows, hash;
+} layer_claim;
+
+/* Local checks of the caller's arguments, before anything is created: a bad name or
+ * inconsistent sizes would otherwise produce a file that export/inspect misread. */
+static mq_status check_layer_args(const mq_h5_result *rf, const char *name, size_t total_rows,
+                                  size_t row0, const mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
   if (name == NULL || name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: invalid layer name '%s'", rf->path,
             name ? name : "(null)");
-  if (!res->qweight || !res->scales || !res->zeros || !res->g_idx || res->bits < 1 ||
-      res->bits > 32 || res->words != (res->cols * (size_t)res->bits + 31) / 32)
+  if (res == NULL || !res->g_idx || res->bits < 1 || res->bits > 32 ||
+      res->words != (res->cols * (size_t)res->bits + 31) / 32 ||
+      (res->rows > 0 && (!res->qweight || !res->scales || !res->zeros)) ||
+      res->rows > total_rows || row0 > total_rows - res->rows)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: inconsistent layer result", rf->path,
             name);
   htri_t exists = H5Lexists(rf->layers, name, H5P_DEFAULT);
@@ -172,16 +293,118 @@ cleanup:
   return st;
 }
 
+static int cmp_claims(const void *a, const void *b) {
+  const layer_claim *x = a, *y = b;
+  return x->row0 < y->row0 ? -1 : x->row0 > y->row0;
+}
+
+/* Collective: every rank gathers all claims (claims[nranks], scratch from the caller) and
+ * reaches the same verdict: the same layer description everywhere, and row ranges that cover
+ * [0, total_rows) exactly once. */
+static mq_status check_layout(const mq_h5_result *rf, const char *name, size_t total_rows,
+                              size_t row0, const mq_layer_result *res, layer_claim *claims,
+                              mq_error *err) {
+  mq_status st = MQ_OK;
+  int nranks = 0;
+  MPI_Comm_size(rf->comm, &nranks);
+  layer_claim mine = {row0, res->rows, layer_hash(name, total_rows, res)};
+  MPI_Allgather(&mine, 3, MPI_UINT64_T, claims, 3, MPI_UINT64_T, rf->comm);
+  for (int r = 0; r < nranks; r++)
+    if (claims[r].hash != claims[0].hash)
+      MQ_FAIL(err, MQ_EFAIL,
+              "internal error: %s: /layers/%s: ranks 0 and %d disagree on the layer's name, "
+              "shape or attributes", rf->path, name, r);
+  qsort(claims, (size_t)nranks, sizeof *claims, cmp_claims);
+  uint64_t next = 0;
+  for (int r = 0; r < nranks; r++) {
+    if (claims[r].rows == 0) continue;
+    if (claims[r].row0 != next) break;
+    next += claims[r].rows;
+  }
+  if (next != total_rows)
+    MQ_FAIL(err, MQ_EFAIL,
+            "internal error: %s: /layers/%s: the ranks' rows do not cover [0, %zu) exactly once",
+            rf->path, name, total_rows);
+cleanup:
+  return st;
+}
+
+/* Contiguous, allocated at creation (parallel HDF5 requires it) and never filled: every
+ * element is written. */
+static hid_t create_dataset(hid_t group, const char *name, hid_t file_type, int ndims, size_t d0,
+                            size_t d1) {
+  hsize_t dims[2] = {(hsize_t)d0, (hsize_t)d1};
+  hid_t space = H5Screate_simple(ndims, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  hid_t ds = H5I_INVALID_HID;
+  if (space >= 0 && dcpl >= 0 && H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 &&
+      H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 &&
+      H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0)
+    ds = H5Dcreate2(group, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  mq__h5_close(&dcpl);
+  mq__h5_close(&space);
+  return ds;
+}
+
+/* One layer's open objects, between creation and the writes. */
+enum { DS_QWEIGHT, DS_SCALES, DS_ZEROS, DS_GIDX, DS_COUNT };
+static const char *const ds_names[DS_COUNT] = {"qweight", "scales", "zeros", "g_idx"};
+
+/* Metadata step: the group and its four datasets, identical on every rank. */
+static mq_status layer_create(const mq_h5_result *rf, const char *name, const char *obj,
+                              size_t total_rows, const mq_layer_result *res, hid_t *g,
+                              hid_t ds[DS_COUNT], mq_error *err) {
+  mq_status st = MQ_OK;
+  *g = H5Gcreate2(rf->layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (*g < 0) MQ_FAIL(err, MQ_EFAIL, "%s: %s: cannot create group", rf->path, obj);
+  ds[DS_QWEIGHT] = create_dataset(*g, "qweight", H5T_STD_U32LE, 2, total_rows, res->words);
+  ds[DS_SCALES] = create_dataset(*g, "scales", H5T_IEEE_F32LE, 2, total_rows, res->ngroups);
+  ds[DS_ZEROS] = create_dataset(*g, "zeros", H5T_STD_I32LE, 2, total_rows, res->ngroups);
+  ds[DS_GIDX] = create_dataset(*g, "g_idx", H5T_STD_I32LE, 1, res->cols, 0);
+  for (int i = 0; i < DS_COUNT; i++)
+    if (ds[i] < 0) MQ_FAIL(err, MQ_EFAIL, "%s: %s/%s: cannot create dataset", rf->path, obj,
+                           ds_names[i]);
+cleanup:
+  return st;
+}
+
+/* One collective H5Dwrite of the block [first, first + count) along dimension 0 (all d1
+ * columns of a 2-D dataset; ndims = 1 for a vector) from buf, [count, d1] row-major. A rank
+ * with count = 0 selects nothing in memory and file but still takes part. */
+static mq_status write_block(const mq_h5_result *rf, hid_t ds, const char *obj, const char *dname,
+                             hid_t mem_type, int ndims, size_t first, size_t count, size_t d1,
+                             const void *buf, mq_error *err) {
+  mq_status st = MQ_OK;
+  hsize_t start[2] = {(hsize_t)first, 0}, block[2] = {(hsize_t)count, (hsize_t)d1};
+  hid_t fspace = H5Dget_space(ds), mspace = H5I_INVALID_HID;
+  int empty = count == 0 || (ndims == 2 && d1 == 0), ok = fspace >= 0;
+  if (ok && !empty) {
+    ok = H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, block, NULL) >= 0;
+    mspace = H5Screate_simple(ndims, block, NULL);
+  } else if (ok) {
+    ok = H5Sselect_none(fspace) >= 0;
+    mspace = H5Scopy(fspace);
+    ok = ok && mspace >= 0 && H5Sselect_none(mspace) >= 0;
+  }
+  static const char dummy = 0; /* HDF5 wants a buffer even for an empty selection */
+  ok = ok && mspace >= 0 &&
+       H5Dwrite(ds, mem_type, mspace, fspace, rf->dxpl, empty || !buf ? &dummy : buf) >= 0;
+  if (!ok) MQ_FAIL(err, MQ_EFAIL, "%s: %s/%s: write failed", rf->path, obj, dname);
+cleanup:
+  mq__h5_close(&mspace);
+  mq__h5_close(&fspace);
+  return st;
+}
+
 typedef struct named_f64 {
   const char *name;
   double value;
 } named_f64;
 
 static mq_status write_layer_attrs(const mq_h5_result *rf, hid_t g, const char *obj,
-                                   const mq_layer_result *res, mq_error *err) {
+                                   size_t total_rows, const mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
   const named_i64 ints[] = {
-      {"rows", (int64_t)res->rows},
+      {"rows", (int64_t)total_rows},
       {"cols", (int64_t)res->cols},
       {"clipped", res->clipped},
       {"lambda_raises", res->lambda_raises},
@@ -196,33 +419,60 @@ static mq_status write_layer_attrs(const mq_h5_result *rf, hid_t g, const char *
     MQ_CHECK(attr_i64(rf, g, obj, ints[i].name, ints[i].value, err));
   for (size_t i = 0; i < sizeof dbls / sizeof dbls[0]; i++)
     MQ_CHECK(attr_f64(rf, g, obj, dbls[i].name, dbls[i].value, err));
+  if (res->lambda_ncand > 0) {
+    size_t n = (size_t)res->lambda_ncand;
+    MQ_CHECK(attr_f64_array(rf, g, obj, "lambda_candidates", res->lambda_cand, n, err));
+    MQ_CHECK(attr_f64_array(rf, g, obj, "lambda_heldout_err", res->lambda_heldout, n, err));
+  }
 cleanup:
   return st;
 }
 
-mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, const mq_layer_result *res,
-                                   mq_error *err) {
+mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t total_rows,
+                                   size_t row0, const mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  hid_t g = H5I_INVALID_HID;
+  hid_t g = H5I_INVALID_HID, ds[DS_COUNT];
+  for (int i = 0; i < DS_COUNT; i++) ds[i] = H5I_INVALID_HID;
+  layer_claim *claims = NULL;
   char obj[320];
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
-  if (rf == NULL || res == NULL) MQ_FAIL(err, MQ_EFAIL, "internal error: no result file or layer");
-  MQ_CHECK(check_layer_args(rf, name, res, err));
+  /* No handle means no communicator to agree on: a caller bug on every rank alike. */
+  if (rf == NULL) MQ_FAIL(err, MQ_EFAIL, "internal error: no result file");
+  int nranks = 0;
+  MPI_Comm_size(rf->comm, &nranks);
+  st = check_layer_args(rf, name, total_rows, row0, res, err);
+  if (st == MQ_OK) {
+    claims = mq_alloc((size_t)nranks, sizeof *claims);
+    if (claims == NULL)
+      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                    (size_t)nranks * sizeof *claims);
+  }
+  MQ_AGREE(rf->comm);
+  MQ_CHECK(check_layout(rf, name, total_rows, row0, res, claims, err)); /* same on all ranks */
   snprintf(obj, sizeof obj, "/layers/%s", name);
-  g = H5Gcreate2(rf->layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  if (g < 0) MQ_FAIL(err, MQ_EFAIL, "%s: %s: cannot create group", rf->path, obj);
-  MQ_CHECK(write_dataset(rf, g, name, "qweight", H5T_STD_U32LE, H5T_NATIVE_UINT32, 2, res->rows,
-                         res->words, res->qweight, err));
-  MQ_CHECK(write_dataset(rf, g, name, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, res->rows,
-                         res->ngroups, res->scales, err));
-  MQ_CHECK(write_dataset(rf, g, name, "zeros", H5T_STD_I32LE, H5T_NATIVE_INT32, 2, res->rows,
-                         res->ngroups, res->zeros, err));
-  MQ_CHECK(write_dataset(rf, g, name, "g_idx", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, res->cols, 0,
-                         res->g_idx, err));
-  MQ_CHECK(write_layer_attrs(rf, g, obj, res, err));
+  st = layer_create(rf, name, obj, total_rows, res, &g, ds, err);
+  MQ_AGREE(rf->comm);
+  /* Each rank its own rows; a rank without rows selects nothing. */
+  st = write_block(rf, ds[DS_QWEIGHT], obj, "qweight", H5T_NATIVE_UINT32, 2, row0, res->rows,
+                   res->words, res->qweight, err);
+  MQ_AGREE(rf->comm);
+  st = write_block(rf, ds[DS_SCALES], obj, "scales", H5T_NATIVE_FLOAT, 2, row0, res->rows,
+                   res->ngroups, res->scales, err);
+  MQ_AGREE(rf->comm);
+  st = write_block(rf, ds[DS_ZEROS], obj, "zeros", H5T_NATIVE_INT32, 2, row0, res->rows,
+                   res->ngroups, res->zeros, err);
+  MQ_AGREE(rf->comm);
+  /* g_idx is the same everywhere: rank 0 writes it, the others select nothing. */
+  st = write_block(rf, ds[DS_GIDX], obj, "g_idx", H5T_NATIVE_INT32, 1, 0,
+                   rf->rank == 0 ? res->cols : 0, 0, res->g_idx, err);
+  MQ_AGREE(rf->comm);
+  st = write_layer_attrs(rf, g, obj, total_rows, res, err); /* every rank, same values */
+  MQ_AGREE(rf->comm);
 cleanup:
+  for (int i = 0; i < DS_COUNT; i++) mq__h5_close(&ds[i]);
   mq__h5_close(&g);
+  mq_free(claims);
   mq__h5_quiet_end(&quiet);
   return st;
 }
@@ -235,13 +485,20 @@ mq_status mq_h5_result_finish(mq_h5_result **prf, mq_error *err) {
   mq__h5_quiet_begin(&quiet);
   mq_h5_result *rf = prf ? *prf : NULL;
   if (rf == NULL) MQ_FAIL(err, MQ_EFAIL, "internal error: no result file to finish");
-  /* Everything else reaches the file before complete=1 is written. */
-  if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0) MQ_FAIL(err, MQ_EFAIL, "%s: flush failed", rf->path);
-  MQ_CHECK(attr_i64(rf, rf->file, "/", "complete", 1, err));
+  /* Everything else reaches the file before complete=1 is written; the agreement doubles as
+   * the barrier: no rank writes complete=1 before every rank's flush has returned. */
+  if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
+  MQ_AGREE(rf->comm);
+  st = attr_i64(rf, rf->file, "/", "complete", 1, err); /* every rank, one collective write */
+  MQ_AGREE(rf->comm);
+  mq__h5_close(&rf->dxpl);
   mq__h5_close(&rf->layers);
-  herr_t rc = H5Fclose(rf->file);
+  herr_t rc = H5Fclose(rf->file); /* collective */
   rf->file = H5I_INVALID_HID;
-  if (rc < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot close file", rf->path);
+  if (rc < 0) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot close file", rf->path);
+  MQ_AGREE(rf->comm);
+  MPI_Comm_free(&rf->comm);
   mq_free(rf->path);
   mq_free(rf);
   *prf = NULL;
@@ -256,195 +513,18 @@ void mq_h5_result_abort(mq_h5_result **prf) {
   mq_h5_result *rf = *prf;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
+  mq__h5_close(&rf->dxpl);
   mq__h5_close(&rf->layers);
-  if (rf->file >= 0) (void)H5Fclose(rf->file);
+  if (rf->file >= 0) (void)H5Fclose(rf->file); /* collective */
+  rf->file = H5I_INVALID_HID;
   mq__h5_quiet_end(&quiet);
-  if (rf->path) (void)unlink(rf->path);
+  if (rf->comm != MPI_COMM_NULL) {
+    MPI_Barrier(rf->comm); /* every rank has closed the file before it goes */
+    if (rf->rank == 0 && rf->created) (void)unlink(rf->path);
+    MPI_Barrier(rf->comm); /* and it is gone for every rank when abort() returns */
+    MPI_Comm_free(&rf->comm);
+  }
   mq_free(rf->path);
   mq_free(rf);
   *prf = NULL;
-}
-
-/* ---- reading ---- */
-
-/* Scalar numeric attribute converted to mem_type. Returns 1 when read, 0 when missing or not a
- * scalar number (callers keep their default: inspect tolerates older or foreign files). */
-static int attr_read_num(hid_t loc, const char *name, hid_t mem_type, void *v) {
-  if (H5Aexists(loc, name) <= 0) return 0;
-  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = H5I_INVALID_HID, type = H5I_INVALID_HID;
-  int ok = 0;
-  if (attr >= 0) {
-    space = H5Aget_space(attr);
-    type = H5Aget_type(attr);
-  }
-  if (space >= 0 && type >= 0 && H5Sget_simple_extent_npoints(space) == 1) {
-    H5T_class_t cls = H5Tget_class(type);
-    ok = (cls == H5T_INTEGER || cls == H5T_FLOAT) && H5Aread(attr, mem_type, v) >= 0;
-  }
-  mq__h5_close(&type);
-  mq__h5_close(&space);
-  mq__h5_close(&attr);
-  return ok;
-}
-
-/* Reads the bytes of a fixed-length or variable-length string attribute. */
-static int attr_read_chars(hid_t attr, hid_t type, char *buf, size_t size) {
-  if (H5Tis_variable_str(type) > 0) {
-    char *s = NULL;
-    /* The file type as memory type: HDF5 does not convert between ASCII and UTF-8 strings. */
-    if (H5Aread(attr, type, &s) < 0 || s == NULL) return 0;
-    snprintf(buf, size, "%s", s);
-    H5free_memory(s);
-    return 1;
-  }
-  size_t n = H5Tget_size(type);
-  char *tmp = mq_calloc(n + 1, 1);
-  int ok = tmp != NULL && H5Aread(attr, type, tmp) >= 0;
-  if (ok) snprintf(buf, size, "%s", tmp);
-  mq_free(tmp);
-  return ok;
-}
-
-/* String attribute into buf (truncated to size). Returns 1 when read, 0 when missing. */
-static int attr_read_str(hid_t loc, const char *name, char *buf, size_t size) {
-  buf[0] = '\0';
-  if (H5Aexists(loc, name) <= 0) return 0;
-  hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), type = H5I_INVALID_HID;
-  int ok = 0;
-  if (attr >= 0) type = H5Aget_type(attr);
-  if (type >= 0 && H5Tget_class(type) == H5T_STRING) ok = attr_read_chars(attr, type, buf, size);
-  mq__h5_close(&type);
-  mq__h5_close(&attr);
-  return ok;
-}
-
-/* Index of s in names[n], or -1. */
-static int lookup(const char *s, const char *const *names, int n) {
-  for (int i = 0; i < n; i++)
-    if (strcmp(s, names[i]) == 0) return i;
-  return -1;
-}
-
-static mq_status read_enum(const char *path, hid_t file, const char *name,
-                           const char *const *names, int n, int *out, mq_error *err) {
-  mq_status st = MQ_OK;
-  char buf[64];
-  if (!attr_read_str(file, name, buf, sizeof buf)) goto cleanup; /* keep the default */
-  int v = lookup(buf, names, n);
-  if (v < 0) MQ_FAIL(err, MQ_EINPUT, "%s: unknown %s '%s'", path, name, buf);
-  *out = v;
-cleanup:
-  return st;
-}
-
-/* An int attribute into an int field; missing leaves the field unchanged. */
-static void read_int(hid_t loc, const char *name, int *out) {
-  int64_t v;
-  if (attr_read_num(loc, name, H5T_NATIVE_INT64, &v)) *out = (int)v;
-}
-
-static mq_status read_root(const char *path, hid_t file, mq_result_summary *sum, mq_error *err) {
-  mq_status st = MQ_OK;
-  char fmt[32];
-  int64_t version = 0;
-  if (!attr_read_str(file, "format", fmt, sizeof fmt) || strcmp(fmt, "mpiquant") != 0 ||
-      !attr_read_num(file, "format_version", H5T_NATIVE_INT64, &version))
-    MQ_FAIL(err, MQ_EINPUT, "%s: not an mpiquant result file", path);
-  if (version != MQ_FORMAT_VERSION)
-    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported format_version %lld (this build reads %d)", path,
-            (long long)version, MQ_FORMAT_VERSION);
-  sum->format_version = (int)version;
-  mq_quant_options *o = &sum->meta.opts;
-  int method = (int)o->method, rounding = (int)o->rounding, lmode = (int)o->lambda_mode;
-  MQ_CHECK(read_enum(path, file, "method", method_names, 3, &method, err));
-  MQ_CHECK(read_enum(path, file, "rounding", rounding_names, 2, &rounding, err));
-  MQ_CHECK(read_enum(path, file, "lambda_mode", lambda_mode_names, 3, &lmode, err));
-  o->method = (mq_method)method;
-  o->rounding = (mq_rounding)rounding;
-  o->lambda_mode = (mq_lambda_mode)lmode;
-  (void)attr_read_str(file, "mpiquant_version", sum->mpiquant_version,
-                      sizeof sum->mpiquant_version);
-  read_int(file, "bits", &o->bits);
-  read_int(file, "group_size", &o->group_size);
-  read_int(file, "sym", &o->sym);
-  read_int(file, "act_order", &o->act_order);
-  read_int(file, "static_groups", &o->static_groups);
-  read_int(file, "mse", &o->mse);
-  read_int(file, "block_size", &o->block_size);
-  read_int(file, "nranks", &sum->meta.nranks);
-  read_int(file, "complete", &sum->complete);
-  o->damp = NAN; /* a missing double reads as NaN, not as a default that was never used */
-  (void)attr_read_num(file, "damp", H5T_NATIVE_DOUBLE, &o->damp);
-  (void)attr_read_num(file, "lambda_abs", H5T_NATIVE_DOUBLE, &o->lambda);
-  (void)attr_read_num(file, "seed", H5T_NATIVE_UINT64, &o->seed);
-cleanup:
-  return st;
-}
-
-/* Missing attributes read as NaN (doubles), 0 (sizes) and -1 (clipped). */
-static void read_layer(hid_t layers, const char *name, mq_result_layer_summary *ls) {
-  snprintf(ls->name, sizeof ls->name, "%s", name);
-  ls->lambda = ls->loss = ls->err = ls->rel_err = NAN;
-  ls->bound_l2 = ls->bound_linf = ls->err_floor = ls->seconds = NAN;
-  ls->clipped = -1;
-  hid_t g = H5Gopen2(layers, name, H5P_DEFAULT);
-  if (g < 0) return; /* not a group: reported as a layer with nothing known */
-  uint64_t rows = 0, cols = 0;
-  (void)attr_read_num(g, "rows", H5T_NATIVE_UINT64, &rows);
-  (void)attr_read_num(g, "cols", H5T_NATIVE_UINT64, &cols);
-  ls->rows = (size_t)rows;
-  ls->cols = (size_t)cols;
-  (void)attr_read_num(g, "clipped", H5T_NATIVE_LLONG, &ls->clipped);
-  const struct { const char *name; double *v; } dbls[] = {
-      {"lambda", &ls->lambda},     {"loss", &ls->loss},
-      {"err", &ls->err},           {"rel_err", &ls->rel_err},
-      {"bound_l2", &ls->bound_l2}, {"bound_linf", &ls->bound_linf},
-      {"err_floor", &ls->err_floor}, {"seconds", &ls->seconds},
-  };
-  for (size_t i = 0; i < sizeof dbls / sizeof dbls[0]; i++)
-    (void)attr_read_num(g, dbls[i].name, H5T_NATIVE_DOUBLE, dbls[i].v);
-  mq__h5_close(&g);
-}
-
-static mq_status read_layers(const char *path, hid_t file, mq_result_summary *sum, mq_error *err) {
-  mq_status st = MQ_OK;
-  hid_t layers = H5I_INVALID_HID;
-  mq_h5_names names = {0};
-  if (H5Lexists(file, "layers", H5P_DEFAULT) <= 0) goto cleanup; /* e.g. failed at create */
-  layers = H5Gopen2(file, "layers", H5P_DEFAULT);
-  if (layers < 0) MQ_FAIL(err, MQ_EINPUT, "%s: /layers is not a group", path);
-  MQ_CHECK(mq__h5_list_names(layers, path, "/layers", &names, err));
-  if (names.n == 0) goto cleanup;
-  sum->layers = mq_calloc(names.n, sizeof *sum->layers);
-  MQ_CHECK_ALLOC(err, sum->layers, names.n * sizeof *sum->layers);
-  sum->nlayers = names.n;
-  for (size_t i = 0; i < names.n; i++) read_layer(layers, names.name[i], &sum->layers[i]);
-cleanup:
-  mq__h5_names_free(&names);
-  mq__h5_close(&layers);
-  return st;
-}
-
-mq_status mq_h5_result_read_summary(const char *path, mq_result_summary *sum, mq_error *err) {
-  mq_status st = MQ_OK;
-  hid_t file = H5I_INVALID_HID;
-  mq_h5_quiet quiet;
-  mq__h5_quiet_begin(&quiet);
-  memset(sum, 0, sizeof *sum);
-  mq_quant_options_init(&sum->meta.opts); /* defaults for attributes a file may lack */
-  MQ_CHECK(mq__h5_open_read(path, &file, err));
-  MQ_CHECK(read_root(path, file, sum, err));
-  MQ_CHECK(read_layers(path, file, sum, err));
-cleanup:
-  if (st != MQ_OK) mq_result_summary_free(sum);
-  mq__h5_close(&file);
-  mq__h5_quiet_end(&quiet);
-  return st;
-}
-
-void mq_result_summary_free(mq_result_summary *sum) {
-  if (sum == NULL) return;
-  mq_free(sum->layers);
-  sum->layers = NULL;
-  sum->nlayers = 0;
 }

@@ -1,11 +1,23 @@
 /* Writing and reading result files (SPEC.md "Result file", format_version 1).
+ *
+ * Writing is collective over the communicator given to mq_h5_result_create() (parallel HDF5,
+ * MPI-IO driver): every rank calls create, write_layer, finish and abort in the same order, and
+ * each rank writes only its own rows of each layer. Every call ends with the ranks agreeing on
+ * the status (MPI_Allreduce MAX), so all succeed or all fail together and none is left alone in
+ * a collective. On failure the message is in err only on the rank(s) that failed; the others get
+ * the failing status with err untouched (the CLI prints the lowest rank that has a message).
+ *
  * A result is created with complete=0; complete=1 is written only by mq_h5_result_finish(),
  * after every layer is in place. mq_h5_result_abort() closes and deletes a partial file so a
- * failed run never leaves a file that claims to be complete. */
+ * failed run never leaves a file that claims to be complete.
+ *
+ * Reading (mq_h5_result_read_summary) is serial and rank-local. */
 #ifndef MQ_IO_H5RESULT_H
 #define MQ_IO_H5RESULT_H
 
+#include <mpi.h>
 #include <stddef.h>
+
 #include "mpiquant.h"
 
 typedef struct mq_h5_result mq_h5_result;
@@ -15,24 +27,34 @@ typedef struct mq_result_meta {
   int nranks;
 } mq_result_meta;
 
-/* Creates (truncates) path and writes the root attributes: format="mpiquant",
- * format_version=1, mpiquant_version, method ("rtn"|"optq"|"qronos"), rounding
- * ("nearest"|"stochastic"), bits, group_size, sym, act_order, static_groups, damp, seed,
- * nranks, and complete=0. */
-mq_status mq_h5_result_create(const char *path, const mq_result_meta *meta,
+/* Collective over comm (the handle keeps a duplicate of it). Creates (truncates) path and
+ * writes the root attributes: format="mpiquant", format_version=1, mpiquant_version, method
+ * ("rtn"|"optq"|"qronos"), rounding ("nearest"|"stochastic"), bits, group_size, sym,
+ * act_order, static_groups, damp, seed, nranks, and complete=0. meta must be identical on every
+ * rank. On failure *out is NULL on every rank and a file created here is deleted again. */
+mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_meta *meta,
                               mq_h5_result **out, mq_error *err);
 
-/* Writes group /layers/<name> with qweight uint32 [rows, words], scales float32 [rows,
- * ngroups], zeros int32 [rows, ngroups], g_idx int32 [cols], and the attributes rows, cols,
- * lambda, loss, err, rel_err, bound_l2, bound_linf, err_floor, clipped, lambda_raises,
- * seconds. Names may contain dots (model.layers.0.self_attn.q_proj). */
-mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name,
-                                   const mq_layer_result *res, mq_error *err);
+/* Collective. Writes group /layers/<name> of a layer of total_rows rows: qweight uint32
+ * [total_rows, words], scales float32 [total_rows, ngroups], zeros int32 [total_rows, ngroups],
+ * g_idx int32 [cols], and the attributes rows (= total_rows), cols, lambda, loss, err, rel_err,
+ * bound_l2, bound_linf, err_floor, clipped, lambda_raises, seconds.
+ *
+ * res holds this rank's rows [row0, row0 + res->rows); res->rows may be 0 (qweight, scales and
+ * zeros may then be NULL; the rank still takes part). The ranks' row ranges must cover
+ * [0, total_rows) exactly once. name, total_rows, res->cols, ngroups, words, bits, g_idx and
+ * every scalar attribute must be identical on every rank (reduce them first); a disagreement is
+ * reported as an internal error before anything is written. Names may contain dots
+ * (model.layers.0.self_attn.q_proj). On failure the handle stays valid for abort(). */
+mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t total_rows,
+                                   size_t row0, const mq_layer_result *res, mq_error *err);
 
-/* Flushes, writes complete=1 last, closes; nulls the handle. */
+/* Collective. Flushes, writes complete=1 last, closes; nulls the handle. On failure the file is
+ * deleted (as by abort) and the handle nulled too. */
 mq_status mq_h5_result_finish(mq_h5_result **rf, mq_error *err);
 
-/* Closes and unlinks the partial file; accepts NULL; nulls the handle. */
+/* Collective (every rank of the handle calls it, after an agreed failure): closes the file on
+ * all ranks, then rank 0 deletes it. Accepts NULL (on every rank); nulls the handle. */
 void mq_h5_result_abort(mq_h5_result **rf);
 
 /* --- reading (for `inspect` and tests) --- */

@@ -3,21 +3,31 @@
 
   check_layer.py --problem P.h5 --result O.h5 [quantization options as given to mpiquant]
                  [--min-agree 0.99] [--identity-tol 1e-6] [--err-ratio 1.01]
-                 [--attr-tol 1e-3] [--tie-tol 1e-5] [--no-bound-check]
+                 [--attr-tol 1e-3] [--tie-tol 1e-5] [--auto-tol 1e-6] [--no-bound-check]
 
 Quantization options use mpiquant's spelling and defaults (SPEC.md): --method rtn|optq|qronos
-[optq], --rounding nearest|stochastic, --bits [4], --group-size [128], --sym|--asym [sym],
---act-order|--no-act-order [act-order], --static-groups, --mse, --damp F [0.01] |
---lambda V|auto; --block-size, --seed, --factor are accepted and ignored.
+[optq], --rounding nearest|stochastic [nearest], --seed S [0], --bits [4], --group-size [128],
+--sym|--asym [sym], --act-order|--no-act-order [act-order], --static-groups, --mse,
+--damp F [0.01] | --lambda V|auto; --block-size and --factor are accepted and ignored.
 
 Per layer: (a) format (datasets, dtypes, shapes, attributes; root attributes incl. complete=1
-and the options recorded); (b) qweight unpacked per SPEC; (c) reference.py on the same problem:
-code agreement >= --min-agree (a code also counts as agreeing when its dequantized value is the
-same; the reference follows mpiquant's choice at rounding ties, --tie-tol, and the unguided
-agreement is reported too), g_idx equal, λ equal, err <= --err-ratio × reference err (+ tiny slack), the err/rel_err
-attributes equal to the values recomputed from the file; (d) the §5 identity
-loss == Σ_rows (w−ŵ)ᵀ(H+λI)(w−ŵ) within --identity-tol; plus bound_l2 recomputed (§6) and
-loss <= bound_l2 when clipped == 0 (OPTQ, nearest rounding; disable with --no-bound-check).
+and the options recorded); (b) qweight unpacked per SPEC; (c) reference.py on the same problem
+(Qronos with G = X̃ᵀX/n or the file's G; stochastic rounding with the same Philox stream, the
+layer index being the position in the sorted /layers list): code agreement >= --min-agree (a
+code also counts as agreeing when its dequantized value is the same; for nearest rounding the
+reference follows mpiquant's choice at rounding ties, --tie-tol, and the unguided agreement is
+reported too), g_idx equal, λ equal, err <= --err-ratio × reference err (+ tiny slack), the
+err/rel_err attributes equal to the values recomputed from the file; (d) the §5 identity
+within --identity-tol: loss == Σ_rows (w−ŵ)ᵀ(H+λI)(w−ŵ) (Qronos: (w*−ŵ)ᵀ(H+λI)(w*−ŵ) with
+w* = (H+λI)⁻¹(G+λI)w); plus bound_l2 recomputed (§6) from the file's scales and loss <=
+bound_l2 when clipped == 0 (OPTQ, nearest; disable with --no-bound-check).
+Qronos also: err_floor vs the reference (1e-6 relative at λ = 0, else 1e-3; NaN without
+samples), bound_l2 = err_floor + Σ_{i>=1} δ²/(4U_ii²), and at λ = 0 the identity
+err = err_floor + (loss − Σ_rows e_0²) with e_0 = (w*_0 − q_0)/U_00 from the file's codes.
+Stochastic rounding with samples (RTN/OPTQ): bound_linf == max over rows of the §6 ℓ∞ bound
+recomputed from the file's scales (1e-3 relative); Qronos: bound_linf NaN.
+--lambda auto: lambda_candidates / lambda_heldout_err equal the reference's (--auto-tol
+relative), lambda = the candidate with the smallest reported held-out error (first on ties).
 Exit 0 when every check passes, 1 otherwise (2 on usage errors).
 """
 import argparse
@@ -121,7 +131,8 @@ def check_root(f, o, rep):
     rep.check(g("format") == "mpiquant", "root format=%r" % g("format"))
     rep.check(g("format_version") == 1, "root format_version=%r" % g("format_version"))
     exp = {"method": o.method, "rounding": o.rounding, "bits": o.bits,
-           "group_size": o.group_size, "sym": int(o.sym), "static_groups": int(o.static_groups)}
+           "group_size": o.group_size, "sym": int(o.sym), "static_groups": int(o.static_groups),
+           "seed": o.seed}
     if o.method != "rtn":
         exp["act_order"] = int(o.act_order)
     if o.lam is None:
@@ -140,8 +151,9 @@ def check_root(f, o, rep):
 
 
 def check_layer(name, prob, lg, o, rep, *, min_agree, identity_tol, err_ratio, attr_tol,
-                bound_check, tie_tol=1e-5):
-    """Checks one layer; returns a dict of measured values for the summary line."""
+                bound_check, tie_tol=1e-5, layer_index=0, auto_tol=1e-6):
+    """Checks one layer (layer_index: its position in the sorted /layers list, which keys
+    the stochastic rounding); returns a dict of measured values for the summary line."""
     W = prob["W"]
     rows, cols = W.shape
     bits = o.bits
@@ -168,6 +180,8 @@ def check_layer(name, prob, lg, o, rep, *, min_agree, identity_tol, err_ratio, a
               "rows/cols attrs %r/%r (want %d/%d)" % (attrs.get("rows"), attrs.get("cols"),
                                                      rows, cols))
     for k in ("lambda", "loss", "err", "rel_err", "bound_l2"):
+        if k == "bound_l2" and o.method == "qronos" and "X" not in prob:
+            continue                    # err_floor, so bound_l2, is NaN without samples
         if k in attrs:
             rep.check(np.isfinite(float(attrs[k])), "attribute %s=%r not finite" % (k, attrs[k]))
     if any(k not in attrs for k in ("lambda", "loss", "err", "rel_err")):
@@ -188,21 +202,28 @@ def check_layer(name, prob, lg, o, rep, *, min_agree, identity_tol, err_ratio, a
         rep.check(np.all(zeros == 2 ** (bits - 1)), "sym but zeros != 2^(bits-1)")
     What = ref.dequant(codes, scales[:, g_idx], zeros[:, g_idx])
 
-    # H from X̃ (Xq or X) or from the file
+    # H (and G) from X̃ (Xq or X) or from the file
     has_x = "X" in prob
-    if has_x:
-        Xt = prob["Xq"] if "Xq" in prob else prob["X"]
-        H = ref.hessian(Xt)
-    else:
-        H = prob["H"]
+    H, G, samples = ref.problem_matrices(prob)
     lam_c = float(attrs["lambda"])
+    qronos = o.method == "qronos"
+    stochastic = o.rounding == "stochastic"
+    cols_ = H.shape[0]
 
-    # (d) §5 identity
-    ident = ref.loss_identity(W, H, lam_c, What)
+    # (d) §5 identity (Qronos: around the ridge fit w* of all weights)
+    W0, Hf, _ = ref.dead_fix(W, H)
+    A = Hf + lam_c * np.eye(cols_)
+    if qronos:
+        Wstar = np.linalg.solve(A, (W0 @ (G + lam_c * np.eye(cols_)).T).T).T
+        D = Wstar - What
+        ident = float(np.einsum("ri,ij,rj->", D, A, D))
+    else:
+        ident = ref.loss_identity(W, H, lam_c, What)
     info["ident_rel"] = _rel(ident, attrs["loss"])
     rep.check(info["ident_rel"] <= identity_tol,
-              "identity: loss attr %.12g vs Σ(w-ŵ)ᵀ(H+λI)(w-ŵ) %.12g (rel %.2e > %.0e)"
-              % (attrs["loss"], ident, info["ident_rel"], identity_tol))
+              "identity: loss attr %.12g vs Σ(w%s-ŵ)ᵀ(H+λI)(w%s-ŵ) %.12g (rel %.2e > %.0e)"
+              % (attrs["loss"], "*" if qronos else "", "*" if qronos else "", ident,
+                 info["ident_rel"], identity_tol))
 
     # recomputed err / rel_err
     if has_x:
@@ -217,25 +238,57 @@ def check_layer(name, prob, lg, o, rep, *, min_agree, identity_tol, err_ratio, a
                   % (k, attrs[k], v, _rel(attrs[k], v), attr_tol))
 
     # (c) reference
-    if o.method == "qronos":
-        rep.notes.append("qronos: no reference yet, numerics not compared")
-        return info
-    if o.lam is not None and o.lam != "auto":
-        kw = dict(lam=float(o.lam))
-    elif o.lam == "auto":
+    base = dict(method=o.method, bits=bits, group_size=o.group_size, sym=o.sym,
+                act_order=o.act_order, static_groups=o.static_groups, mse=o.mse,
+                rounding=o.rounding, seed=o.seed, layer_index=layer_index)
+    if o.lam == "auto":
+        if not rep.check(has_x, "--lambda auto on a layer without samples"):
+            return info
+        au = ref.lambda_auto(prob, **base)
+        info["auto"] = au["chosen"]
+        got_auto = {}
+        for k, want in (("lambda_candidates", au["candidates"]),
+                        ("lambda_heldout_err", au["heldout"])):
+            if not rep.check(k in lg.attrs, "attribute %s missing (--lambda auto)" % k):
+                continue
+            got = np.asarray(lg.attrs[k], dtype=np.float64).ravel()
+            if rep.check(got.shape == want.shape, "%s has %d values (want %d)"
+                         % (k, got.size, want.size)):
+                worst = max(_rel(x, y) for x, y in zip(got, want))
+                rep.check(worst <= auto_tol, "%s %s vs reference %s (rel %.1e > %.0e)"
+                          % (k, np.array2string(got, precision=8),
+                             np.array2string(want, precision=8), worst, auto_tol))
+                got_auto[k] = got
+        if len(got_auto) == 2:
+            cand, held = got_auto["lambda_candidates"], got_auto["lambda_heldout_err"]
+            pick = int(np.argmin(held))
+            rep.check(_rel(lam_c, cand[pick]) <= 1e-12,
+                      "lambda %.10g is not the candidate with the smallest reported held-out "
+                      "error (%.10g, #%d)" % (lam_c, cand[pick], pick))
+        # the reported λ must be a reference candidate whose reference held-out error is the
+        # minimum (up to --auto-tol: a near-tie may go either way); the final quantization is
+        # then compared at the reported λ
+        k_rep = int(np.argmin(np.abs(au["candidates"] - lam_c)))
+        hmin = float(np.min(au["heldout"]))
+        rep.check(_rel(au["candidates"][k_rep], lam_c) <= 1e-6 and
+                  au["heldout"][k_rep] <= hmin + auto_tol * abs(hmin),
+                  "lambda %.10g: not the reference's choice %.10g (held-out %s)"
+                  % (lam_c, au["lambda"], np.array2string(au["heldout"], precision=8)))
         kw = dict(lam=lam_c)
-        rep.notes.append("--lambda auto: reference uses the reported lambda")
+    elif o.lam is not None:
+        kw = dict(lam=float(o.lam))
     else:
         kw = dict(damp=0.01 if o.damp is None else o.damp)
-    qopts = dict(method=o.method, bits=bits, group_size=o.group_size, sym=o.sym,
-                 act_order=o.act_order, static_groups=o.static_groups, mse=o.mse, **kw)
+    qopts = dict(base, **kw)
     # r0: the reference on its own; r: the same, following mpiquant's codes at rounding ties
     # (|x/δ − (k+½)| <= tie_tol·(|x/δ|+1)), so that floating-point noise at ties (e.g. the
     # extreme element of every symmetric group sits exactly on a tie) does not send the two
     # sweeps down different but equally valid trajectories.  Checks are against r.
-    r0 = ref.quantize_layer(W, H, **qopts)
-    if o.rounding == "nearest" and tie_tol > 0:
-        r = ref.quantize_layer(W, H, guide=codes, tie_tol=tie_tol, **qopts)
+    # Stochastic rounding uses the same Philox stream, so agreement is exact, not statistical.
+    r0 = ref.quantize_layer(W, H, G=G, samples=samples, **qopts)
+    if not stochastic and tie_tol > 0:
+        r = ref.quantize_layer(W, H, G=G, samples=samples, guide=codes, tie_tol=tie_tol,
+                               **qopts)
     else:
         r = r0
     info["ties"] = r.get("ties_taken", 0)
@@ -261,36 +314,93 @@ def check_layer(name, prob, lg, o, rep, *, min_agree, identity_tol, err_ratio, a
     r0_err = (ref.objective(W, prob["X"], prob.get("Xq"), r0["What"])[0] if has_x
               else ref.objective_h(W, H, r0["What"])[0])
     info["ratio0"] = err_c / r0_err if r0_err > 0 else (1.0 if err_c == 0 else float("inf"))
-    if o.rounding == "nearest":
-        rep.check(info["agree"] >= min_agree,
-                  "code agreement %.4f < %.4f" % (info["agree"], min_agree))
-        energy = float(np.einsum("ri,ij,rj->", W, H, W))
-        rep.check(err_c <= err_ratio * r_err + 1e-10 * energy,
-                  "err %.8g > %.4g × reference err %.8g" % (err_c, err_ratio, r_err))
-    else:
-        rep.notes.append("stochastic rounding: agreement/err vs reference not enforced")
+    rep.check(info["agree"] >= min_agree,
+              "code agreement %.4f < %.4f" % (info["agree"], min_agree))
+    energy = float(np.einsum("ri,ij,rj->", W, H, W))
+    rep.check(err_c <= err_ratio * r_err + 1e-10 * energy,
+              "err %.8g > %.4g × reference err %.8g" % (err_c, err_ratio, r_err))
+
+    perm = r["perm"]
+    Up = r["U"]                                           # for A = H + λI, processing order
+    delta = scales[:, g_idx[perm]]                         # the file's steps, processing order
+    terms = delta ** 2 / (4.0 * np.diag(Up) ** 2)[None, :]
+
+    # Qronos: err_floor, bound_l2 and (λ = 0) err = err_floor + Σ_{i>=1} e_i²
+    if qronos:
+        if rep.check("err_floor" in attrs, "attribute err_floor missing (qronos)"):
+            ef = float(attrs["err_floor"])
+            info["floor_rel"] = _rel(ef, r["err_floor"]) if has_x else 0.0
+            e0 = (Wstar[:, perm[0]] - What[:, perm[0]]) / Up[0, 0]
+            e0_2 = float(np.sum(e0 * e0))
+            if not has_x and "G" not in prob and not np.isnan(ef):
+                # H only means G = H, i.e. X̃ = X: then ‖(X − X̃)w‖² = 0 = (G − H)w and the
+                # floor is exactly Σ e_0².  The brief asks for NaN without samples; mpiquant
+                # reports Σ e_0² here, which is also exact: accept it, say so.
+                info["floor_rel"] = _rel(ef, e0_2)
+                rep.check(info["floor_rel"] <= 1e-6, "err_floor %.12g, H-only layer: want NaN "
+                          "or Σe_0² = %.12g" % (ef, e0_2))
+                rep.notes.append("H-only: err_floor = Σe_0² (not NaN)")
+            elif not has_x:
+                rep.check(np.isnan(ef), "err_floor %r without samples (want NaN)" % ef)
+            else:
+                tol = 1e-6 if lam_c == 0 else 1e-3
+                rep.check(info["floor_rel"] <= tol, "err_floor %.12g vs reference %.12g "
+                          "(rel %.1e > %.0e)" % (ef, r["err_floor"], info["floor_rel"], tol))
+            if "bound_l2" in attrs:
+                bnd = ef + float(np.sum(terms[:, 1:]))
+                if np.isnan(bnd):
+                    rep.check(np.isnan(float(attrs["bound_l2"])),
+                              "bound_l2 %r but err_floor is NaN" % attrs["bound_l2"])
+                else:
+                    info["bound_rel"] = _rel(bnd, attrs["bound_l2"])
+                    rep.check(info["bound_rel"] <= max(identity_tol, 1e-6),
+                              "bound_l2 attr %.10g vs err_floor + Σ_{i>=1} δ²/(4U_ii²) %.10g"
+                              % (attrs["bound_l2"], bnd))
+            if has_x and lam_c == 0.0:
+                pred = ef + float(attrs["loss"]) - e0_2
+                info["qid_rel"] = _rel(pred, err_c)
+                rep.check(info["qid_rel"] <= max(identity_tol, 1e-6),
+                          "qronos identity: err %.12g vs err_floor + loss − Σe_0² %.12g "
+                          "(rel %.1e)" % (err_c, pred, info["qid_rel"]))
+                if bound_check and not stochastic and attrs.get("clipped") == 0:
+                    rep.check(err_c <= float(attrs["bound_l2"]) * (1 + 1e-6),
+                              "clipped == 0, lambda 0 but err %.8g > bound_l2 %.8g"
+                              % (err_c, attrs["bound_l2"]))
 
     # §6 bound (OPTQ)
     if bound_check and o.method == "optq" and "bound_l2" in attrs:
-        Hf = ref.dead_fix(W, H)[1]
-        Hp = Hf[np.ix_(r["perm"], r["perm"])]
-        U = ref.chol_inv_upper(Hp + lam_c * np.eye(cols))
-        delta = scales[:, g_idx[r["perm"]]]
-        bnd = float(np.sum(delta ** 2 / (4.0 * np.diag(U) ** 2)[None, :]))
+        bnd = float(np.sum(terms))
         info["bound_rel"] = _rel(bnd, attrs["bound_l2"])
         rep.check(info["bound_rel"] <= max(identity_tol, 1e-6),
                   "bound_l2 attr %.10g vs recomputed Σδ²/(4U_ii²) %.10g" % (attrs["bound_l2"],
                                                                            bnd))
-        if o.rounding == "nearest" and attrs.get("clipped") == 0:
+        if not stochastic and attrs.get("clipped") == 0:
             rep.check(float(attrs["loss"]) <= float(attrs["bound_l2"]) * (1 + 1e-6),
                       "clipped == 0 but loss %.8g > bound_l2 %.8g" % (attrs["loss"],
                                                                      attrs["bound_l2"]))
+
+    # §6 ℓ∞ bound (stochastic rounding, samples given)
+    if stochastic and "bound_linf" in attrs:
+        bl = float(attrs["bound_linf"])
+        if qronos or not has_x:
+            rep.check(np.isnan(bl), "bound_linf %r (want NaN: %s)"
+                      % (bl, "qronos" if qronos else "no samples"))
+        else:
+            Xt = samples[1][:, perm]
+            rows_b = ref.linf_bound_rows(Xt, np.eye(cols_) if o.method == "rtn" else Up, delta)
+            info["linf_rows"] = rows_b
+            want = float(np.max(rows_b)) if rows_b.size else float("nan")
+            info["linf_rel"] = _rel(bl, want)
+            rep.check(info["linf_rel"] <= 1e-3, "bound_linf %.10g vs recomputed %.10g (rel "
+                      "%.1e)" % (bl, want, info["linf_rel"]))
     return info
 
 
 def check_result(problem_path, result_path, o, *, min_agree=0.99, identity_tol=1e-6,
-                 err_ratio=1.01, attr_tol=1e-3, bound_check=True, tie_tol=1e-5):
-    """Returns (nfailed_layers_or_file_problems, lines).  o: parse_quant_options(...)."""
+                 err_ratio=1.01, attr_tol=1e-3, bound_check=True, tie_tol=1e-5,
+                 auto_tol=1e-6, infos=None):
+    """Returns (nfailed_layers_or_file_problems, lines).  o: parse_quant_options(...).
+    infos: optional dict, filled with name -> the measured values of check_layer."""
     import h5py
     lines = []
     nfail = 0
@@ -311,7 +421,7 @@ def check_result(problem_path, result_path, o, *, min_agree=0.99, identity_tol=1
         if got != sorted(prob):
             nfail += 1
             lines.append("FAIL layers: result has %s, problem has %s" % (got, sorted(prob)))
-        for name in sorted(prob):
+        for index, name in enumerate(sorted(prob)):
             if name not in f["layers"]:
                 continue
             rep = Report()
@@ -319,10 +429,13 @@ def check_result(problem_path, result_path, o, *, min_agree=0.99, identity_tol=1
                 info = check_layer(name, prob[name], f["layers"][name], o, rep,
                                    min_agree=min_agree, identity_tol=identity_tol,
                                    err_ratio=err_ratio, attr_tol=attr_tol,
-                                   bound_check=bound_check, tie_tol=tie_tol)
+                                   bound_check=bound_check, tie_tol=tie_tol,
+                                   layer_index=index, auto_tol=auto_tol)
             except Exception as e:  # a malformed file must fail, not crash the suite
                 rep.fails.append("exception %s: %s" % (type(e).__name__, e))
                 info = {}
+            if infos is not None:
+                infos[name] = info
             status = "FAIL" if rep.fails else "ok  "
             nfail += bool(rep.fails)
             meas = []
@@ -339,6 +452,14 @@ def check_result(problem_path, result_path, o, *, min_agree=0.99, identity_tol=1
                 meas.append("ident %.1e" % info["ident_rel"])
             if "bound_rel" in info:
                 meas.append("bound %.1e" % info["bound_rel"])
+            if "floor_rel" in info:
+                meas.append("floor %.1e" % info["floor_rel"])
+            if "qid_rel" in info:
+                meas.append("qident %.1e" % info["qid_rel"])
+            if "linf_rel" in info:
+                meas.append("linf %.1e" % info["linf_rel"])
+            if "auto" in info:
+                meas.append("auto #%d" % info["auto"])
             if "clipped" in info:
                 meas.append("clipped %s/ref %s" % info["clipped"])
             line = "%s %-16s %s" % (status, name, ", ".join(meas))
@@ -362,13 +483,15 @@ def main(argv=None):
     ap.add_argument("--tie-tol", type=float, default=1e-5,
                     help="follow mpiquant's code where x/δ is this close (×(|x/δ|+1)) to a "
                          "rounding tie; 0 = never")
+    ap.add_argument("--auto-tol", type=float, default=1e-6,
+                    help="relative tolerance of lambda_candidates / lambda_heldout_err")
     ap.add_argument("--no-bound-check", dest="bound_check", action="store_false")
     add_quant_options(ap)
     o = ap.parse_args(argv)
     nfail, lines = check_result(o.problem, o.result, o, min_agree=o.min_agree,
                                 identity_tol=o.identity_tol, err_ratio=o.err_ratio,
                                 attr_tol=o.attr_tol, bound_check=o.bound_check,
-                                tie_tol=o.tie_tol)
+                                tie_tol=o.tie_tol, auto_tol=o.auto_tol)
     for ln in lines:
         print(ln)
     if nfail:

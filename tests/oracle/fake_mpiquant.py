@@ -3,10 +3,13 @@
 scripts themselves (run_layer_suite.py / run_bad_inputs.py --mpiquant fake_mpiquant.py).
 
   fake_mpiquant.py layer --in P.h5 --out O.h5 [quantization options]
+  fake_mpiquant.py study --in P.h5 --csv OUT.csv [--damps L] [--methods L] [--roundings L]
+                   [quantization options]
 
 Under mpirun only rank 0 (OMPI_COMM_WORLD_RANK / PMI_RANK) works; the others exit with the
-same status.  Env FAKE_MQ_CORRUPT=codes|loss|gidx|complete deliberately damages the output so
-that the checker's failure paths can be exercised.
+same status.  Env FAKE_MQ_CORRUPT=codes|loss|gidx|complete|floor|linf|auto|seed deliberately
+damages the output so that the checker's failure paths can be exercised (seed: stochastic
+rounding ignores the seed, as a broken generator would).
 """
 import os
 import sys
@@ -42,17 +45,22 @@ def run(argv, rank):
         def error(self, message):
             raise Fail(2, message)
 
-    if not argv or argv[0] != "layer":
-        raise Fail(2, "usage: fake_mpiquant.py layer --in P.h5 --out O.h5")
+    if not argv or argv[0] not in ("layer", "study"):
+        raise Fail(2, "usage: fake_mpiquant.py layer|study --in P.h5 ...")
     ap = P(allow_abbrev=False, add_help=False)
     ap.add_argument("--in", dest="inp")
     ap.add_argument("--out")
+    ap.add_argument("--csv")
+    ap.add_argument("--damps", default="1e-4,1e-3,1e-2,1e-1")
+    ap.add_argument("--methods", default="rtn,optq,qronos")
+    ap.add_argument("--roundings", default="nearest,stochastic")
     check_layer.add_quant_options(ap)
     o = ap.parse_args(argv[1:])
+    study = argv[0] == "study"
     if not o.inp:
         raise Fail(2, "--in: required")
-    if not o.out:
-        raise Fail(2, "--out: required")
+    if not (o.csv if study else o.out):
+        raise Fail(2, "--csv: required" if study else "--out: required")
     if not 2 <= o.bits <= 8:
         raise Fail(2, "--bits: must be 2..8")
     if not (o.group_size == -1 or o.group_size > 0):
@@ -67,7 +75,7 @@ def run(argv, rank):
             raise Fail(3, "%s: no /layers group" % o.inp)
         for name in sorted(f["layers"]):
             g = f["layers"][name]
-            d = {k: np.asarray(g[k][()], dtype=np.float64) for k in ("W", "X", "Xq", "H")
+            d = {k: np.asarray(g[k][()], dtype=np.float64) for k in ("W", "X", "Xq", "H", "G")
                  if k in g}
             if "W" not in d:
                 raise Fail(3, "%s: /layers/%s: no W" % (o.inp, name))
@@ -76,7 +84,7 @@ def run(argv, rank):
             W = d["W"]
             if W.ndim != 2 or W.size == 0:
                 raise Fail(3, "%s: /layers/%s/W: empty" % (o.inp, name))
-            for k in ("X", "Xq", "H"):
+            for k in ("X", "Xq", "H", "G"):
                 if k in d and (d[k].ndim != 2 or d[k].shape[1] != W.shape[1] or
                                d[k].shape[0] == 0):
                     raise Fail(3, "%s: /layers/%s/%s: bad shape" % (o.inp, name, k))
@@ -88,16 +96,13 @@ def run(argv, rank):
     if rank != 0:
         return
     corrupt = os.environ.get("FAKE_MQ_CORRUPT", "")
-    kw = dict(lam=float(o.lam)) if o.lam is not None else dict(damp=0.01 if o.damp is None
-                                                               else o.damp)
+    if study:
+        return write_study(o, layers)
     with h5py.File(o.out, "w") as f:
-        for name, d in layers.items():
+        for index, (name, d) in enumerate(layers.items()):
             t0 = time.time()
             W = d["W"]
-            H = d["H"] if "H" in d else ref.hessian(d["Xq"] if "Xq" in d else d["X"])
-            r = ref.quantize_layer(W, H, method=o.method, bits=o.bits, group_size=o.group_size,
-                                   sym=o.sym, act_order=o.act_order,
-                                   static_groups=o.static_groups, mse=o.mse, **kw)
+            r, extra = quantize(d, o, index, corrupt)
             codes = r["codes"].copy()
             if corrupt == "codes":
                 codes[:, ::7] = (codes[:, ::7] + 1) % (2 ** o.bits)
@@ -109,18 +114,12 @@ def run(argv, rank):
             if corrupt == "gidx":
                 gi = gi[::-1].copy()
             g["g_idx"] = gi
-            if "X" in d:
-                err, rel = ref.objective(W, d["X"], d.get("Xq"), r["What"])
-            else:
-                err, rel = ref.objective_h(W, H, r["What"])
             a = g.attrs
             a["rows"], a["cols"] = W.shape
-            a["lambda"] = r["lambda"]
-            a["loss"] = r["loss"] * (1.001 if corrupt == "loss" else 1.0)
-            a["err"], a["rel_err"] = err, rel
-            a["bound_l2"] = r["bound_l2"]
-            a["bound_linf"] = np.nan
-            a["clipped"] = np.int64(r["clipped"])
+            for k, v in measure(d, r, corrupt).items():
+                a[k] = v
+            for k, v in extra.items():
+                a[k] = v
             a["seconds"] = time.time() - t0
         a = f.attrs
         a["format"] = "mpiquant"
@@ -138,6 +137,64 @@ def run(argv, rank):
         a["nranks"] = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
         if corrupt != "complete":
             a["complete"] = 1
+
+
+def quantize(d, o, index, corrupt=""):
+    """reference result for one layer dict and the extra (--lambda auto) attributes."""
+    opts = dict(method=o.method, bits=o.bits, group_size=o.group_size, sym=o.sym,
+                act_order=o.act_order, static_groups=o.static_groups, mse=o.mse,
+                rounding=o.rounding, seed=0 if corrupt == "seed" else o.seed,
+                layer_index=index)
+    if o.lam == "auto":
+        if "X" not in d:
+            raise Fail(3, "--lambda auto needs samples (X)")
+        au = ref.lambda_auto(d, **opts)
+        held = au["heldout"].copy()
+        if corrupt == "auto":
+            held[0] *= 0.5
+        return au["result"], {"lambda_candidates": au["candidates"],
+                              "lambda_heldout_err": held}
+    kw = dict(lam=float(o.lam)) if o.lam is not None else dict(damp=0.01 if o.damp is None
+                                                               else o.damp)
+    return ref.quantize_problem(d, **opts, **kw), {}
+
+
+def measure(d, r, corrupt=""):
+    """The per-layer numeric attributes of a reference result."""
+    W = d["W"]
+    if "X" in d:
+        err, rel = ref.objective(W, d["X"], d.get("Xq"), r["What"])
+    else:
+        err, rel = ref.objective_h(W, d["H"], r["What"])
+    return {"lambda": r["lambda"], "loss": r["loss"] * (1.001 if corrupt == "loss" else 1.0),
+            "err": err, "rel_err": rel, "bound_l2": r["bound_l2"],
+            "bound_linf": r["bound_linf"] * (1.01 if corrupt == "linf" else 1.0),
+            "err_floor": r["err_floor"] * (1.001 if corrupt == "floor" else 1.0),
+            "clipped": np.int64(r["clipped"])}
+
+
+STUDY_HEADER = "layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor," \
+               "clipped,seconds"
+
+
+def write_study(o, layers):
+    rows = [STUDY_HEADER]
+    for index, (name, d) in enumerate(layers.items()):
+        for damp in [float(x) for x in o.damps.split(",")]:
+            for method in o.methods.split(","):
+                for rounding in o.roundings.split(","):
+                    t0 = time.time()
+                    o1 = check_layer.parse_quant_options([])
+                    o1.__dict__.update({k: v for k, v in vars(o).items() if k in vars(o1)})
+                    o1.method, o1.rounding, o1.damp, o1.lam = method, rounding, damp, None
+                    r, _ = quantize(d, o1, index)
+                    m = measure(d, r)
+                    rows.append("%s,%s,%s,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%d,%.6f"
+                                % (name, method, rounding, damp, m["lambda"], m["err"],
+                                   m["rel_err"], m["loss"], m["bound_l2"], m["err_floor"],
+                                   m["clipped"], time.time() - t0))
+    with open(o.csv, "w") as f:
+        f.write("\n".join(rows) + "\n")
 
 
 def main():

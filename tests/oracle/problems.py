@@ -11,6 +11,11 @@ Good kinds (several layers each unless noted):
   xq           layers with X and a perturbed Xq (X̃)
   hessian      layers given by H only (no X), float64 and float32
   small        one small well-conditioned layer
+  mismatch     well-conditioned layers (n >> cols) with X̃ = X + noise (Qronos; λ = 0 works)
+  hg           layers given by H = X̃ᵀX̃/n and G = X̃ᵀX/n only (no samples)
+  lambda       layers whose --lambda auto choice is small, middle and large
+  copies       COPIES (200) copies s000..s199 of one small layer (stochastic statistics: the
+               layer index keys the random stream, so the copies are independent draws)
   outlier | correlated | dead | heavy | float64 | wide   one layer of that structure
 Bad kinds (see BAD_KINDS): not-hdf5, missing-w, missing-xh, col-mismatch, nan-w, nan-x,
   empty-rows, empty-n, no-layers.
@@ -106,6 +111,57 @@ def layer_hessian(rng, rows=20, cols=72, n=200, dtype=np.float64, dead=2):
     return dict(W=src["W"].astype(dtype), H=H.astype(dtype))
 
 
+def layer_mismatch(rng, rows=16, cols=64, n=512, dtype=np.float32, noise=0.2, dead=0,
+                   outliers=3):
+    """Well-conditioned X (n >> cols, a few strong channels) and X̃ = X + relative noise: the
+    Qronos case; H is well conditioned, so --lambda 0 is safe."""
+    X = rng.standard_normal((n, cols))
+    idx = rng.choice(cols, outliers, replace=False)
+    X[:, idx] *= rng.uniform(3, 8, outliers)
+    Xq = X + noise * rng.standard_normal(X.shape) * X.std(axis=0, keepdims=True)
+    if dead:
+        d = rng.choice(np.setdiff1d(np.arange(cols), idx), dead, replace=False)
+        X[:, d] = 0.0
+        Xq[:, d] = 0.0
+    W = _weights(rng, rows, cols, 0.1)
+    return dict(W=W.astype(dtype), X=X.astype(dtype), Xq=Xq.astype(dtype))
+
+
+def layer_hg(rng, rows=16, cols=64, n=400, dtype=np.float64, noise=0.2):
+    """H and G only, from a mismatch layer."""
+    src = layer_mismatch(rng, rows, cols, n, np.float64, noise)
+    X, Xq = src["X"], src["Xq"]
+    H = Xq.T @ Xq / n
+    return dict(W=src["W"].astype(dtype), H=(0.5 * (H + H.T)).astype(dtype),
+                G=(Xq.T @ X / n).astype(dtype))
+
+
+def layer_lambda(rng, rows=16, cols=64, n=160, dtype=np.float32, noise=0.0, corr=True):
+    """Inputs with a few ×10 channels, optionally correlated with decaying scales: the
+    held-out optimum of λ moves with n/cols, correlation and noise."""
+    X = rng.standard_normal((n, cols))
+    if corr:
+        M = rng.standard_normal((cols, cols)) / np.sqrt(cols) * \
+            np.logspace(0, -2, cols)[None, :] + 0.2 * np.eye(cols)
+        X = X @ M.T
+    X[:, :3] *= 10.0
+    W = _weights(rng, rows, cols)
+    out = dict(W=W.astype(dtype), X=X.astype(dtype))
+    if noise:
+        out["Xq"] = (X + noise * rng.standard_normal(X.shape) *
+                     X.std(axis=0, keepdims=True)).astype(dtype)
+    return out
+
+
+COPIES = 200
+
+
+def copies_layers(rng, layer=None, k=COPIES):
+    """k copies s000.. of one layer (default: 8×48, n 96)."""
+    lay = layer_small(rng) if layer is None else layer
+    return {"s%03d" % i: lay for i in range(k)}
+
+
 SINGLE = {
     "outlier": layer_outlier, "correlated": layer_correlated, "dead": layer_dead,
     "heavy": layer_heavy, "float64": lambda rng: layer_outlier(rng, 24, 72, 128, np.float64),
@@ -130,6 +186,19 @@ def kind_layers(kind, rng):
     if kind == "hessian":
         return {"a_h_f64": layer_hessian(rng),
                 "b_h_f32": layer_hessian(rng, 16, 140, 300, np.float32, dead=3)}
+    if kind == "mismatch":
+        return {"a_mm": layer_mismatch(rng),
+                "b_mm_150": layer_mismatch(rng, 24, 150, 600, noise=0.1, outliers=4),
+                "c_mm_f64_dead": layer_mismatch(rng, 12, 96, 400, np.float64, 0.3, dead=2)}
+    if kind == "hg":
+        return {"a_hg_f64": layer_hg(rng),
+                "b_hg_f32": layer_hg(rng, 12, 80, 300, np.float32, 0.1)}
+    if kind == "lambda":
+        return {"a_lam_small": layer_lambda(rng),
+                "b_lam_mid": layer_lambda(rng, 16, 96, 200),
+                "c_lam_large": layer_lambda(rng, 16, 64, 120, noise=0.1, corr=False)}
+    if kind == "copies":
+        return copies_layers(rng)
     if kind in SINGLE:
         return {"layer0": SINGLE[kind](rng)}
     raise ValueError("unknown kind %r" % kind)
@@ -241,7 +310,8 @@ BAD_KINDS = {
     "no-layers": ("no /layers group", _bad_no_layers),
 }
 
-GOOD_KINDS = ["optq-suite", "xq", "hessian"] + sorted(SINGLE)
+GOOD_KINDS = ["optq-suite", "xq", "hessian", "mismatch", "hg", "lambda", "copies"] + \
+    sorted(SINGLE)
 
 
 def main(argv=None):

@@ -8,6 +8,10 @@
    ones (codes, loss, g_idx, missing complete) fail it; qweight pack/unpack round trip.
 3. run_bad_inputs.judge on synthetic outputs: a clean error passes; MPI_Abort / ORTE noise,
    two error lines, wrong exit status, a complete output file all fail.
+4. Qronos, stochastic rounding and --lambda auto: fake results pass check_layer; damaged ones
+   (err_floor, bound_linf, held-out errors, a generator that ignores the seed) fail it; the
+   stochastic suite's unbiasedness test accepts true stochastic rounding and rejects nearest
+   rounding and a biased round-up probability.
 Prints `N passed, M failed`; exit 1 if any failed.
 """
 import argparse
@@ -25,6 +29,7 @@ import fake_mpiquant  # noqa: E402
 import problems  # noqa: E402
 import reference  # noqa: E402
 import run_bad_inputs  # noqa: E402
+import run_stochastic_suite  # noqa: E402
 
 results = []
 
@@ -109,6 +114,69 @@ def main(argv=None):
     case("judge: timeout fails", J(124, 3, "", ok_err, nofile) != [])
     case("judge: complete output fails",
          J(3, 3, "", ok_err, os.path.join(wd, "st-out.h5")) != [])
+
+    # 4. Qronos / stochastic / --lambda auto
+    new_runs = [("mismatch", ["--method", "qronos"]),
+                ("mismatch", ["--method", "qronos", "--lambda", "0", "--asym", "--bits", "3"]),
+                ("hg", ["--method", "qronos", "--group-size", "32"]),
+                ("xq", ["--rounding", "stochastic", "--seed", "5", "--group-size", "32"]),
+                ("xq", ["--method", "rtn", "--rounding", "stochastic", "--asym"]),
+                ("mismatch", ["--method", "qronos", "--rounding", "stochastic", "--seed", "9"]),
+                ("lambda", ["--lambda", "auto", "--bits", "3", "--asym"]),
+                ("lambda", ["--method", "qronos", "--lambda", "auto", "--group-size", "32"])]
+    for kind, opts in new_runs:
+        p = os.path.join(wd, "st-%s.h5" % kind)
+        o = os.path.join(wd, "st-out.h5")
+        problems.make(p, kind, 11)
+        subprocess.run([sys.executable, fake, "layer", "--in", p, "--out", o] + opts,
+                       check=True)
+        nbad, lines = check_layer.check_result(p, o, check_layer.parse_quant_options(opts))
+        case("fake result passes check_layer (%s %s)" % (kind, " ".join(opts)), nbad == 0)
+        if nbad:
+            print("\n".join(lines))
+    for corrupt, kind, opts in [
+            ("floor", "mismatch", ["--method", "qronos"]),
+            ("linf", "xq", ["--rounding", "stochastic", "--seed", "5"]),
+            ("seed", "xq", ["--rounding", "stochastic", "--seed", "5"]),
+            ("seed", "mismatch", ["--method", "qronos", "--rounding", "stochastic", "--seed",
+                                  "5"]),
+            ("auto", "lambda", ["--lambda", "auto"]),
+            ("codes", "mismatch", ["--method", "qronos", "--lambda", "0"])]:
+        p = os.path.join(wd, "st-%s.h5" % kind)
+        o = os.path.join(wd, "st-bad-%s.h5" % corrupt)
+        env = dict(os.environ, FAKE_MQ_CORRUPT=corrupt)
+        subprocess.run([sys.executable, fake, "layer", "--in", p, "--out", o] + opts,
+                       check=True, env=env)
+        nbad, _ = check_layer.check_result(p, o, check_layer.parse_quant_options(opts))
+        case("damaged result (%s, %s) fails check_layer" % (corrupt, " ".join(opts)), nbad > 0)
+
+    # unbiasedness statistics on synthetic copies: true stochastic rounding passes, nearest
+    # rounding and a round-up probability 0.8·frac fail
+    srng = np.random.default_rng(3)
+    W = srng.standard_normal((6, 40)) * 0.1
+    bits = 3
+    scale, zero = reference.grid_params(W, bits, False, False)
+    t = W / scale[:, None]
+    K = 200
+
+    def copies(prob_up):
+        res = {}
+        for k in range(K):
+            up = srng.random(W.shape) < prob_up(t - np.floor(t))
+            c = np.clip(np.floor(t) + zero[:, None] + up, 0, 2 ** bits - 1).astype(np.int64)
+            res["s%03d" % k] = dict(codes=c, scales=scale[:, None].astype(np.float32),
+                                    zeros=zero[:, None].astype(np.int32),
+                                    g_idx=np.zeros(40, dtype=np.int32),
+                                    What=reference.dequant(c, scale[:, None], zero[:, None]))
+        return res
+
+    prob = {"s%03d" % k: {"W": W} for k in range(K)}
+    good, summ = run_stochastic_suite.unbiasedness(prob, copies(lambda f: f), bits)
+    case("unbiasedness test accepts stochastic rounding (%s)" % summ, not good)
+    bad1, _ = run_stochastic_suite.unbiasedness(prob, copies(lambda f: f >= 0.5), bits)
+    case("unbiasedness test rejects nearest rounding", bool(bad1))
+    bad2, _ = run_stochastic_suite.unbiasedness(prob, copies(lambda f: 0.8 * f), bits)
+    case("unbiasedness test rejects P(up) = 0.8·frac", bool(bad2))
 
     npass = sum(results)
     print("%d passed, %d failed" % (npass, len(results) - npass))

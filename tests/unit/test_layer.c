@@ -57,7 +57,8 @@ static void check_config(int bits, int group, int act_order, int static_groups, 
   mq_layer_result res;
   mq_error err;
   mq_error_clear(&err);
-  MQ_EXPECT_EQ_INT(mq_layer_quantize("t", 0, W, ROWS, COLS, Hrun, &o, &res, NULL, &err), MQ_OK);
+  mq_layer_input in = {.name = "t", .rows = ROWS, .cols = COLS, .W = W, .H = Hrun};
+  MQ_EXPECT_EQ_INT(mq_layer_quantize(&in, &o, &res, NULL, &err), MQ_OK);
   MQ_EXPECT_NEAR(res.loss, recomputed_loss(W, H, &res), 1e-6);
   /* bound holds when nothing was clipped */
   if (res.clipped == 0) MQ_EXPECT(res.loss <= res.bound_l2);
@@ -65,7 +66,7 @@ static void check_config(int bits, int group, int act_order, int static_groups, 
   mq_layer_result res2;
   memcpy(Hrun, H, sizeof H);
   o.block_size = 16;
-  MQ_EXPECT_EQ_INT(mq_layer_quantize("t", 0, W, ROWS, COLS, Hrun, &o, &res2, NULL, &err), MQ_OK);
+  MQ_EXPECT_EQ_INT(mq_layer_quantize(&in, &o, &res2, NULL, &err), MQ_OK);
   /* Blocking changes float rounding only: ≥ 99% of codes agree. */
   size_t differ = 0;
   for (size_t r = 0; r < ROWS; r++) {

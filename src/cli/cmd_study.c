@@ -1,0 +1,209 @@
+/* `mpiquant study --in P.h5 --csv OUT.csv`: the raw material of error-vs-λ plots. Every layer
+ * of the file is quantized for every combination of damp × method × rounding and one CSV row
+ * is written per run. Rank 0 does the work for now (like `layer`). */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "cli/layer_job.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "io/h5problem.h"
+
+enum { MQ_STUDY_MAX = 16 };
+
+static const char study_help[] =
+    "usage: mpiquant study --in P.h5 --csv OUT.csv [--damps LIST] [--methods LIST]\n"
+    "                      [--roundings LIST] [quantization options]\n"
+    "\n"
+    "Quantizes every layer of P.h5 once per damp x method x rounding and writes one CSV row\n"
+    "per run: layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor,clipped,\n"
+    "seconds. lambda = damp * mean(diag H). Plot it with jobs/plot_study.sh.\n"
+    "\n"
+    "  --damps LIST       comma-separated damp factors [1e-4,1e-3,1e-2,1e-1]\n"
+    "  --methods LIST     of rtn,optq,qronos [optq,qronos]\n"
+    "  --roundings LIST   of nearest,stochastic [nearest]\n"
+    "\n";
+
+typedef struct study_args {
+  const char *in, *csv;
+  double damps[MQ_STUDY_MAX];
+  int ndamps;
+  mq_method methods[3];
+  int nmethods;
+  mq_rounding roundings[2];
+  int nroundings;
+  mq_quant_options opts;
+} study_args;
+
+static const char *method_names[] = {"rtn", "optq", "qronos"};
+static const char *rounding_names[] = {"nearest", "stochastic"};
+
+/* Splits a comma-separated list; each item goes through parse_item. */
+static mq_status parse_list(const char *opt, const char *text, int max, int *count,
+                            mq_status (*parse_item)(const char *, const char *, int, void *, mq_error *),
+                            void *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", text);
+  *count = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (*count == max) MQ_FAIL(err, MQ_EUSAGE, "%s: at most %d values", opt, max);
+    MQ_CHECK(parse_item(opt, tok, *count, out, err));
+    (*count)++;
+  }
+  if (*count == 0) MQ_FAIL(err, MQ_EUSAGE, "%s: empty list", opt);
+cleanup:
+  return st;
+}
+
+static mq_status parse_damp(const char *opt, const char *tok, int k, void *out, mq_error *err) {
+  double *d = out;
+  mq_status st = mq_cli_parse_double(opt, tok, &d[k], err);
+  if (st == MQ_OK && d[k] < 0)
+    return mq__fail(err, MQ_EUSAGE, __FILE__, __LINE__, "%s: %s is negative", opt, tok);
+  return st;
+}
+
+static mq_status parse_name(const char *opt, const char *tok, const char **names, int n, int *v,
+                            mq_error *err) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(tok, names[i])) {
+      *v = i;
+      return MQ_OK;
+    }
+  return mq__fail(err, MQ_EUSAGE, __FILE__, __LINE__, "%s: unknown value '%s'", opt, tok);
+}
+
+static mq_status parse_method(const char *opt, const char *tok, int k, void *out, mq_error *err) {
+  int v = 0;
+  mq_status st = parse_name(opt, tok, method_names, 3, &v, err);
+  ((mq_method *)out)[k] = (mq_method)v;
+  return st;
+}
+
+static mq_status parse_rounding(const char *opt, const char *tok, int k, void *out, mq_error *err) {
+  int v = 0;
+  mq_status st = parse_name(opt, tok, rounding_names, 2, &v, err);
+  ((mq_rounding *)out)[k] = (mq_rounding)v;
+  return st;
+}
+
+static mq_status parse_study_args(mq_cli *cli, int argc, char **argv, study_args *a, int *help) {
+  mq_status st = MQ_OK;
+  mq_error *err = &cli->err;
+  mq_quant_options_init(&a->opts);
+  const double damps[] = {1e-4, 1e-3, 1e-2, 1e-1};
+  memcpy(a->damps, damps, sizeof damps);
+  a->ndamps = 4;
+  a->methods[0] = MQ_METHOD_OPTQ;
+  a->methods[1] = MQ_METHOD_QRONOS;
+  a->nmethods = 2;
+  a->roundings[0] = MQ_ROUND_NEAREST;
+  a->nroundings = 1;
+  for (int i = 1; i < argc; i++) {
+    int used = 0;
+    const char *v = NULL;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      *help = 1;
+      return MQ_OK;
+    }
+    if (mq_cli_common_option(cli, argv[i])) continue;
+    MQ_CHECK(mq_cli_quant_option(argc, argv, &i, &a->opts, &used, err));
+    if (used) continue;
+    const char *opt = argv[i];
+    if (!strcmp(opt, "--in")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->in, err));
+    else if (!strcmp(opt, "--csv")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->csv, err));
+    else if (!strcmp(opt, "--damps")) {
+      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
+      MQ_CHECK(parse_list(opt, v, MQ_STUDY_MAX, &a->ndamps, parse_damp, a->damps, err));
+    } else if (!strcmp(opt, "--methods")) {
+      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
+      MQ_CHECK(parse_list(opt, v, 3, &a->nmethods, parse_method, a->methods, err));
+    } else if (!strcmp(opt, "--roundings")) {
+      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
+      MQ_CHECK(parse_list(opt, v, 2, &a->nroundings, parse_rounding, a->roundings, err));
+    } else {
+      MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant study --help)", opt);
+    }
+  }
+  if (a->in == NULL) MQ_FAIL(err, MQ_EUSAGE, "--in: missing (the layer-problem file)");
+  if (a->csv == NULL) MQ_FAIL(err, MQ_EUSAGE, "--csv: missing (the output table)");
+  MQ_CHECK(mq_quant_options_check(&a->opts, err));
+cleanup:
+  return st;
+}
+
+/* One run: quantize layer `index` with o, append its CSV row. */
+static mq_status study_run(mq_h5_problem *pf, size_t index, const mq_quant_options *o,
+                           double damp, FILE *out, mq_error *err) {
+  mq_layer_result res = {0};
+  double t_hessian = 0.0;
+  mq_status st = mq_layer_job_run(pf, index, o, &res, &t_hessian, err);
+  if (st == MQ_OK) {
+    fprintf(out, "%s,%s,%s,%.6g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%lld,%.4f\n",
+            mq_h5_problem_layer(pf, index)->name, method_names[o->method],
+            rounding_names[o->rounding], damp, res.lambda, res.err, res.rel_err, res.loss,
+            res.bound_l2, res.err_floor, (long long)res.clipped, res.seconds);
+  }
+  mq_layer_result_free(&res);
+  return st;
+}
+
+static mq_status run_study(mq_cli *cli, const study_args *a) {
+  mq_status st = MQ_OK;
+  mq_error *err = &cli->err;
+  mq_h5_problem *pf = NULL;
+  char tmp[4096];
+  FILE *out = NULL;
+  MQ_CHECK(mq_h5_problem_open(a->in, &pf, err));
+  snprintf(tmp, sizeof tmp, "%s.partial", a->csv); /* renamed only when complete */
+  out = fopen(tmp, "w");
+  if (out == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create", tmp);
+  fprintf(out, "layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor,clipped,seconds\n");
+  size_t nl = mq_h5_problem_nlayers(pf), total = nl * (size_t)(a->ndamps * a->nmethods * a->nroundings), done = 0;
+  double t0 = mq_wtime();
+  for (size_t i = 0; i < nl; i++)
+    for (int m = 0; m < a->nmethods; m++)
+      for (int r = 0; r < a->nroundings; r++)
+        for (int d = 0; d < a->ndamps; d++) {
+          mq_quant_options o = a->opts;
+          o.method = a->methods[m];
+          o.rounding = a->roundings[r];
+          o.lambda_mode = MQ_LAMBDA_DAMP;
+          o.damp = a->damps[d];
+          MQ_CHECK(study_run(pf, i, &o, a->damps[d], out, err));
+          double el = mq_wtime() - t0;
+          done++;
+          MQ_INFO("study %zu/%zu: %s %s %s damp %g  elapsed %.1fs  ETA %.1fs", done, total,
+                  mq_h5_problem_layer(pf, i)->name, method_names[o.method],
+                  rounding_names[o.rounding], o.damp, el, el / (double)done * (double)(total - done));
+        }
+  if (fclose(out) != 0) {
+    out = NULL;
+    MQ_FAIL(err, MQ_EFAIL, "%s: write failed", tmp);
+  }
+  out = NULL;
+  if (rename(tmp, a->csv) != 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot rename to %s", tmp, a->csv);
+cleanup:
+  if (out != NULL) fclose(out);
+  if (st != MQ_OK) remove(tmp);
+  mq_h5_problem_close(&pf);
+  return st;
+}
+
+int mq_cmd_study(mq_cli *cli, int argc, char **argv) {
+  study_args a = {0};
+  int help = 0;
+  mq_status st = parse_study_args(cli, argc, argv, &a, &help);
+  if (help) {
+    if (cli->rank == 0) printf("%s%s", study_help, mq_cli_quant_help);
+    return MQ_OK;
+  }
+  if (st == MQ_OK) {
+    mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
+    if (cli->rank == 0) st = run_study(cli, &a);
+  }
+  return mq_cli_agree(cli, st);
+}

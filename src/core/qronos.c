@@ -1,0 +1,63 @@
+#include "core/qronos.h"
+
+#include "core/blas.h"
+#include "core/hessian.h"
+#include "core/mem.h"
+#include "core/status.h"
+
+void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
+                            const float *Wcm, size_t rows, double *target) {
+  size_t c0 = perm[0];
+  const double *g = G + c0 * cols, *h = H + c0 * cols;
+  for (size_t r = 0; r < rows; r++) target[r] = 0.0;
+  for (size_t p = 0; p < cols; p++) { /* column by column: Wcm's columns are contiguous */
+    size_t k = perm[p];
+    double coef = g[k] - (k == c0 ? 0.0 : h[k]);
+    const float *w = Wcm + p * rows;
+    for (size_t r = 0; r < rows; r++) target[r] += coef * (double)w[r];
+  }
+  for (size_t r = 0; r < rows; r++) target[r] /= h[c0];
+}
+
+mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size_t *perm,
+                             const float *Wcm, size_t rows, float *V, mq_error *err) {
+  mq_status st = MQ_OK;
+  float *W0 = mq_alloc(rows * cols, sizeof *W0); /* row-major [rows, cols], original order */
+  float *Df = mq_alloc(cols * cols, sizeof *Df);
+  uint8_t *done = mq_alloc(cols, 1);
+  double *row = mq_alloc(cols, sizeof *row);
+  MQ_CHECK_ALLOC(err, W0 && Df && done && row, cols * cols * sizeof *Df);
+  for (size_t k = 0; k < cols * cols; k++) G[k] -= H[k]; /* Δ = G − H, exact enough in double */
+  mq_permute_rows(G, cols, cols, perm, done, row);
+  for (size_t k = 0; k < cols * cols; k++) Df[k] = (float)G[k];
+  enum { TILE = 64 };
+  for (size_t r0 = 0; r0 < rows; r0 += TILE) /* back to original order, in cache-sized tiles */
+    for (size_t p = 0; p < cols; p++)
+      for (size_t r = r0; r < r0 + TILE && r < rows; r++) W0[r * cols + perm[p]] = Wcm[p * rows + r];
+  if (rows > 0) /* float like the sweep it feeds: half the time of DGEMM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cols, (int)rows, (int)cols, 1.0f,
+                Df, (int)cols, W0, (int)cols, 0.0f, V, (int)rows);
+cleanup:
+  mq_free(W0);
+  mq_free(Df);
+  mq_free(done);
+  mq_free(row);
+  return st;
+}
+
+mq_status mq_qronos_refit_share(const double *R, size_t cols, float *V, size_t rows,
+                                double *t_sq, mq_error *err) {
+  mq_status st = MQ_OK;
+  *t_sq = 0.0;
+  if (rows == 0) return MQ_OK;
+  float *Rf = mq_alloc(cols * cols, sizeof *Rf); /* upper triangle is all STRSM reads */
+  MQ_CHECK_ALLOC(err, Rf, cols * cols * sizeof *Rf);
+  for (size_t j = 0; j < cols; j++)
+    for (size_t i = 0; i <= j; i++) Rf[i + j * cols] = (float)R[i + j * cols];
+  cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)rows,
+              (int)cols, 1.0f, Rf, (int)cols, V, (int)rows);
+  for (size_t k = 0; k < rows * cols; k++) *t_sq += (double)V[k] * (double)V[k];
+cleanup:
+  mq_free(Rf);
+  return st;
+}

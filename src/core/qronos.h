@@ -1,0 +1,37 @@
+/* Qronos (ALGORITHMS §4) as OPTQ on the ridge fit w* = (H+λI)⁻¹(G+λI)w with a special first
+ * column. Why that is the same algorithm: Qronos' step 2 refits w_2: to
+ * (A₂₂)⁻¹((G+λI)₂:,: w − H₂:,₁ q₁) with A = H+λI; since A w* = (G+λI)w this equals
+ * w*₂: + A₂₂⁻¹A₂:,₁(w*₁ − q₁), exactly OPTQ's update after column 1 applied to w*, and step 3
+ * is OPTQ with A₂₂, whose factor is the trailing block of R. Only column 1 differs: it rounds
+ * s = (G₁,:w − H₁,₂:w₂:)/H₁₁ instead of w*₁. The sweep needs w* only through
+ * T = W(G−H)ᵀR⁻ᵀ (see optq.h), one GEMM and one triangular solve over OPTQ.
+ *
+ * Error accounting: err_floor = ‖r₁‖² = e₁² + ‖(X−X̃)w‖²/n − ‖R⁻¹(G−H)w‖² (exact at λ = 0:
+ * the least-squares residual of the refit plus column 1's share; the last term is the part of
+ * the mismatch (X−X̃)w that X̃'s columns can absorb, whose norm is ‖t‖ with t = R⁻¹(G−H)w). */
+#ifndef MQ_CORE_QRONOS_H
+#define MQ_CORE_QRONOS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mpiquant.h"
+
+/* target[r] = (G[c0,:]·w_r − Σ_{k≠c0} H[c0,k]·w_rk) / H[c0,c0], c0 = perm[0]; H, G row-major
+ * [cols, cols] in original order (H without λ); Wcm [cols, rows] column-major in processing
+ * order (dead columns zero). */
+void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
+                            const float *Wcm, size_t rows, double *target);
+
+/* Before the factor: V [cols, rows] column-major in processing order = W(G−H)ᵀ, i.e.
+ * V[p·rows + r] = Σ_k (G−H)[perm[p], k]·w_rk, in float like the sweep it feeds. G is consumed
+ * (overwritten by G−H with its rows permuted). One SGEMM. */
+mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size_t *perm,
+                             const float *Wcm, size_t rows, float *V, mq_error *err);
+
+/* After the factor: T = V·R⁻ᵀ in place (one STRSM) — the [cols, rows] column-major input of
+ * the sweep; *t_sq = ‖T‖²_F. R: column-major upper [cols, cols], processing order. */
+mq_status mq_qronos_refit_share(const double *R, size_t cols, float *V, size_t rows,
+                                double *t_sq, mq_error *err);
+
+#endif
