@@ -47,6 +47,12 @@ typedef enum mq_lambda_mode {
   MQ_LAMBDA_AUTO = 2      /* held-out selection (ALGORITHMS §3.3) */
 } mq_lambda_mode;
 
+typedef enum mq_factor_mode {
+  MQ_FACTOR_AUTO = 0,     /* local while the layer fits comfortably on a rank */
+  MQ_FACTOR_LOCAL = 1,    /* every rank factors its own copy (LAPACK) */
+  MQ_FACTOR_SCALAPACK = 2 /* 2-D block-cyclic pdpotrf, panels fetched just in time */
+} mq_factor_mode;
+
 typedef struct mq_quant_options {
   mq_method method;
   mq_rounding rounding;
@@ -61,6 +67,8 @@ typedef struct mq_quant_options {
   double lambda;     /* for MQ_LAMBDA_ABSOLUTE */
   int block_size;    /* sweep block size B */
   uint64_t seed;     /* stochastic rounding key */
+  mq_factor_mode factor;
+  double mem_per_rank; /* bytes a rank may use (--factor auto); 0 = node memory / ranks */
 } mq_quant_options;
 
 /* Fills the SPEC.md defaults: optq, nearest, 4 bits, group 128, sym, act-order, damp 0.01,

@@ -150,7 +150,8 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   } else if (!strcmp(arg, "--seed")) {
     MQ_CHECK(mq_cli_parse_u64(arg, v, &o->seed, err));
   } else if (!strcmp(arg, "--factor")) {
-    MQ_CHECK(parse_choice(arg, v, factors, 3, &k, err)); /* one process factors for now */
+    MQ_CHECK(parse_choice(arg, v, factors, 3, &k, err));
+    o->factor = (mq_factor_mode)k;
   }
 cleanup:
   return st;

@@ -56,55 +56,8 @@ cleanup:
   return st;
 }
 
-/* One layer on this process (see layer_job.h). */
-static mq_status quantize_one(mq_h5_problem *pf, size_t index, const mq_quant_options *o,
-                              mq_layer_result *res, mq_error *err) {
-  double t_hessian = 0.0;
-  mq_status st = mq_layer_job_run(pf, index, o, res, &t_hessian, err);
-  if (st == MQ_OK)
-    MQ_DEBUG("%s: hessian %.3fs, total %.3fs", mq_h5_problem_layer(pf, index)->name, t_hessian,
-             res->seconds);
-  return st;
-}
-
-/* ---- TEMPORARY (until the distributed engine): rank 0 computes every row; the other ranks
- * take part in the collective writes with no rows of their own. ---- */
-
-/* Ranks other than the root wait for its status without busy-polling a core away from BLAS:
- * the agreed (max) status of all ranks, as mq_cli_agree(). */
-static mq_status agree_idle(mq_cli *cli, mq_status st) {
-  int mine = (int)st, all = 0, done = 0;
-  MPI_Request req;
-  MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_MAX, cli->comm, &req);
-  while (!done) {
-    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
-    if (!done) nanosleep(&(struct timespec){0, 2000000}, NULL);
-  }
-  return (mq_status)all;
-}
-
-/* Gives the ranks other than 0 a result with rows = 0 and rank 0's columns, scalars and g_idx
- * (the write requires them identical everywhere). Collective; res on rank 0 is unchanged. */
-static mq_status share_root_result(mq_cli *cli, mq_layer_result *res, mq_error *err) {
-  mq_status st = MQ_OK;
-  /* Same binary on every rank: the struct goes as bytes, its pointers are fixed up below. */
-  MPI_Bcast(res, (int)sizeof *res, MPI_BYTE, 0, cli->comm);
-  if (cli->rank != 0) {
-    res->rows = 0;
-    res->qweight = NULL;
-    res->scales = NULL;
-    res->zeros = NULL;
-    res->g_idx = mq_alloc(res->cols ? res->cols : 1, sizeof *res->g_idx);
-    if (res->g_idx == NULL)
-      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
-                    res->cols * sizeof *res->g_idx);
-  }
-  st = mq_cli_agree(cli, st);
-  if (st == MQ_OK) MPI_Bcast(res->g_idx, (int)res->cols, MPI_INT32_T, 0, cli->comm);
-  return st;
-}
-
-/* Collective: every rank opens the problem file and writes the result file together. */
+/* Collective: every rank opens the problem file, quantizes its rows of each layer and writes
+ * them into the result file together. */
 static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   mq_status st = MQ_OK;
   mq_error *err = &cli->err;
@@ -119,15 +72,15 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   double t0 = mq_wtime();
   for (size_t i = 0; i < nl; i++) {
     const mq_h5_layer_info *li = mq_h5_problem_layer(pf, i);
-    if (cli->rank == 0) st = quantize_one(pf, i, &a->opts, &res, err);
-    MQ_CHECK(agree_idle(cli, st));
-    MQ_CHECK(share_root_result(cli, &res, err));
-    MQ_CHECK(mq_h5_result_write_layer(rf, li->name, li->rows, 0, &res, err));
+    size_t row0 = 0;
+    MQ_CHECK(mq_layer_job_run(cli->comm, pf, i, &a->opts, &res, &row0, err));
+    MQ_CHECK(mq_h5_result_write_layer(rf, li->name, li->rows, row0, &res, err));
     double elapsed = mq_wtime() - t0;
     MQ_INFO("layer %zu/%zu %s [%zux%zu]: rel_err %.4g  loss %.4g  bound %.4g  clipped %lld  "
             "%.2fs  elapsed %.1fs  ETA %.1fs",
             i + 1, nl, li->name, li->rows, li->cols, res.rel_err, res.loss, res.bound_l2,
-            (long long)res.clipped, res.seconds, elapsed, elapsed / (double)(i + 1) * (double)(nl - i - 1));
+            (long long)res.clipped, res.seconds, elapsed,
+            elapsed / (double)(i + 1) * (double)(nl - i - 1));
     mq_layer_result_free(&res);
   }
   MQ_CHECK(mq_h5_result_finish(&rf, err));
@@ -137,8 +90,6 @@ cleanup:
   mq_h5_problem_close(&pf);
   return st;
 }
-
-/* ---- end TEMPORARY ---- */
 
 int mq_cmd_layer(mq_cli *cli, int argc, char **argv) {
   layer_args a = {0};

@@ -1,6 +1,6 @@
 /* `mpiquant study --in P.h5 --csv OUT.csv`: the raw material of error-vs-λ plots. Every layer
  * of the file is quantized for every combination of damp × method × rounding and one CSV row
- * is written per run. Rank 0 does the work for now (like `layer`). */
+ * is written per run (by rank 0; the runs are distributed like `layer`). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -135,13 +135,13 @@ cleanup:
   return st;
 }
 
-/* One run: quantize layer `index` with o, append its CSV row. */
-static mq_status study_run(mq_h5_problem *pf, size_t index, const mq_quant_options *o,
-                           double damp, FILE *out, mq_error *err) {
+/* Collective. One run: quantize layer `index` with o; rank 0 appends its CSV row. */
+static mq_status study_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
+                           const mq_quant_options *o, double damp, FILE *out, mq_error *err) {
   mq_layer_result res = {0};
-  double t_hessian = 0.0;
-  mq_status st = mq_layer_job_run(pf, index, o, &res, &t_hessian, err);
-  if (st == MQ_OK) {
+  size_t row0 = 0;
+  mq_status st = mq_layer_job_run(comm, pf, index, o, &res, &row0, err);
+  if (st == MQ_OK && out != NULL) {
     fprintf(out, "%s,%s,%s,%.6g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%lld,%.4f\n",
             mq_h5_problem_layer(pf, index)->name, method_names[o->method],
             rounding_names[o->rounding], damp, res.lambda, res.err, res.rel_err, res.loss,
@@ -151,17 +151,21 @@ static mq_status study_run(mq_h5_problem *pf, size_t index, const mq_quant_optio
   return st;
 }
 
+/* Collective; rank 0 writes the table. */
 static mq_status run_study(mq_cli *cli, const study_args *a) {
   mq_status st = MQ_OK;
   mq_error *err = &cli->err;
   mq_h5_problem *pf = NULL;
   char tmp[4096];
   FILE *out = NULL;
-  MQ_CHECK(mq_h5_problem_open(a->in, &pf, err));
+  MQ_CHECK(mq_cli_agree(cli, mq_h5_problem_open(a->in, &pf, err)));
   snprintf(tmp, sizeof tmp, "%s.partial", a->csv); /* renamed only when complete */
-  out = fopen(tmp, "w");
-  if (out == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create", tmp);
-  fprintf(out, "layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor,clipped,seconds\n");
+  if (cli->rank == 0) {
+    out = fopen(tmp, "w");
+    if (out == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot create", tmp);
+    else fprintf(out, "layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor,clipped,seconds\n");
+  }
+  MQ_CHECK(mq_cli_agree(cli, st));
   size_t nl = mq_h5_problem_nlayers(pf), total = nl * (size_t)(a->ndamps * a->nmethods * a->nroundings), done = 0;
   double t0 = mq_wtime();
   for (size_t i = 0; i < nl; i++)
@@ -173,22 +177,24 @@ static mq_status run_study(mq_cli *cli, const study_args *a) {
           o.rounding = a->roundings[r];
           o.lambda_mode = MQ_LAMBDA_DAMP;
           o.damp = a->damps[d];
-          MQ_CHECK(study_run(pf, i, &o, a->damps[d], out, err));
+          MQ_CHECK(study_run(cli->comm, pf, i, &o, a->damps[d], out, err));
           double el = mq_wtime() - t0;
           done++;
           MQ_INFO("study %zu/%zu: %s %s %s damp %g  elapsed %.1fs  ETA %.1fs", done, total,
                   mq_h5_problem_layer(pf, i)->name, method_names[o.method],
                   rounding_names[o.rounding], o.damp, el, el / (double)done * (double)(total - done));
         }
-  if (fclose(out) != 0) {
+  if (out != NULL) {
+    int bad = fclose(out) != 0;
     out = NULL;
-    MQ_FAIL(err, MQ_EFAIL, "%s: write failed", tmp);
+    if (bad) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: write failed", tmp);
+    else if (rename(tmp, a->csv) != 0)
+      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot rename to %s", tmp, a->csv);
   }
-  out = NULL;
-  if (rename(tmp, a->csv) != 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot rename to %s", tmp, a->csv);
+  MQ_CHECK(mq_cli_agree(cli, st));
 cleanup:
   if (out != NULL) fclose(out);
-  if (st != MQ_OK) remove(tmp);
+  if (st != MQ_OK && cli->rank == 0) remove(tmp);
   mq_h5_problem_close(&pf);
   return st;
 }
@@ -203,7 +209,7 @@ int mq_cmd_study(mq_cli *cli, int argc, char **argv) {
   }
   if (st == MQ_OK) {
     mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
-    if (cli->rank == 0) st = run_study(cli, &a);
+    st = run_study(cli, &a); /* every rank: the layers are distributed */
   }
   return mq_cli_agree(cli, st);
 }

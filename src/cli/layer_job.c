@@ -3,78 +3,170 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "core/hessian.h"
 #include "core/layer.h"
 #include "core/log.h"
 #include "core/measure.h"
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/dist_factorizer.h"
+#include "dist/exact_sum.h"
+#include "dist/partition.h"
 
-enum { MQ_SAMPLE_CHUNK = 1024 }; /* samples per read: bounds the memory of the X buffers */
+/* Samples per chunk of the Hessian sums. Fixed, not derived from the rank count: each chunk's
+ * DSYRK is computed identically wherever it runs, and the exact sum makes the order of the
+ * chunks irrelevant — that is what makes H bit-identical across rank counts. */
+enum { MQ_CHUNK = 256 };
+enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
 
 static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1};
 
-/* Everything read once per layer. */
+/* Everything a layer's steps share. */
 typedef struct job {
+  MPI_Comm comm;
+  int rank, nranks;
   mq_h5_problem *pf;
   size_t index;
   const mq_h5_layer_info *li;
-  int qronos;       /* needs G = X̃ᵀX/n */
-  float *W;         /* [rows, cols] */
-  double *X, *Xq;   /* [MQ_SAMPLE_CHUNK, cols] buffers */
+  int qronos;     /* needs G = X̃ᵀX/n */
+  size_t row0, nrows; /* this rank's rows */
+  float *W;       /* [nrows, cols] */
+  double *X, *Xq; /* [MQ_CHUNK, cols] sample buffers */
 } job;
 
-/* H = X̃ᵀX̃ (and, with need_g, G = X̃ᵀX) over samples [first, first+count), divided by count.
- * G stays NULL-equivalent (untouched) when the file has no Xq: then G = H. */
+/* All ranks agree on the worst status, so none enters the next collective alone. */
+static mq_status agree(const job *j, mq_status st) {
+  int mine = (int)st, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, j->comm);
+  return (mq_status)all;
+}
+
+static double max_abs(const double *v, size_t n) {
+  double m = 0.0;
+  for (size_t k = 0; k < n; k++) m = fmax(m, fabs(v[k]));
+  return m;
+}
+
+/* This rank's chunks of samples [first, first+count). */
+static void my_chunks(const job *j, size_t first, size_t count, size_t *c0, size_t *nc) {
+  size_t nchunks = (count + MQ_CHUNK - 1) / MQ_CHUNK;
+  mq_partition(nchunks, j->nranks, j->rank, c0, nc);
+  (void)first;
+}
+
+static size_t chunk_len(size_t first, size_t count, size_t c, size_t *start) {
+  *start = first + c * MQ_CHUNK;
+  return first + count - *start < MQ_CHUNK ? first + count - *start : MQ_CHUNK;
+}
+
+/* Reads chunk c of X̃ (and X with need_x). */
+static mq_status read_chunk(job *j, size_t first, size_t count, size_t c, int need_x,
+                            size_t *len, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t start;
+  *len = chunk_len(first, count, c, &start);
+  MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', start, *len, j->Xq, err));
+  if (need_x) MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', start, *len, j->X, err));
+cleanup:
+  return st;
+}
+
+/* Pass 1 of the exact sums: the largest |x̃| and |x| over all ranks' samples, which bound every
+ * partial sum (|Σ x_i x_j| ≤ count·max²). Status travels in the same reduction. */
+static mq_status sample_bounds(job *j, size_t first, size_t count, int need_x, double *mx,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t c0, nc, len, cols = j->li->cols;
+  double mine[3] = {0, 0, 0}, all[3];
+  my_chunks(j, first, count, &c0, &nc);
+  for (size_t c = c0; c < c0 + nc && st == MQ_OK; c++) {
+    st = read_chunk(j, first, count, c, need_x, &len, err);
+    if (st != MQ_OK) break;
+    mine[1] = fmax(mine[1], max_abs(j->Xq, len * cols));
+    if (need_x) mine[2] = fmax(mine[2], max_abs(j->X, len * cols));
+  }
+  mine[0] = (double)st;
+  MPI_Allreduce(mine, all, 3, MPI_DOUBLE, MPI_MAX, j->comm);
+  mx[0] = all[1];
+  mx[1] = all[2];
+  return (mq_status)all[0];
+}
+
+/* The upper triangle of the row-major cols×cols P, packed row by row. */
+static void pack_upper(const double *P, size_t cols, double *v) {
+  for (size_t i = 0, k = 0; i < cols; i++)
+    for (size_t jj = i; jj < cols; jj++) v[k++] = P[i * cols + jj];
+}
+
+static void unpack_upper(const double *v, size_t cols, double *P) {
+  for (size_t i = 0, k = 0; i < cols; i++)
+    for (size_t jj = i; jj < cols; jj++) P[i * cols + jj] = v[k++];
+}
+
+/* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone and added exactly. */
+static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh,
+                            mq_exact_sum *sg, double *P, double *v, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t c0, nc, len, cols = j->li->cols;
+  my_chunks(j, first, count, &c0, &nc);
+  for (size_t c = c0; c < c0 + nc; c++) {
+    MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
+    memset(P, 0, cols * cols * sizeof *P);
+    mq_hessian_accumulate(P, cols, j->Xq, len);
+    pack_upper(P, cols, v);
+    mq_exact_sum_add(sh, v);
+    if (sg != NULL) {
+      memset(P, 0, cols * cols * sizeof *P);
+      mq_hessian_cross_accumulate(P, cols, j->Xq, j->X, len);
+      mq_exact_sum_add(sg, P);
+    }
+  }
+cleanup:
+  return st;
+}
+
+/* Collective. H = X̃ᵀX̃/count (and G = X̃ᵀX/count when G != NULL) over samples
+ * [first, first+count), bit-identical for any number of ranks. */
 static mq_status accumulate(job *j, size_t first, size_t count, double *H, double *G,
                             mq_error *err) {
   mq_status st = MQ_OK;
-  size_t cols = j->li->cols;
+  size_t cols = j->li->cols, tri = cols * (cols + 1) / 2;
+  mq_exact_sum sh = {0}, sg = {0};
+  double mx[2], *P = NULL, *v = NULL;
+  MQ_CHECK(sample_bounds(j, first, count, G != NULL, mx, err));
+  double bh = (double)count * mx[0] * mx[0], bg = (double)count * mx[0] * mx[1];
+  P = mq_alloc(cols * cols, sizeof *P);
+  v = mq_alloc(tri, sizeof *v);
+  st = P && v ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H sums)");
+  if (st == MQ_OK) st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
+  if (st == MQ_OK && G != NULL)
+    st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
+  if (st == MQ_OK) st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, P, v, err);
+  MQ_CHECK(agree(j, st));
+  MQ_CHECK(mq_exact_sum_allreduce(&sh, j->comm, err));
+  mq_exact_sum_result(&sh, v);
   memset(H, 0, cols * cols * sizeof *H);
-  if (G != NULL) memset(G, 0, cols * cols * sizeof *G);
-  for (size_t s = first; s < first + count; s += MQ_SAMPLE_CHUNK) {
-    size_t c = first + count - s < MQ_SAMPLE_CHUNK ? first + count - s : MQ_SAMPLE_CHUNK;
-    MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', s, c, j->Xq, err));
-    mq_hessian_accumulate(H, cols, j->Xq, c);
-    if (G != NULL) {
-      MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', s, c, j->X, err));
-      mq_hessian_cross_accumulate(G, cols, j->Xq, j->X, c);
-    }
-  }
+  unpack_upper(v, cols, H);
   mq_hessian_finalize(H, cols, count);
-  if (G != NULL) mq_hessian_scale(G, cols, count);
-cleanup:
-  return st;
-}
-
-/* Σ over samples [first, first+count) of the error sums (err, ref, mismatch), and with linf
- * the ℓ∞ statistics. */
-static mq_status sample_errors(job *j, size_t first, size_t count, const double *Wd,
-                               const double *D, mq_err_accum *acc, mq_linf_accum *linf,
-                               mq_error *err) {
-  mq_status st = MQ_OK;
-  size_t rows = j->li->rows, cols = j->li->cols;
-  size_t cap = count < MQ_SAMPLE_CHUNK ? count : MQ_SAMPLE_CHUNK;
-  double *Y = mq_alloc(cap * rows, sizeof *Y), *diff = mq_alloc(cap * (cols + rows), sizeof *diff);
-  MQ_CHECK_ALLOC(err, Y && diff, cap * (cols + rows) * sizeof *diff);
-  for (size_t s = first; s < first + count; s += cap) {
-    size_t c = first + count - s < cap ? first + count - s : cap;
-    MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', s, c, j->X, err));
-    if (j->li->has_xq) MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', s, c, j->Xq, err));
-    mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, Wd, D, rows, Y, diff);
-    if (linf != NULL) mq_linf_accumulate(linf, j->li->has_xq ? j->Xq : j->X, c, diff);
+  if (G != NULL) {
+    MQ_CHECK(mq_exact_sum_allreduce(&sg, j->comm, err));
+    mq_exact_sum_result(&sg, G);
+    mq_hessian_scale(G, cols, count);
   }
 cleanup:
-  mq_free(Y);
-  mq_free(diff);
+  mq_exact_sum_free(&sh);
+  mq_exact_sum_free(&sg);
+  mq_free(P);
+  mq_free(v);
   return st;
 }
 
-/* W and D = W − Ŵ in double, row-major [rows, cols]. */
+/* W (this rank's rows) and D = W − Ŵ in double, row-major [nrows, cols]. */
 static mq_status weights_and_residual(const job *j, const mq_layer_result *res, double *Wd,
                                       double *D, mq_error *err) {
   mq_status st = MQ_OK;
-  size_t n = j->li->rows * j->li->cols;
+  size_t n = j->nrows * j->li->cols;
   float *What = mq_alloc(n, sizeof *What);
   MQ_CHECK_ALLOC(err, What, n * sizeof *What);
   MQ_CHECK(mq_layer_result_dequantize(res, What, err));
@@ -87,46 +179,75 @@ cleanup:
   return st;
 }
 
-/* Quantizes with H (and G) consumed; fills res. */
+/* This rank's rows against every sample of [first, first+count): the error sums and, with
+ * linf, the ℓ∞ statistics. Local (reads only). */
+static mq_status sample_errors(job *j, size_t first, size_t count, const double *Wd,
+                               const double *D, mq_err_accum *acc, mq_linf_accum *linf,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = j->nrows, cols = j->li->cols;
+  double *Y = mq_alloc(MQ_CHUNK * (rows + 1), sizeof *Y);
+  double *diff = mq_alloc(MQ_CHUNK * (cols + rows + 1), sizeof *diff);
+  MQ_CHECK_ALLOC(err, Y && diff, MQ_CHUNK * (cols + rows + 1) * sizeof *diff);
+  for (size_t s = first; s < first + count; s += MQ_CHUNK) {
+    size_t c = first + count - s < MQ_CHUNK ? first + count - s : MQ_CHUNK;
+    MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', s, c, j->X, err));
+    if (j->li->has_xq) MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', s, c, j->Xq, err));
+    mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, Wd, D, rows, Y, diff);
+    if (linf != NULL) mq_linf_accumulate(linf, j->li->has_xq ? j->Xq : j->X, c, diff);
+  }
+cleanup:
+  mq_free(Y);
+  mq_free(diff);
+  return st;
+}
+
+/* Collective. Quantizes this rank's rows with H (and G) consumed, with the factor the options
+ * ask for. aux->R is the whole factor when this rank holds it. */
 static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *o,
                           mq_layer_result *res, mq_layer_aux *aux, mq_error *err) {
-  mq_layer_input in = {.name = j->li->name, .layer_id = j->index, .rows = j->li->rows,
-                       .cols = j->li->cols, .W = j->W, .H = H, .G = G};
-  return mq_layer_quantize(&in, o, res, aux, err);
+  mq_factorizer dist;
+  mq_dist_factorizer_ctx dist_ctx;
+  int scalapack = o->factor == MQ_FACTOR_SCALAPACK && o->method != MQ_METHOD_RTN;
+  if (scalapack) mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
+  mq_layer_input in = {.name = j->li->name, .layer_id = j->index, .rows = j->nrows,
+                       .cols = j->li->cols, .W = j->W, .H = H, .G = G, .row0 = j->row0,
+                       .factorizer = scalapack ? &dist : NULL};
+  mq_status st = mq_layer_quantize(&in, o, res, aux, err);
+  if (scalapack) mq_dist_factorizer_release(&dist_ctx);
+  return agree(j, st);
 }
 
-/* Mean of diag(H) after the dead-input patch (§3.1), which is what λ = damp·mean refers to. */
-static double mean_diag_patched(const double *H, size_t cols) {
-  double s = 0.0;
-  for (size_t c = 0; c < cols; c++) s += H[c * cols + c] == 0.0 ? 1.0 : H[c * cols + c];
-  return s / (double)cols;
+static double *dup_matrix(const double *A, size_t n) {
+  double *B = A == NULL ? NULL : mq_alloc(n, sizeof *B);
+  if (B != NULL) memcpy(B, A, n * sizeof *B);
+  return B;
 }
 
-/* One candidate of --lambda auto: quantize on the fit samples, held-out error on the rest. */
+/* Collective. One candidate of --lambda auto: quantize on the fit samples, held-out error on
+ * the rest, summed over all ranks' rows. */
 static mq_status heldout_error(job *j, const double *Hfit, const double *Gfit, const double *Hval,
                                size_t nfit, const mq_quant_options *o, double *out,
                                mq_error *err) {
   mq_status st = MQ_OK;
-  size_t rows = j->li->rows, cols = j->li->cols;
+  size_t rows = j->nrows, cols = j->li->cols;
   mq_layer_result res = {0};
-  double *H = mq_alloc(cols * cols, sizeof *H), *G = NULL;
+  double *H = dup_matrix(Hfit, cols * cols), *G = dup_matrix(Gfit, cols * cols);
   double *Wd = mq_alloc(rows * cols, sizeof *Wd), *D = mq_alloc(rows * cols, sizeof *D);
-  MQ_CHECK_ALLOC(err, H && Wd && D, cols * cols * sizeof *H);
-  memcpy(H, Hfit, cols * cols * sizeof *H);
-  if (Gfit != NULL) {
-    G = mq_alloc(cols * cols, sizeof *G);
-    MQ_CHECK_ALLOC(err, G, cols * cols * sizeof *G);
-    memcpy(G, Gfit, cols * cols * sizeof *G);
-  }
+  st = H && Wd && D && (G || !Gfit) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory");
+  MQ_CHECK(agree(j, st));
   MQ_CHECK(quantize(j, H, G, o, &res, NULL, err));
-  MQ_CHECK(weights_and_residual(j, &res, Wd, D, err));
-  if (j->qronos) { /* the mismatched objective ‖X_val w − X̃_val q‖²/n_val */
+  double mine = 0.0;
+  st = weights_and_residual(j, &res, Wd, D, err);
+  if (st == MQ_OK && j->qronos) { /* the mismatched objective ‖X_val w − X̃_val q‖²/n_val */
     mq_err_accum acc = {0};
-    MQ_CHECK(sample_errors(j, nfit, j->li->n - nfit, Wd, D, &acc, NULL, err));
-    *out = mq_err_value(&acc);
-  } else { /* Σ_rows (w−q)ᵀ H_val (w−q) */
-    *out = mq_quadratic_form_sum(Hval, D, rows, cols, Wd); /* Wd is free: scratch */
+    st = sample_errors(j, nfit, j->li->n - nfit, Wd, D, &acc, NULL, err);
+    mine = acc.err_sum / (double)(j->li->n - nfit);
+  } else if (st == MQ_OK) { /* Σ_rows (w−q)ᵀ H_val (w−q); Wd is free scratch now */
+    mine = mq_quadratic_form_sum(Hval, D, rows, cols, Wd);
   }
+  MQ_CHECK(agree(j, st));
+  MPI_Allreduce(&mine, out, 1, MPI_DOUBLE, MPI_SUM, j->comm);
 cleanup:
   mq_layer_result_free(&res);
   mq_free(H);
@@ -136,23 +257,32 @@ cleanup:
   return st;
 }
 
-/* ALGORITHMS §3.3: 80/20 split of the samples, six damps, smallest held-out error wins. */
+/* Mean of diag(H) after the dead-input patch (§3.1), which is what λ = damp·mean refers to. */
+static double mean_diag_patched(const double *H, size_t cols) {
+  double s = 0.0;
+  for (size_t c = 0; c < cols; c++) s += H[c * cols + c] == 0.0 ? 1.0 : H[c * cols + c];
+  return s / (double)cols;
+}
+
+/* Collective. ALGORITHMS §3.3: 80/20 split of the samples, six damps, the smallest held-out
+ * error wins (the first on ties); the trace goes into res. */
 static mq_status choose_lambda(job *j, mq_quant_options *o, mq_layer_result *trace,
                                mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols, n = j->li->n, nfit = n * 4 / 5;
+  int need_g = j->qronos && j->li->has_xq;
   double *Hfit = mq_alloc(cols * cols, sizeof *Hfit), *Hval = mq_alloc(cols * cols, sizeof *Hval);
-  double *Gfit = NULL;
-  MQ_CHECK_ALLOC(err, Hfit && Hval, cols * cols * sizeof *Hfit);
-  if (!j->li->has_x)
-    MQ_FAIL(err, MQ_EINPUT, "/layers/%s: --lambda auto needs calibration samples X, the layer has only H",
-            j->li->name);
-  if (nfit < 1 || nfit == n)
-    MQ_FAIL(err, MQ_EINPUT, "/layers/%s: --lambda auto needs at least 2 samples (has %zu)", j->li->name, n);
-  if (j->qronos && j->li->has_xq) {
-    Gfit = mq_alloc(cols * cols, sizeof *Gfit);
-    MQ_CHECK_ALLOC(err, Gfit, cols * cols * sizeof *Gfit);
-  }
+  double *Gfit = need_g ? mq_alloc(cols * cols, sizeof *Gfit) : NULL;
+  if (!(Hfit && Hval && (Gfit || !need_g)))
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (--lambda auto)");
+  else if (!j->li->has_x)
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__,
+                  "/layers/%s: --lambda auto needs calibration samples X, the layer has only H",
+                  j->li->name);
+  else if (nfit < 1 || nfit == n)
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__,
+                  "/layers/%s: --lambda auto needs at least 2 samples (has %zu)", j->li->name, n);
+  MQ_CHECK(agree(j, st));
   MQ_CHECK(accumulate(j, 0, nfit, Hfit, Gfit, err));
   MQ_CHECK(accumulate(j, nfit, n - nfit, Hval, NULL, err));
   double mean = mean_diag_patched(Hfit, cols), best = INFINITY;
@@ -178,36 +308,53 @@ cleanup:
   return st;
 }
 
-/* err, rel_err, err_floor (Qronos), bound_linf (stochastic) from the samples, or from H. */
-static mq_status finish_errors(job *j, const double *Hgiven, const double *R,
-                               const mq_quant_options *o, const mq_layer_aux *aux,
-                               mq_layer_result *res, mq_error *err) {
+/* The scalars every rank contributes to; summed (or maxed) in one reduction each. */
+enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_BOUND0, S_E0, S_T, S_CLIPPED, S_COUNT };
+
+/* Collective. err, rel_err, err_floor (Qronos), bound_linf (stochastic) over all ranks' rows,
+ * from the samples or, for H-only files, from H. */
+static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_options *o,
+                               const mq_layer_aux *aux, mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  size_t rows = j->li->rows, cols = j->li->cols;
+  size_t rows = j->nrows, cols = j->li->cols, n = j->li->n;
   double *Wd = mq_alloc(rows * cols, sizeof *Wd), *D = mq_alloc(rows * cols, sizeof *D);
   double *scratch = NULL;
   mq_linf_accum linf = {0};
   mq_err_accum acc = {0};
-  MQ_CHECK_ALLOC(err, Wd && D, rows * cols * sizeof *D);
-  MQ_CHECK(weights_and_residual(j, res, Wd, D, err));
-  int want_linf = o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos;
-  if (want_linf)
-    MQ_CHECK(mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : R, j->li->n, err));
-  if (j->li->has_x) {
-    MQ_CHECK(sample_errors(j, 0, j->li->n, Wd, D, &acc, want_linf ? &linf : NULL, err));
-  } else {
-    scratch = mq_alloc(rows * cols, sizeof *scratch);
-    MQ_CHECK_ALLOC(err, scratch, rows * cols * sizeof *scratch);
-    mq_err_from_hessian(&acc, Hgiven, Wd, D, rows, cols, scratch);
+  /* the ℓ∞ bound needs U = R⁻¹ whole: RTN (U = I) or a replicated factor */
+  int want_linf = o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
+                  (o->method == MQ_METHOD_RTN || aux->R != NULL);
+  st = Wd && D ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
+  if (st == MQ_OK) st = weights_and_residual(j, res, Wd, D, err);
+  if (st == MQ_OK && want_linf)
+    st = mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : aux->R, n, err);
+  if (st == MQ_OK && j->li->has_x) {
+    st = sample_errors(j, 0, n, Wd, D, &acc, want_linf ? &linf : NULL, err);
+  } else if (st == MQ_OK) {
+    scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
+    st = scratch ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
+    if (st == MQ_OK) mq_err_from_hessian(&acc, Hgiven, Wd, D, rows, cols, scratch);
   }
-  res->err = mq_err_value(&acc);
-  res->rel_err = mq_err_relative(&acc);
-  if (want_linf) res->bound_linf = mq_linf_bound(&linf);
+  MQ_CHECK(agree(j, st));
+  double mine[S_COUNT] = {acc.err_sum, acc.ref_sum, acc.mismatch_sum, res->loss, res->bound_l2,
+                          aux->bound0, aux->e0_sq, aux->t_sq, (double)res->clipped};
+  double sum[S_COUNT], linf_mine = 0.0, linf_all = 0.0, secs = res->seconds;
+  MPI_Allreduce(mine, sum, S_COUNT, MPI_DOUBLE, MPI_SUM, j->comm);
+  for (size_t r = 0; want_linf && r < rows; r++) linf_mine = fmax(linf_mine, linf.rowmax[r]);
+  MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, j->comm);
+  MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, j->comm);
+  mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = j->li->has_x ? n : 1};
+  res->err = mq_err_value(&total);
+  res->rel_err = mq_err_relative(&total);
+  res->loss = sum[S_LOSS];
+  res->bound_l2 = sum[S_BOUND];
+  res->clipped = (int64_t)sum[S_CLIPPED];
+  if (want_linf) res->bound_linf = sqrt(2.0 * log(2.0 * (double)n / 0.01) * linf_all);
   if (j->qronos) {
     /* ‖(X − X̃)w‖²/n is known from the samples, or is 0 when X̃ = X; unknown for H+G files */
     int known = j->li->has_x || !j->li->has_g;
-    double mismatch = j->li->has_x ? acc.mismatch_sum / (double)j->li->n : 0.0;
-    res->err_floor = known ? aux->e0_sq + mismatch - aux->t_sq : NAN;
+    double mismatch = j->li->has_x ? sum[S_MISMATCH] / (double)n : 0.0;
+    res->err_floor = known ? sum[S_E0] + mismatch - sum[S_T] : NAN;
     res->bound_l2 += res->err_floor;
   }
 cleanup:
@@ -218,45 +365,67 @@ cleanup:
   return st;
 }
 
-mq_status mq_layer_job_run(mq_h5_problem *pf, size_t index, const mq_quant_options *opts,
-                           mq_layer_result *res, double *timing_hessian, mq_error *err) {
+/* Local: buffers and this rank's rows of W. */
+static mq_status job_open(job *j, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols;
+  mq_partition(j->li->rows, j->nranks, j->rank, &j->row0, &j->nrows);
+  j->W = mq_alloc(j->nrows * cols + 1, sizeof *j->W);
+  j->X = mq_alloc(MQ_CHUNK * cols, sizeof *j->X);
+  j->Xq = mq_alloc(MQ_CHUNK * cols, sizeof *j->Xq);
+  MQ_CHECK_ALLOC(err, j->W && j->X && j->Xq, j->nrows * cols * sizeof *j->W);
+  MQ_CHECK(mq_h5_read_weight_rows(j->pf, j->index, j->row0, j->nrows, j->W, err));
+cleanup:
+  return st;
+}
+
+/* Collective. H (and G) from the samples, or as given in the file (replicated reads). */
+static mq_status load_matrices(job *j, int need_g, double *H, double *G, double **Hgiven,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols;
+  if (j->li->has_x) return accumulate(j, 0, j->li->n, H, need_g ? G : NULL, err);
+  st = mq_h5_read_matrix(j->pf, j->index, 'H', H, err);
+  if (st == MQ_OK && need_g) st = mq_h5_read_matrix(j->pf, j->index, 'G', G, err);
+  if (st == MQ_OK) { /* the errors need H before it is factored */
+    *Hgiven = dup_matrix(H, cols * cols);
+    if (*Hgiven == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
+  }
+  return agree(j, st);
+}
+
+mq_status mq_layer_job_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
+                           const mq_quant_options *opts, mq_layer_result *res, size_t *row0,
+                           mq_error *err) {
   mq_status st = MQ_OK;
   const mq_h5_layer_info *li = mq_h5_problem_layer(pf, index);
-  size_t rows = li->rows, cols = li->cols;
-  size_t cap = li->n < MQ_SAMPLE_CHUNK ? li->n : MQ_SAMPLE_CHUNK;
-  job j = {.pf = pf, .index = index, .li = li, .qronos = opts->method == MQ_METHOD_QRONOS};
+  size_t cols = li->cols;
+  job j = {.comm = comm, .pf = pf, .index = index, .li = li,
+           .qronos = opts->method == MQ_METHOD_QRONOS};
+  MPI_Comm_rank(comm, &j.rank);
+  MPI_Comm_size(comm, &j.nranks);
   mq_quant_options o = *opts;
   mq_layer_result trace = {0};
   mq_layer_aux aux = {0};
-  double *H = mq_alloc(cols * cols, sizeof *H), *G = NULL, *Hgiven = NULL;
-  j.W = mq_alloc(rows * cols, sizeof *j.W);
-  j.X = mq_alloc(cap * cols, sizeof *j.X);
-  j.Xq = mq_alloc(cap * cols, sizeof *j.Xq);
-  MQ_CHECK_ALLOC(err, H && j.W && (cap == 0 || (j.X && j.Xq)), cols * cols * sizeof *H);
-  MQ_CHECK(mq_h5_read_weights(pf, index, j.W, err));
   int need_g = j.qronos && (li->has_x ? li->has_xq : li->has_g);
-  if (need_g) {
-    G = mq_alloc(cols * cols, sizeof *G);
-    MQ_CHECK_ALLOC(err, G, cols * cols * sizeof *G);
-  }
-  if (o.lambda_mode == MQ_LAMBDA_AUTO) MQ_CHECK(choose_lambda(&j, &o, &trace, err));
+  double *H = mq_alloc(cols * cols, sizeof *H), *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
+  double *Hgiven = NULL;
+  st = H && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
+  if (st == MQ_OK) st = job_open(&j, err);
+  MQ_CHECK(agree(&j, st));
   double t0 = mq_wtime();
-  if (li->has_x) {
-    MQ_CHECK(accumulate(&j, 0, li->n, H, G, err));
-  } else {
-    MQ_CHECK(mq_h5_read_matrix(pf, index, 'H', H, err));
-    if (need_g) MQ_CHECK(mq_h5_read_matrix(pf, index, 'G', G, err));
-    Hgiven = mq_alloc(cols * cols, sizeof *Hgiven); /* errors need H before it is factored */
-    MQ_CHECK_ALLOC(err, Hgiven, cols * cols * sizeof *Hgiven);
-    memcpy(Hgiven, H, cols * cols * sizeof *H);
-  }
-  *timing_hessian = mq_wtime() - t0;
+  if (o.lambda_mode == MQ_LAMBDA_AUTO) MQ_CHECK(choose_lambda(&j, &o, &trace, err));
+  MQ_CHECK(load_matrices(&j, need_g, H, G, &Hgiven, err));
+  double t_hessian = mq_wtime() - t0;
   MQ_CHECK(quantize(&j, H, G, &o, res, &aux, err));
-  MQ_CHECK(finish_errors(&j, Hgiven, aux.factored ? H : NULL, &o, &aux, res, err));
+  res->seconds += t_hessian;
+  MQ_CHECK(finish_errors(&j, Hgiven, &o, &aux, res, err));
   res->lambda_ncand = trace.lambda_ncand;
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
   memcpy(res->lambda_heldout, trace.lambda_heldout, sizeof res->lambda_heldout);
-  res->seconds += *timing_hessian;
+  *row0 = j.row0;
+  MQ_DEBUG("%s: hessian %.3fs (rank 0), total %.3fs (max over ranks)", li->name, t_hessian,
+           res->seconds);
 cleanup:
   mq_layer_aux_free(&aux);
   mq_free(H);

@@ -1,4 +1,5 @@
 #include "core/factor.h"
+#include "core/factorizer.h"
 
 #include <limits.h>
 #include <string.h>
@@ -84,4 +85,34 @@ cleanup:
   mq_free(row);
   mq_free(diag);
   return st;
+}
+
+/* ---- the replicated factorizer (factorizer.h) ---- */
+
+static mq_status local_factor(void *ctx, double *H, size_t cols, const size_t *perm,
+                              double *lambda, int *raises, const char *layer, mq_error *err) {
+  mq_local_factor *lf = ctx;
+  lf->R = H;
+  lf->cols = cols;
+  return mq_factor_reverse_cholesky(H, cols, perm, lambda, raises, layer, err);
+}
+
+static mq_status local_panel(void *ctx, size_t i1, size_t width, double *panel, mq_error *err) {
+  const mq_local_factor *lf = ctx;
+  size_t ld = i1 + width;
+  (void)err;
+  for (size_t j = 0; j < width; j++) {
+    const double *src = lf->R + (i1 + j) * lf->cols;
+    double *dst = panel + j * ld;
+    memcpy(dst, src, (i1 + j + 1) * sizeof *dst);
+    memset(dst + i1 + j + 1, 0, (width - j - 1) * sizeof *dst);
+  }
+  return MQ_OK;
+}
+
+static const double *local_full(void *ctx) { return ((mq_local_factor *)ctx)->R; }
+
+void mq_local_factorizer(mq_factorizer *f, mq_local_factor *ctx) {
+  *f = (mq_factorizer){.factor = local_factor, .panel = local_panel, .full = local_full,
+                       .ctx = ctx};
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/factor.h"
+#include "core/factorizer.h"
 #include "core/grid.h"
 #include "core/hessian.h"
 #include "core/log.h"
@@ -21,6 +22,7 @@ enum { MQ_TILE = 64 };
 /* Everything the quantizers share, in processing order. */
 typedef struct layer_work {
   size_t rows, cols, ngroups, group_len;
+  size_t row0;       /* global index of the first row (stochastic key) */
   size_t *perm;      /* [cols] original column of processing position p */
   size_t *pos;       /* [cols] inverse of perm */
   uint8_t *dead;     /* [cols] */
@@ -144,7 +146,7 @@ static mq_status rtn_quantize(layer_work *w, const double *H, mq_layer_result *r
       float x = w->Wcm[p * rows + r];
       float scale = res->scales[r * res->ngroups + grp];
       int32_t zero = res->zeros[r * res->ngroups + grp];
-      int code = mq_grid_code(&w->grid, x, scale, zero, r, w->perm[p], &res->clipped);
+      int code = mq_grid_code(&w->grid, x, scale, zero, w->row0 + r, w->perm[p], &res->clipped);
       w->codes[p * rows + r] = (uint8_t)code;
       D[r * cols + w->perm[p]] = (double)x - mq_grid_value(scale, zero, code);
     }
@@ -196,21 +198,28 @@ static mq_status sweep_quantize(const mq_layer_input *in, layer_work *w,
     t->refit = mq_wtime() - t0;
   }
   double t0 = mq_wtime();
-  MQ_CHECK(mq_factor_reverse_cholesky(in->H, cols, w->perm, &res->lambda, &res->lambda_raises,
-                                      in->name, err));
-  aux->factored = 1;
+  mq_local_factor local_ctx;
+  mq_factorizer local;
+  const mq_factorizer *f = in->factorizer;
+  if (f == NULL) { /* every rank factors its own copy, in place */
+    mq_local_factorizer(&local, &local_ctx);
+    f = &local;
+  }
+  MQ_CHECK(f->factor(f->ctx, in->H, cols, w->perm, &res->lambda, &res->lambda_raises, in->name,
+                     err));
+  aux->R = f->full != NULL ? f->full(f->ctx) : NULL;
   t->factor = mq_wtime() - t0;
   t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
   if (V != NULL) {
     t0 = mq_wtime();
-    MQ_CHECK(mq_qronos_refit_share(in->H, cols, V, rows, &aux->t_sq, err));
+    MQ_CHECK(mq_qronos_refit_share(f, cols, V, rows, o->block_size, &aux->t_sq, err));
     t->refit += mq_wtime() - t0;
     t->refit_flops = 3.0 * (double)rows * (double)cols * (double)cols; /* GEMM + TRSM */
   }
   mq_sweep s = {
-      .rows = rows, .cols = cols, .W = w->Wcm, .R = in->H, .grid = &w->grid,
+      .rows = rows, .cols = cols, .W = w->Wcm, .factor = f, .grid = &w->grid,
       .group_size = o->group_size, .static_groups = o->static_groups,
-      .col_group = w->col_group, .orig_col = w->perm, .orig_row = NULL,
+      .col_group = w->col_group, .orig_col = w->perm, .row0 = in->row0,
       .ngroups = res->ngroups, .scales = res->scales, .zeros = res->zeros, .codes = w->codes,
       .block_size = o->block_size < (int)cols ? o->block_size : (int)cols,
       .T = V, .first_target = target,
@@ -256,7 +265,7 @@ mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *op
                             mq_layer_result *res, mq_layer_aux *aux_out, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = in->rows, cols = in->cols;
-  layer_work w = {.rows = rows, .cols = cols};
+  layer_work w = {.rows = rows, .cols = cols, .row0 = in->row0};
   mq_layer_aux aux = {0};
   double t_start = mq_wtime();
   MQ_CHECK(result_alloc(res, rows, cols, opts, err));

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/factorizer.h"
 #include "mpiquant.h"
 
 typedef struct mq_layer_timing {
@@ -22,13 +23,16 @@ typedef struct mq_layer_input {
   double *H;         /* [cols, cols] symmetric = X̃ᵀX̃/n. CONSUMED: OPTQ/Qronos factor it in
                         place (aux.factored), RTN only patches dead diagonal entries (§3.1) */
   double *G;         /* [cols, cols] = X̃ᵀX/n for Qronos, NULL when X̃ = X (G = H). CONSUMED */
+  size_t row0;       /* global index of W's first row: rows may be any slice of the layer */
+  const mq_factorizer *factorizer; /* NULL: replicated, factored in place in H (LAPACK) */
 } mq_layer_input;
 
 /* What the caller needs after the sweep to finish the error accounting. */
 typedef struct mq_layer_aux {
   mq_layer_timing timing;
   size_t *perm;   /* [cols] original column of processing position p (owned) */
-  int factored;   /* in.H now holds R: column-major upper, processing order, R Rᵀ = H+λI */
+  const double *R; /* the whole R when this rank holds it (column-major upper, processing
+                      order, R Rᵀ = H+λI; for the replicated factorizer it is in.H), else NULL */
   double e0_sq;   /* Σ_rows e₀² (processing column 0's share of loss) */
   double bound0;  /* column 0's share of the OPTQ bound */
   double t_sq;    /* Qronos: Σ_rows ‖R⁻¹(G−H)w‖² (0 when G = H) */

@@ -42,22 +42,18 @@ static size_t padded_ld(size_t rows) { return (rows + 15) / 16 * 16 + 16; }
  * e = (w − q) + C accurate to float precision of the small C, not of the large w: the §5
  * identity then holds to ~1e-7 even at 8 bits, where w − q is 1/500 of w. */
 static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t ldc,
-                        float *panel) {
-  size_t rows = s->rows, cols = s->cols;
+                        const double *dpanel, float *panel) {
+  size_t rows = s->rows;
   for (size_t j = 0; j < width; j++) { /* Qronos: the refit's share T (see optq.h), else 0 */
     if (s->T != NULL) memcpy(C + j * ldc, s->T + (i1 + j) * rows, rows * sizeof *C);
     else memset(C + j * ldc, 0, rows * sizeof *C);
   }
-  if (i1 == 0 && s->T == NULL) return;
+  if ((i1 == 0 && s->T == NULL) || rows == 0) return;
   double t0 = mq_wtime();
-  /* float copy of R[0 : i1+width, i1 : i1+width] (column-major, ld i1+width): the GEMM panel
-   * on top, the triangle R_bb below it. Converting panel by panel costs the same as one float
-   * copy of R but needs no second cols×cols buffer. */
+  /* float copy of the panel R[0 : i1+width, i1 : i1+width] (ld i1+width): the GEMM operand on
+   * top, the triangle R_bb below it */
   size_t ld = i1 + width;
-  for (size_t j = 0; j < width; j++) {
-    const double *src = s->R + (i1 + j) * cols;
-    for (size_t i = 0; i <= i1 + j; i++) panel[i + j * ld] = (float)src[i];
-  }
+  for (size_t k = 0; k < ld * width; k++) panel[k] = (float)dpanel[k];
   if (i1 > 0)
     cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
                 s->W, (int)rows, panel, (int)ld, 1.0f, C, (int)ldc);
@@ -68,13 +64,15 @@ static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t l
                    (double)rows * (double)width * (double)width;
 }
 
-/* U_bb = R_bb⁻¹ for the block [i1, i2), column-major [nb, nb], as float. */
-static mq_status block_inverse(const mq_sweep *s, size_t i1, size_t nb, double *tmp, float *U,
-                               mq_error *err) {
+/* U_bb = R_bb⁻¹ for the block [i1, i1+nb), column-major [nb, nb], as float, from the panel
+ * (ld = its leading dimension); rdiag[j] = R[i1+j, i1+j]. */
+static mq_status block_inverse(const double *dpanel, size_t i1, size_t ld, size_t nb,
+                               double *tmp, float *U, double *rdiag, mq_error *err) {
   mq_status st = MQ_OK;
-  for (size_t j = 0; j < nb; j++)
-    for (size_t i = 0; i < nb; i++)
-      tmp[i + j * nb] = i <= j ? s->R[(i1 + i) + (i1 + j) * s->cols] : 0.0;
+  for (size_t j = 0; j < nb; j++) {
+    for (size_t i = 0; i < nb; i++) tmp[i + j * nb] = i <= j ? dpanel[(i1 + i) + j * ld] : 0.0;
+    rdiag[j] = dpanel[(i1 + j) + j * ld];
+  }
   int n = (int)nb, info = 0;
   dtrtri_("U", "N", &n, tmp, &n, &info, 1, 1);
   if (info != 0) MQ_FAIL(err, MQ_ENUMERIC, "triangular inverse failed (info %d)", info);
@@ -101,6 +99,7 @@ static void group_params(mq_sweep *s, const float *C, size_t ldc, size_t c0, siz
  * group so the per-entry loop below has no gathers and vectorizes. */
 typedef struct tile_state {
   size_t r0, nr;
+  const double *rdiag; /* R_ii of the block's columns */
   int32_t group; /* group whose parameters are loaded; -1 = reload */
   double scale[MQ_ROW_TILE], zero[MQ_ROW_TILE];
   double step_sq; /* Σ scale² over the tile's rows, for the bound */
@@ -131,11 +130,11 @@ static void quantize_column(mq_sweep *s, const float *C, size_t ldc, size_t i1, 
   const float *restrict c = C + (i - i1) * ldc + t->r0;
   float *restrict w = s->W + i * s->rows + t->r0; /* original w in, w − q out (W becomes D) */
   uint8_t *codes = s->codes + i * s->rows + t->r0;
-  double rii = s->R[i + i * s->cols], maxq = s->grid->maxq;
+  double rii = t->rdiag[i - i1], maxq = s->grid->maxq;
   int stochastic = s->grid->stochastic;
   if (stochastic) {
     for (size_t r = 0; r < nr; r++) {
-      uint64_t row = s->orig_row != NULL ? s->orig_row[t->r0 + r] : t->r0 + r;
+      uint64_t row = s->row0 + t->r0 + r; /* global row: the key is rank-count independent */
       t->u[r] = mq_grid_uniform(s->grid, row, s->orig_col[i]);
     }
   }
@@ -207,10 +206,10 @@ static void push_errors(float *C, size_t ldc, size_t r0, size_t nr, const float 
  * parameters always see current weights. Tiles are independent: threads share them. */
 static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t i1,
                        size_t i2, size_t r0, size_t r1, float *tmp, int params_at_i1,
-                       tile_sums *sums) {
+                       const double *rdiag, tile_sums *sums) {
   size_t nb = i2 - i1, nr = r1 - r0;
   size_t g = group_len(s);
-  tile_state t = {.r0 = r0, .nr = nr, .group = -1};
+  tile_state t = {.r0 = r0, .nr = nr, .group = -1, .rdiag = rdiag};
   float E[MQ_SUB][MQ_ROW_TILE] = {{0}};
   const float *urows[MQ_SUB];
   for (size_t j1 = i1, j2; j1 < i2; j1 = j2) {
@@ -247,8 +246,8 @@ static void sweep_tile(mq_sweep *s, float *C, size_t ldc, const float *U, size_t
 /* The tiles of one block, shared among as many threads as BLAS uses (OPENBLAS_NUM_THREADS),
  * so one knob sets the threads of a rank. */
 static void sweep_block(mq_sweep *s, float *C, size_t ldc, const float *U, size_t i1, size_t i2,
-                        float *tmp, size_t tmp_len, int params_at_i1, tile_sums *sums,
-                        int threads) {
+                        float *tmp, size_t tmp_len, int params_at_i1, const double *rdiag,
+                        tile_sums *sums, int threads) {
   size_t ntiles = (s->rows + MQ_ROW_TILE - 1) / MQ_ROW_TILE;
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (size_t tile = 0; tile < ntiles; tile++) {
@@ -259,7 +258,7 @@ static void sweep_block(mq_sweep *s, float *C, size_t ldc, const float *U, size_
 #else
     float *mine = tmp;
 #endif
-    sweep_tile(s, C, ldc, U, i1, i2, r0, r1, mine, params_at_i1, &sums[tile]);
+    sweep_tile(s, C, ldc, U, i1, i2, r0, r1, mine, params_at_i1, rdiag, &sums[tile]);
   }
 }
 
@@ -274,17 +273,18 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
   float *C = mq_alloc(ldc * maxw, sizeof *C);
   float *U = mq_alloc(B * B, sizeof *U);
   float *panel = mq_alloc(cols * maxw, sizeof *panel);
-  double *Utmp = mq_alloc(B * B, sizeof *Utmp);
+  double *dpanel = mq_alloc(cols * maxw, sizeof *dpanel);
+  double *Utmp = mq_alloc(B * B, sizeof *Utmp), *rdiag = mq_alloc(B, sizeof *rdiag);
   int threads = openblas_get_num_threads();
   if (threads < 1) threads = 1;
   float *tmp = mq_alloc((size_t)threads * g, sizeof *tmp); /* one group's values per thread */
   size_t ntiles = (rows + MQ_ROW_TILE - 1) / MQ_ROW_TILE;
   tile_sums *sums = mq_calloc(ntiles, sizeof *sums);
-  MQ_CHECK_ALLOC(err, C && U && Utmp && tmp && panel && sums, rows * maxw * sizeof *C);
+  MQ_CHECK_ALLOC(err, C && U && Utmp && rdiag && tmp && panel && dpanel && sums,
+                 cols * maxw * sizeof *dpanel);
   s->loss = s->bound = s->e0_sq = s->bound0 = 0.0;
   s->clipped = 0;
   s->gemm_seconds = s->gemm_flops = 0.0;
-  if (rows == 0) goto cleanup; /* a rank without rows still took part in everything collective */
   for (size_t i1 = 0, i2; i1 < cols; i1 = i2) {
     i2 = block_end(s, i1);
     /* A group starting here that outlives the block gets its parameters from its full span. */
@@ -292,10 +292,13 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     size_t gend = i1 + g < cols ? i1 + g : cols;
     /* At column 0 there are no corrections yet: no wide window needed. */
     size_t width = wide_group && i1 > 0 ? gend - i1 : i2 - i1;
-    corrections(s, i1, width, C, ldc, panel);
+    /* every rank fetches every panel, also one without rows: the fetch may be collective */
+    MQ_CHECK(s->factor->panel(s->factor->ctx, i1, width, dpanel, err));
+    MQ_CHECK(block_inverse(dpanel, i1, i1 + width, i2 - i1, Utmp, U, rdiag, err));
+    if (rows == 0) continue;
+    corrections(s, i1, width, C, ldc, dpanel, panel);
     if (wide_group) group_params(s, i1 == 0 ? NULL : C, ldc, i1, i1, 0, rows, tmp);
-    MQ_CHECK(block_inverse(s, i1, i2 - i1, Utmp, U, err));
-    sweep_block(s, C, ldc, U, i1, i2, tmp, g, wide_group, sums, threads);
+    sweep_block(s, C, ldc, U, i1, i2, tmp, g, wide_group, rdiag, sums, threads);
   }
   for (size_t tile = 0; tile < ntiles; tile++) {
     s->loss += sums[tile].loss;
@@ -308,7 +311,9 @@ cleanup:
   mq_free(C);
   mq_free(U);
   mq_free(panel);
+  mq_free(dpanel);
   mq_free(Utmp);
+  mq_free(rdiag);
   mq_free(tmp);
   mq_free(sums);
   return st;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/factorizer.h"
 #include "core/grid.h"
 #include "mpiquant.h"
 
@@ -22,13 +23,13 @@ typedef struct mq_sweep {
   size_t rows, cols;
   float *W;               /* [cols, rows] column-major, processing order; in: weights (dead
                              columns zeroed), out: D = W − Q */
-  const double *R;        /* [cols, cols] column-major upper, processing order */
+  const mq_factorizer *factor; /* R's panels (already factored) */
   const mq_grid *grid;
   int group_size;         /* > 0, or -1 (one group per row) */
   int static_groups;      /* scales/zeros given on input */
   const int32_t *col_group; /* [cols] group index of each processing column */
   const size_t *orig_col; /* [cols] original column of each processing column */
-  const size_t *orig_row; /* [rows] original row index (stochastic key); NULL = identity */
+  size_t row0;            /* global index of the first row (stochastic key) */
   size_t ngroups;
   float *scales;          /* [rows, ngroups] (output, or input with static groups) */
   int32_t *zeros;         /* [rows, ngroups] */

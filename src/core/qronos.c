@@ -45,19 +45,33 @@ cleanup:
   return st;
 }
 
-mq_status mq_qronos_refit_share(const double *R, size_t cols, float *V, size_t rows,
-                                double *t_sq, mq_error *err) {
+/* T·Rᵀ = V solved backwards over column blocks, reading R only through panels:
+ * V[:, J] = T[:, J]·R_JJᵀ + Σ_{K>J} T[:, K]·R[J, K]ᵀ, so once T[:, K] is known its share is
+ * removed from every earlier column with one GEMM, whose operand R[:k1, K] is in panel K. */
+mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, size_t rows,
+                                int block, double *t_sq, mq_error *err) {
   mq_status st = MQ_OK;
+  size_t B = (size_t)block;
+  double *dpanel = mq_alloc(cols * B, sizeof *dpanel);
+  float *panel = mq_alloc(cols * B, sizeof *panel);
+  MQ_CHECK_ALLOC(err, dpanel && panel, cols * B * sizeof *dpanel);
   *t_sq = 0.0;
-  if (rows == 0) return MQ_OK;
-  float *Rf = mq_alloc(cols * cols, sizeof *Rf); /* upper triangle is all STRSM reads */
-  MQ_CHECK_ALLOC(err, Rf, cols * cols * sizeof *Rf);
-  for (size_t j = 0; j < cols; j++)
-    for (size_t i = 0; i <= j; i++) Rf[i + j * cols] = (float)R[i + j * cols];
-  cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)rows,
-              (int)cols, 1.0f, Rf, (int)cols, V, (int)rows);
+  for (size_t k2 = cols, k1; k2 > 0; k2 = k1) {
+    k1 = k2 > B ? k2 - B : 0;
+    size_t width = k2 - k1, ld = k2;
+    MQ_CHECK(f->panel(f->ctx, k1, width, dpanel, err)); /* collective: also without rows */
+    if (rows == 0) continue;
+    for (size_t k = 0; k < ld * width; k++) panel[k] = (float)dpanel[k];
+    float *Tk = V + k1 * rows;
+    cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)rows,
+                (int)width, 1.0f, panel + k1, (int)ld, Tk, (int)rows);
+    if (k1 > 0)
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)rows, (int)k1, (int)width, -1.0f,
+                  Tk, (int)rows, panel, (int)ld, 1.0f, V, (int)rows);
+  }
   for (size_t k = 0; k < rows * cols; k++) *t_sq += (double)V[k] * (double)V[k];
 cleanup:
-  mq_free(Rf);
+  mq_free(dpanel);
+  mq_free(panel);
   return st;
 }

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/factorizer.h"
 #include "mpiquant.h"
 
 /* target[r] = (G[c0,:]·w_r − Σ_{k≠c0} H[c0,k]·w_rk) / H[c0,c0], c0 = perm[0]; H, G row-major
@@ -29,9 +30,10 @@ void mq_qronos_first_target(const double *H, const double *G, size_t cols, const
 mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size_t *perm,
                              const float *Wcm, size_t rows, float *V, mq_error *err);
 
-/* After the factor: T = V·R⁻ᵀ in place (one STRSM) — the [cols, rows] column-major input of
- * the sweep; *t_sq = ‖T‖²_F. R: column-major upper [cols, cols], processing order. */
-mq_status mq_qronos_refit_share(const double *R, size_t cols, float *V, size_t rows,
-                                double *t_sq, mq_error *err);
+/* After the factor: T = V·R⁻ᵀ in place — the [cols, rows] column-major input of the sweep;
+ * *t_sq = ‖T‖²_F. R is read through the factorizer's panels (blocks of `block` columns,
+ * fetched last to first; collective when the factorizer is, also for rows = 0). */
+mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, size_t rows,
+                                int block, double *t_sq, mq_error *err);
 
 #endif

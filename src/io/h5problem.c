@@ -248,27 +248,28 @@ cleanup:
 }
 
 static mq_status check_finite_f(const mq_h5_problem *pf, size_t index, const float *v,
-                                size_t rows, size_t cols, mq_error *err) {
+                                size_t row0, size_t rows, size_t cols, mq_error *err) {
   mq_status st = MQ_OK;
   for (size_t i = 0; i < rows * cols; i++)
     if (!isfinite(v[i]))
       MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s/W: non-finite value (%g) at [%zu, %zu]", pf->path,
-              pf->info[index].name, (double)v[i], i / cols, i % cols);
+              pf->info[index].name, (double)v[i], row0 + i / cols, i % cols);
 cleanup:
   return st;
 }
 
 /* float64 W: read blockwise as double so values beyond float32's range are reported instead of
  * being silently clamped or turned into Inf by HDF5's conversion. */
-static mq_status read_w_f64(mq_h5_problem *pf, size_t index, hid_t ds, float *W, mq_error *err) {
+static mq_status read_w_f64(mq_h5_problem *pf, size_t index, hid_t ds, size_t first,
+                            size_t count, float *W, mq_error *err) {
   mq_status st = MQ_OK;
   const mq_h5_layer_info *li = &pf->info[index];
   size_t block = li->cols >= W_BLOCK_ELEMS ? 1 : W_BLOCK_ELEMS / li->cols;
-  if (block > li->rows) block = li->rows;
+  if (block > count) block = count;
   double *tmp = mq_alloc(block * li->cols, sizeof *tmp); /* [block, cols] */
   MQ_CHECK_ALLOC(err, tmp, block * li->cols * sizeof *tmp);
-  for (size_t r0 = 0; r0 < li->rows; r0 += block) {
-    size_t nr = li->rows - r0 < block ? li->rows - r0 : block;
+  for (size_t r0 = first; r0 < first + count; r0 += block) {
+    size_t nr = first + count - r0 < block ? first + count - r0 : block;
     if (read_rows(ds, r0, nr, li->cols, H5T_NATIVE_DOUBLE, tmp) < 0)
       MQ_CHECK(read_failed(pf, index, "W", err));
     MQ_CHECK(check_finite(pf, index, "W", tmp, nr, li->cols, r0, err));
@@ -276,7 +277,7 @@ static mq_status read_w_f64(mq_h5_problem *pf, size_t index, hid_t ds, float *W,
       if (fabs(tmp[i]) > FLT_MAX)
         MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s/W: value %g at [%zu, %zu] is outside the float32 range",
                 pf->path, li->name, tmp[i], r0 + i / li->cols, i % li->cols);
-      W[r0 * li->cols + i] = (float)tmp[i];
+      W[(r0 - first) * li->cols + i] = (float)tmp[i];
     }
   }
 cleanup:
@@ -292,28 +293,38 @@ cleanup:
   return st;
 }
 
-mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error *err) {
+mq_status mq_h5_read_weight_rows(mq_h5_problem *pf, size_t index, size_t first, size_t count,
+                                 float *W, mq_error *err) {
   mq_status st = MQ_OK;
   hid_t ds = H5I_INVALID_HID, type = H5I_INVALID_HID;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
   MQ_CHECK(check_index(pf, index, err));
   const mq_h5_layer_info *li = &pf->info[index];
+  if (first > li->rows || count > li->rows - first)
+    MQ_FAIL(err, MQ_EFAIL, "internal error: rows [%zu, %zu) of /layers/%s/W, which has %zu", first,
+            first + count, li->name, li->rows);
+  if (count == 0) goto cleanup;
   MQ_CHECK(open_dataset(pf, index, "W", &ds, err));
   type = H5Dget_type(ds);
   if (type < 0) MQ_CHECK(read_failed(pf, index, "W", err));
   if (H5Tget_size(type) == 8) {
-    MQ_CHECK(read_w_f64(pf, index, ds, W, err));
+    MQ_CHECK(read_w_f64(pf, index, ds, first, count, W, err));
   } else {
-    if (read_rows(ds, 0, li->rows, li->cols, H5T_NATIVE_FLOAT, W) < 0)
+    if (read_rows(ds, first, count, li->cols, H5T_NATIVE_FLOAT, W) < 0)
       MQ_CHECK(read_failed(pf, index, "W", err));
-    MQ_CHECK(check_finite_f(pf, index, W, li->rows, li->cols, err));
+    MQ_CHECK(check_finite_f(pf, index, W, first, count, li->cols, err));
   }
 cleanup:
   mq__h5_close(&type);
   mq__h5_close(&ds);
   mq__h5_quiet_end(&quiet);
   return st;
+}
+
+mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error *err) {
+  mq_status st = check_index(pf, index, err);
+  return st != MQ_OK ? st : mq_h5_read_weight_rows(pf, index, 0, pf->info[index].rows, W, err);
 }
 
 mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,

@@ -29,6 +29,10 @@ const mq_h5_layer_info *mq_h5_problem_layer(const mq_h5_problem *pf, size_t inde
 /* W as float32, row-major [rows, cols]. MQ_EINPUT if any value is NaN/Inf. */
 mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error *err);
 
+/* Rows [first, first+count) of W as float32, row-major [count, cols] (hyperslab read). */
+mq_status mq_h5_read_weight_rows(mq_h5_problem *pf, size_t index, size_t first, size_t count,
+                                 float *W, mq_error *err);
+
 /* Samples [first, first+count) of X (which = 'X') or Xq (which = 'Q'; falls back to X when the
  * layer has no Xq) as double, row-major [count, cols]. MQ_EINPUT on NaN/Inf. */
 mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,

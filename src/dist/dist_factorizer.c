@@ -1,0 +1,23 @@
+#include "dist/dist_factorizer.h"
+
+static mq_status dist_factor(void *ctx, double *H, size_t cols, const size_t *perm,
+                             double *lambda, int *raises, const char *layer, mq_error *err) {
+  mq_dist_factorizer_ctx *c = ctx;
+  mq_status st = MQ_OK;
+  if (c->f == NULL) st = mq_dist_factor_create(c->comm, cols, c->nb, &c->f, err);
+  if (st != MQ_OK) return st;
+  mq_dist_factor_set_from(c->f, H, perm); /* each rank keeps only its blocks of H */
+  return mq_dist_factor_cholesky(c->f, lambda, raises, layer, err);
+}
+
+static mq_status dist_panel(void *ctx, size_t i1, size_t width, double *panel, mq_error *err) {
+  mq_dist_factorizer_ctx *c = ctx;
+  return mq_dist_factor_panel(c->f, i1, width, panel, err);
+}
+
+void mq_dist_factorizer(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, MPI_Comm comm, int nb) {
+  *ctx = (mq_dist_factorizer_ctx){.comm = comm, .nb = nb, .f = NULL};
+  *out = (mq_factorizer){.factor = dist_factor, .panel = dist_panel, .full = NULL, .ctx = ctx};
+}
+
+void mq_dist_factorizer_release(mq_dist_factorizer_ctx *ctx) { mq_dist_factor_destroy(&ctx->f); }
