@@ -73,7 +73,10 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   for (size_t i = 0; i < nl; i++) {
     const mq_h5_layer_info *li = mq_h5_problem_layer(pf, i);
     size_t row0 = 0;
-    MQ_CHECK(mq_layer_job_run(cli->comm, pf, i, &a->opts, &res, &row0, err));
+    mq_h5_source_ctx src_ctx;
+    mq_layer_source src;
+    mq_layer_source_h5(&src, &src_ctx, pf, i);
+    MQ_CHECK(mq_layer_job_run(cli->comm, &src, &a->opts, &res, &row0, NULL, err));
     MQ_CHECK(mq_h5_result_write_layer(rf, li->name, li->rows, row0, &res, err));
     double elapsed = mq_wtime() - t0;
     MQ_INFO("layer %zu/%zu %s [%zux%zu]: rel_err %.4g  loss %.4g  bound %.4g  clipped %lld  "

@@ -140,7 +140,10 @@ static mq_status study_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
                            const mq_quant_options *o, double damp, FILE *out, mq_error *err) {
   mq_layer_result res = {0};
   size_t row0 = 0;
-  mq_status st = mq_layer_job_run(comm, pf, index, o, &res, &row0, err);
+  mq_h5_source_ctx src_ctx;
+  mq_layer_source src;
+  mq_layer_source_h5(&src, &src_ctx, pf, index);
+  mq_status st = mq_layer_job_run(comm, &src, o, &res, &row0, NULL, err);
   if (st == MQ_OK && out != NULL) {
     fprintf(out, "%s,%s,%s,%.6g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%lld,%.4f\n",
             mq_h5_problem_layer(pf, index)->name, method_names[o->method],

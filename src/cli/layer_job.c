@@ -10,6 +10,7 @@
 #include "core/measure.h"
 #include "core/mem.h"
 #include "core/status.h"
+#include "dist/comm_stats.h"
 #include "dist/dist_factorizer.h"
 #include "dist/exact_sum.h"
 #include "dist/partition.h"
@@ -17,7 +18,7 @@
 /* Samples per chunk of the Hessian sums. Fixed, not derived from the rank count: each chunk's
  * DSYRK is computed identically wherever it runs, and the exact sum makes the order of the
  * chunks irrelevant — that is what makes H bit-identical across rank counts. */
-enum { MQ_CHUNK = 256 };
+enum { MQ_CHUNK = 512 };
 enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
 
 static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1};
@@ -26,8 +27,7 @@ static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3
 typedef struct job {
   MPI_Comm comm;
   int rank, nranks;
-  mq_h5_problem *pf;
-  size_t index;
+  const mq_layer_source *src;
   const mq_h5_layer_info *li;
   int qronos;     /* needs G = X̃ᵀX/n */
   size_t row0, nrows; /* this rank's rows */
@@ -66,8 +66,8 @@ static mq_status read_chunk(job *j, size_t first, size_t count, size_t c, int ne
   mq_status st = MQ_OK;
   size_t start;
   *len = chunk_len(first, count, c, &start);
-  MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', start, *len, j->Xq, err));
-  if (need_x) MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', start, *len, j->X, err));
+  MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', start, *len, j->Xq, err));
+  if (need_x) MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', start, *len, j->X, err));
 cleanup:
   return st;
 }
@@ -191,8 +191,8 @@ static mq_status sample_errors(job *j, size_t first, size_t count, const double 
   MQ_CHECK_ALLOC(err, Y && diff, MQ_CHUNK * (cols + rows + 1) * sizeof *diff);
   for (size_t s = first; s < first + count; s += MQ_CHUNK) {
     size_t c = first + count - s < MQ_CHUNK ? first + count - s : MQ_CHUNK;
-    MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'X', s, c, j->X, err));
-    if (j->li->has_xq) MQ_CHECK(mq_h5_read_samples(j->pf, j->index, 'Q', s, c, j->Xq, err));
+    MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', s, c, j->X, err));
+    if (j->li->has_xq) MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', s, c, j->Xq, err));
     mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, Wd, D, rows, Y, diff);
     if (linf != NULL) mq_linf_accumulate(linf, j->li->has_xq ? j->Xq : j->X, c, diff);
   }
@@ -210,7 +210,7 @@ static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *
   mq_dist_factorizer_ctx dist_ctx;
   int scalapack = o->factor == MQ_FACTOR_SCALAPACK && o->method != MQ_METHOD_RTN;
   if (scalapack) mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
-  mq_layer_input in = {.name = j->li->name, .layer_id = j->index, .rows = j->nrows,
+  mq_layer_input in = {.name = j->li->name, .layer_id = j->src->layer_id, .rows = j->nrows,
                        .cols = j->li->cols, .W = j->W, .H = H, .G = G, .row0 = j->row0,
                        .factorizer = scalapack ? &dist : NULL};
   mq_status st = mq_layer_quantize(&in, o, res, aux, err);
@@ -314,7 +314,8 @@ enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_BOUND0, S_E0, S_T, S_CLIPPED
 /* Collective. err, rel_err, err_floor (Qronos), bound_linf (stochastic) over all ranks' rows,
  * from the samples or, for H-only files, from H. */
 static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_options *o,
-                               const mq_layer_aux *aux, mq_layer_result *res, mq_error *err) {
+                               const mq_layer_aux *aux, int measure, mq_layer_result *res,
+                               mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = j->nrows, cols = j->li->cols, n = j->li->n;
   double *Wd = mq_alloc(rows * cols, sizeof *Wd), *D = mq_alloc(rows * cols, sizeof *D);
@@ -322,13 +323,15 @@ static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_opti
   mq_linf_accum linf = {0};
   mq_err_accum acc = {0};
   /* the ℓ∞ bound needs U = R⁻¹ whole: RTN (U = I) or a replicated factor */
-  int want_linf = o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
+  int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
                   (o->method == MQ_METHOD_RTN || aux->R != NULL);
   st = Wd && D ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
-  if (st == MQ_OK) st = weights_and_residual(j, res, Wd, D, err);
+  if (st == MQ_OK && measure) st = weights_and_residual(j, res, Wd, D, err);
   if (st == MQ_OK && want_linf)
     st = mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : aux->R, n, err);
-  if (st == MQ_OK && j->li->has_x) {
+  if (st == MQ_OK && !measure) {
+    acc.n = 1; /* err stays NaN below */
+  } else if (st == MQ_OK && j->li->has_x) {
     st = sample_errors(j, 0, n, Wd, D, &acc, want_linf ? &linf : NULL, err);
   } else if (st == MQ_OK) {
     scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
@@ -344,15 +347,15 @@ static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_opti
   MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, j->comm);
   MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, j->comm);
   mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = j->li->has_x ? n : 1};
-  res->err = mq_err_value(&total);
-  res->rel_err = mq_err_relative(&total);
+  res->err = measure ? mq_err_value(&total) : NAN;
+  res->rel_err = measure ? mq_err_relative(&total) : NAN;
   res->loss = sum[S_LOSS];
   res->bound_l2 = sum[S_BOUND];
   res->clipped = (int64_t)sum[S_CLIPPED];
   if (want_linf) res->bound_linf = sqrt(2.0 * log(2.0 * (double)n / 0.01) * linf_all);
   if (j->qronos) {
     /* ‖(X − X̃)w‖²/n is known from the samples, or is 0 when X̃ = X; unknown for H+G files */
-    int known = j->li->has_x || !j->li->has_g;
+    int known = measure && (j->li->has_x || !j->li->has_g);
     double mismatch = j->li->has_x ? sum[S_MISMATCH] / (double)n : 0.0;
     res->err_floor = known ? sum[S_E0] + mismatch - sum[S_T] : NAN;
     res->bound_l2 += res->err_floor;
@@ -374,7 +377,7 @@ static mq_status job_open(job *j, mq_error *err) {
   j->X = mq_alloc(MQ_CHUNK * cols, sizeof *j->X);
   j->Xq = mq_alloc(MQ_CHUNK * cols, sizeof *j->Xq);
   MQ_CHECK_ALLOC(err, j->W && j->X && j->Xq, j->nrows * cols * sizeof *j->W);
-  MQ_CHECK(mq_h5_read_weight_rows(j->pf, j->index, j->row0, j->nrows, j->W, err));
+  MQ_CHECK(j->src->read_weight_rows(j->src->ctx, j->row0, j->nrows, j->W, err));
 cleanup:
   return st;
 }
@@ -385,8 +388,8 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
   mq_status st = MQ_OK;
   size_t cols = j->li->cols;
   if (j->li->has_x) return accumulate(j, 0, j->li->n, H, need_g ? G : NULL, err);
-  st = mq_h5_read_matrix(j->pf, j->index, 'H', H, err);
-  if (st == MQ_OK && need_g) st = mq_h5_read_matrix(j->pf, j->index, 'G', G, err);
+  st = j->src->read_matrix(j->src->ctx, 'H', H, err);
+  if (st == MQ_OK && need_g) st = j->src->read_matrix(j->src->ctx, 'G', G, err);
   if (st == MQ_OK) { /* the errors need H before it is factored */
     *Hgiven = dup_matrix(H, cols * cols);
     if (*Hgiven == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
@@ -394,20 +397,39 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
   return agree(j, st);
 }
 
-mq_status mq_layer_job_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
+/* Collective. Seconds and flops of the phases, the maximum over ranks; bytes summed. */
+static void reduce_phases(const job *j, const mq_layer_aux *aux, double t_hessian,
+                          double t_errors, double t_total, mq_layer_phases *ph) {
+  const mq_layer_timing *t = &aux->timing;
+  double mine[8] = {t_hessian, t->factor, t->refit, t->sweep, t->sweep_gemm, t->pack, t_errors,
+                    t_total};
+  double worst[8], bytes = (double)mq_dist_bytes_sent(), all_bytes = 0.0;
+  MPI_Allreduce(mine, worst, 8, MPI_DOUBLE, MPI_MAX, j->comm);
+  MPI_Allreduce(&bytes, &all_bytes, 1, MPI_DOUBLE, MPI_SUM, j->comm);
+  double cols = (double)j->li->cols, rows = (double)j->li->rows, n = (double)j->li->n;
+  *ph = (mq_layer_phases){
+      .hessian = worst[0], .factor = worst[1], .refit = worst[2], .sweep = worst[3],
+      .sweep_gemm = worst[4], .pack = worst[5], .errors = worst[6], .total = worst[7],
+      .hessian_flops = n * cols * cols * (j->qronos && j->li->has_xq ? 3.0 : 1.0),
+      .factor_flops = t->factor_flops, .refit_flops = j->qronos ? 3.0 * rows * cols * cols : 0,
+      .sweep_flops = rows * cols * cols, .sweep_gemm_flops = 0.0, .comm_bytes = all_bytes};
+}
+
+mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
                            const mq_quant_options *opts, mq_layer_result *res, size_t *row0,
-                           mq_error *err) {
+                           mq_layer_phases *phases, mq_error *err) {
   mq_status st = MQ_OK;
-  const mq_h5_layer_info *li = mq_h5_problem_layer(pf, index);
+  const mq_h5_layer_info *li = &src->info;
   size_t cols = li->cols;
-  job j = {.comm = comm, .pf = pf, .index = index, .li = li,
-           .qronos = opts->method == MQ_METHOD_QRONOS};
+  job j = {.comm = comm, .src = src, .li = li, .qronos = opts->method == MQ_METHOD_QRONOS};
   MPI_Comm_rank(comm, &j.rank);
   MPI_Comm_size(comm, &j.nranks);
   mq_quant_options o = *opts;
   mq_layer_result trace = {0};
   mq_layer_aux aux = {0};
   int need_g = j.qronos && (li->has_x ? li->has_xq : li->has_g);
+  double t_start = mq_wtime();
+  mq_dist_bytes_reset();
   double *H = mq_alloc(cols * cols, sizeof *H), *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hgiven = NULL;
   st = H && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
@@ -419,13 +441,14 @@ mq_status mq_layer_job_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
   double t_hessian = mq_wtime() - t0;
   MQ_CHECK(quantize(&j, H, G, &o, res, &aux, err));
   res->seconds += t_hessian;
-  MQ_CHECK(finish_errors(&j, Hgiven, &o, &aux, res, err));
+  t0 = mq_wtime();
+  MQ_CHECK(finish_errors(&j, Hgiven, &o, &aux, !src->skip_errors, res, err));
+  double t_errors = mq_wtime() - t0;
   res->lambda_ncand = trace.lambda_ncand;
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
   memcpy(res->lambda_heldout, trace.lambda_heldout, sizeof res->lambda_heldout);
   *row0 = j.row0;
-  MQ_DEBUG("%s: hessian %.3fs (rank 0), total %.3fs (max over ranks)", li->name, t_hessian,
-           res->seconds);
+  if (phases != NULL) reduce_phases(&j, &aux, t_hessian, t_errors, mq_wtime() - t_start, phases);
 cleanup:
   mq_layer_aux_free(&aux);
   mq_free(H);
@@ -435,4 +458,30 @@ cleanup:
   mq_free(j.X);
   mq_free(j.Xq);
   return st;
+}
+
+/* ---- the problem-file source ---- */
+
+static mq_status h5_samples(void *ctx, char which, size_t first, size_t count, double *buf,
+                            mq_error *err) {
+  mq_h5_source_ctx *c = ctx;
+  return mq_h5_read_samples(c->pf, c->index, which, first, count, buf, err);
+}
+
+static mq_status h5_weight_rows(void *ctx, size_t first, size_t count, float *W, mq_error *err) {
+  mq_h5_source_ctx *c = ctx;
+  return mq_h5_read_weight_rows(c->pf, c->index, first, count, W, err);
+}
+
+static mq_status h5_matrix(void *ctx, char which, double *buf, mq_error *err) {
+  mq_h5_source_ctx *c = ctx;
+  return mq_h5_read_matrix(c->pf, c->index, which, buf, err);
+}
+
+void mq_layer_source_h5(mq_layer_source *src, mq_h5_source_ctx *ctx, mq_h5_problem *pf,
+                        size_t index) {
+  *ctx = (mq_h5_source_ctx){.pf = pf, .index = index};
+  *src = (mq_layer_source){.info = *mq_h5_problem_layer(pf, index), .layer_id = index,
+                           .read_samples = h5_samples, .read_weight_rows = h5_weight_rows,
+                           .read_matrix = h5_matrix, .ctx = ctx};
 }

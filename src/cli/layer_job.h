@@ -1,5 +1,5 @@
 /* One layer of a problem file, end to end and collective over a communicator (ALGORITHMS §7):
- * the calibration samples are split across ranks in fixed chunks whose H (and G) contributions
+ * the calibration samples are split across ranks in fixed chunks (512 samples) whose H (and G) contributions
  * are summed exactly (dist/exact_sum.h), so H has the same bits on any number of ranks; the
  * output rows are split across ranks, each sweeping its own; err, rel_err, err_floor and
  * bound_linf are measured on each rank's rows and reduced. --lambda auto picks λ on held-out
@@ -12,11 +12,41 @@
 #include "io/h5problem.h"
 #include "mpiquant.h"
 
+/* Where a layer's data comes from: a problem file, or memory (bench). */
+typedef struct mq_layer_source {
+  mq_h5_layer_info info; /* name, rows, cols, n, has_x, has_xq, has_h, has_g */
+  uint64_t layer_id;     /* stochastic-rounding key */
+  /* samples [first, first+count) of X ('X') or X̃ ('Q'), row-major [count, cols] */
+  mq_status (*read_samples)(void *ctx, char which, size_t first, size_t count, double *buf,
+                            mq_error *err);
+  /* rows [first, first+count) of W, row-major [count, cols] */
+  mq_status (*read_weight_rows)(void *ctx, size_t first, size_t count, float *W, mq_error *err);
+  /* H ('H') or G ('G'), row-major [cols, cols] (files without samples) */
+  mq_status (*read_matrix)(void *ctx, char which, double *buf, mq_error *err);
+  void *ctx;
+  int skip_errors; /* bench: no measurement pass (err, rel_err, err_floor, bound_linf = NaN) */
+} mq_layer_source;
+
+typedef struct mq_h5_source_ctx {
+  mq_h5_problem *pf;
+  size_t index;
+} mq_h5_source_ctx;
+
+void mq_layer_source_h5(mq_layer_source *src, mq_h5_source_ctx *ctx, mq_h5_problem *pf,
+                        size_t index);
+
+/* Seconds per phase, the maximum over ranks, and what crossed the network. */
+typedef struct mq_layer_phases {
+  double hessian, factor, refit, sweep, sweep_gemm, pack, errors, total;
+  double hessian_flops, factor_flops, refit_flops, sweep_flops, sweep_gemm_flops;
+  double comm_bytes; /* bytes this rank sent in reductions and panel fetches, summed over ranks */
+} mq_layer_phases;
+
 /* Collective over comm. res receives this rank's rows [*row0, *row0 + res->rows) (arrays owned
- * by res) and the layer's scalars, identical on every rank. On failure every rank returns the
- * same status; the message is on the rank(s) that failed. */
-mq_status mq_layer_job_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
+ * by res) and the layer's scalars, identical on every rank. phases may be NULL. On failure
+ * every rank returns the same status; the message is on the rank(s) that failed. */
+mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
                            const mq_quant_options *opts, mq_layer_result *res, size_t *row0,
-                           mq_error *err);
+                           mq_layer_phases *phases, mq_error *err);
 
 #endif

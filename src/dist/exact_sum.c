@@ -1,4 +1,5 @@
 #include "dist/exact_sum.h"
+#include "dist/comm_stats.h"
 
 #include <float.h>
 #include <limits.h>
@@ -205,6 +206,7 @@ mq_status mq_exact_sum_allreduce(mq_exact_sum *s, MPI_Comm comm, mq_error *err) 
   /* Every rank holds the same len, so every rank makes the same sequence of calls. */
   for (size_t done = 0; done < s->len;) {
     size_t n = s->len - done < allreduce_chunk ? s->len - done : allreduce_chunk;
+    mq_dist_bytes_add(n * sizeof *s->acc);
     if (MPI_Allreduce(MPI_IN_PLACE, s->acc + done, (int)n, type, op, comm) != MPI_SUCCESS)
       MQ_FAIL(err, MQ_EFAIL, "exact sum: MPI_Allreduce of %zu values failed", n);
     done += n;

@@ -1,4 +1,5 @@
 #include "dist/scalapack_factor.h"
+#include "dist/comm_stats.h"
 
 #include <limits.h>
 #include <string.h>
@@ -83,6 +84,7 @@ static mq_status agree(MPI_Comm comm, mq_status mine, mq_error *err) {
 static mq_status allreduce_sum(double *buf, size_t len, MPI_Comm comm, mq_error *err) {
   for (size_t done = 0; done < len;) {
     size_t n = len - done < (size_t)INT_MAX ? len - done : (size_t)INT_MAX;
+    mq_dist_bytes_add(n * sizeof *buf);
     if (MPI_Allreduce(MPI_IN_PLACE, buf + done, (int)n, MPI_DOUBLE, MPI_SUM, comm) !=
         MPI_SUCCESS)
       return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
