@@ -2,11 +2,13 @@
  * For now rank 0 does the numerical work while the other ranks wait without spinning; the
  * distributed engine replaces this. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli/cli.h"
 #include "cli/layer_job.h"
+#include "cli/report.h"
 #include "core/layer.h"
 #include "core/log.h"
 #include "core/mem.h"
@@ -24,11 +26,13 @@ static const char layer_help[] =
     "\n"
     "  --in P.h5          layer-problem file\n"
     "  --out O.h5         result file (overwritten; deleted again if the run fails)\n"
+    "  --json REPORT      per-layer errors, bounds, lambda, phase seconds (max over ranks),\n"
+    "                     bytes reduced, peak memory of every rank\n"
     "  --verbose | --quiet\n"
     "\n";
 
 typedef struct layer_args {
-  const char *in, *out;
+  const char *in, *out, *json;
   mq_quant_options opts;
 } layer_args;
 
@@ -47,6 +51,7 @@ static mq_status parse_layer_args(mq_cli *cli, int argc, char **argv, layer_args
     if (used) continue;
     if (!strcmp(argv[i], "--in")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->in, err));
     else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
+    else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
     else MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant layer --help)", argv[i]);
   }
   if (a->in == NULL) MQ_FAIL(err, MQ_EUSAGE, "--in: missing (the layer-problem file)");
@@ -64,6 +69,7 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   mq_h5_problem *pf = NULL;
   mq_h5_result *rf = NULL;
   mq_layer_result res = {0};
+  mq_report *report = mq_report_create(a->json, cli->rank, cli->nranks, &a->opts);
   st = mq_cli_agree(cli, mq_h5_problem_open(a->in, &pf, err));
   if (st != MQ_OK) goto cleanup;
   mq_result_meta meta = {.opts = a->opts, .nranks = cli->nranks};
@@ -76,8 +82,10 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
     mq_h5_source_ctx src_ctx;
     mq_layer_source src;
     mq_layer_source_h5(&src, &src_ctx, pf, i);
-    MQ_CHECK(mq_layer_job_run(cli->comm, &src, &a->opts, &res, &row0, NULL, err));
+    mq_layer_phases phases;
+    MQ_CHECK(mq_layer_job_run(cli->comm, &src, &a->opts, &res, &row0, &phases, err));
     MQ_CHECK(mq_h5_result_write_layer(rf, li->name, li->rows, row0, &res, err));
+    mq_report_layer(report, li->name, &res, li->rows, &phases);
     double elapsed = mq_wtime() - t0;
     MQ_INFO("layer %zu/%zu %s [%zux%zu]: rel_err %.4g  loss %.4g  bound %.4g  clipped %lld  "
             "%.2fs  elapsed %.1fs  ETA %.1fs",
@@ -87,7 +95,9 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
     mq_layer_result_free(&res);
   }
   MQ_CHECK(mq_h5_result_finish(&rf, err));
+  MQ_CHECK(mq_cli_agree(cli, mq_report_finish(&report, cli->comm, err)));
 cleanup:
+  mq_report_discard(&report); /* after a failure: no report file */
   mq_layer_result_free(&res);
   mq_h5_result_abort(&rf); /* collective: every failure above was agreed on by all ranks */
   mq_h5_problem_close(&pf);
