@@ -18,7 +18,7 @@
 /* Samples per chunk of the Hessian sums. Fixed, not derived from the rank count: each chunk's
  * DSYRK is computed identically wherever it runs, and the exact sum makes the order of the
  * chunks irrelevant — that is what makes H bit-identical across rank counts. */
-enum { MQ_CHUNK = 512 };
+enum { MQ_CHUNK = 1024 };
 enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
 
 static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1};
@@ -93,32 +93,28 @@ static mq_status sample_bounds(job *j, size_t first, size_t count, int need_x, d
   return (mq_status)all[0];
 }
 
-/* The upper triangle of the row-major cols×cols P, packed row by row. */
-static void pack_upper(const double *P, size_t cols, double *v) {
-  for (size_t i = 0, k = 0; i < cols; i++)
-    for (size_t jj = i; jj < cols; jj++) v[k++] = P[i * cols + jj];
-}
-
 static void unpack_upper(const double *v, size_t cols, double *P) {
   for (size_t i = 0, k = 0; i < cols; i++)
     for (size_t jj = i; jj < cols; jj++) P[i * cols + jj] = v[k++];
 }
 
-/* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone and added exactly. */
+/* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone and added exactly; the
+ * upper triangle of H goes into the accumulator row by row, packed. */
 static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh,
-                            mq_exact_sum *sg, double *P, double *v, mq_error *err) {
+                            mq_exact_sum *sg, double *P, mq_error *err) {
   mq_status st = MQ_OK;
   size_t c0, nc, len, cols = j->li->cols;
+  int n = (int)cols;
   my_chunks(j, first, count, &c0, &nc);
   for (size_t c = c0; c < c0 + nc; c++) {
     MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
-    memset(P, 0, cols * cols * sizeof *P);
-    mq_hessian_accumulate(P, cols, j->Xq, len);
-    pack_upper(P, cols, v);
-    mq_exact_sum_add(sh, v);
+    /* beta = 0: the chunk's own sum, no clearing pass */
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, j->Xq, n, 0.0, P, n);
+    for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
+      mq_exact_sum_add_range(sh, k, P + i * cols + i, cols - i);
     if (sg != NULL) {
-      memset(P, 0, cols * cols * sizeof *P);
-      mq_hessian_cross_accumulate(P, cols, j->Xq, j->X, len);
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, j->Xq, n, j->X,
+                  n, 0.0, P, n);
       mq_exact_sum_add(sg, P);
     }
   }
@@ -142,7 +138,7 @@ static mq_status accumulate(job *j, size_t first, size_t count, double *H, doubl
   if (st == MQ_OK) st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
   if (st == MQ_OK && G != NULL)
     st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
-  if (st == MQ_OK) st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, P, v, err);
+  if (st == MQ_OK) st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, P, err);
   MQ_CHECK(agree(j, st));
   MQ_CHECK(mq_exact_sum_allreduce(&sh, j->comm, err));
   mq_exact_sum_result(&sh, v);

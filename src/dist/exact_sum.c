@@ -172,6 +172,11 @@ void mq_exact_sum_add(mq_exact_sum *s, const double *v) {
   for (size_t k = 0; k < s->len; k++) add_one(acc + 2 * k, v[k], s->scale_exp);
 }
 
+void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n) {
+  word *acc = (word *)s->acc;
+  for (size_t k = 0; k < n; k++) add_one(acc + 2 * (first + k), v[k], s->scale_exp);
+}
+
 void mq_exact_sum_result(const mq_exact_sum *s, double *out) {
   const u128 *acc = (const u128 *)s->acc;
   for (size_t k = 0; k < s->len; k++) out[k] = from_fixed(acc[k], s->scale_exp);

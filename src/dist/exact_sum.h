@@ -29,6 +29,8 @@ void mq_exact_sum_free(mq_exact_sum *s);
 /* acc[k] += round(v[k] · 2^scale_exp) for k < len (round half to even; exact power-of-two
  * scaling). */
 void mq_exact_sum_add(mq_exact_sum *s, const double *v);
+/* acc[first + k] += round(v[k] · 2^scale_exp) for k < n (first + n ≤ len). */
+void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n);
 /* Integer sum over comm of every rank's acc, result on every rank. Collective. */
 mq_status mq_exact_sum_allreduce(mq_exact_sum *s, MPI_Comm comm, mq_error *err);
 /* out[k] = acc[k] · 2^−scale_exp, correctly rounded to double. */
