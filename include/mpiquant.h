@@ -68,7 +68,6 @@ typedef struct mq_quant_options {
   int block_size;    /* sweep block size B */
   uint64_t seed;     /* stochastic rounding key */
   mq_factor_mode factor;
-  double mem_per_rank; /* bytes a rank may use (--factor auto); 0 = node memory / ranks */
 } mq_quant_options;
 
 /* Fills the SPEC.md defaults: optq, nearest, 4 bits, group 128, sym, act-order, damp 0.01,

@@ -7,7 +7,10 @@ mq_launch() {
   else
     export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
     export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
-    mpirun --oversubscribe -np "${MQ_NP:-2}" "$@"
+    # Open MPI binds each rank to one core when there are at most 2: wrong for threaded ranks
+    local bind=()
+    [ "${OPENBLAS_NUM_THREADS:-1}" -gt 1 ] && bind=(--bind-to none)
+    mpirun --oversubscribe "${bind[@]}" -np "${MQ_NP:-2}" "$@"
   fi
 }
 # Several ranks share the cores: one BLAS thread each unless the user says otherwise.

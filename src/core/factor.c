@@ -46,6 +46,20 @@ static void reverse_in_place(double *A, size_t len) {
   }
 }
 
+mq_status mq_factor_raise_lambda(double *lambda, int *raises, double mean_diag, int pivot,
+                                 const char *layer, mq_error *err) {
+  if (*raises == MQ_MAX_LAMBDA_RAISES)
+    return mq__fail(err, MQ_ENUMERIC, __FILE__, __LINE__,
+                    "%s: H + lambda*I is not positive definite even with lambda = %g (raised %d "
+                    "times)", layer, *lambda, *raises);
+  double raised = *lambda > 0 ? 10.0 * *lambda : 1e-6 * mean_diag;
+  MQ_WARN("%s: Cholesky failed at pivot %d with lambda = %g; retrying with lambda = %g", layer,
+          pivot, *lambda, raised);
+  *lambda = raised;
+  (*raises)++;
+  return MQ_OK;
+}
+
 mq_status mq_factor_reverse_cholesky(double *H, size_t cols, const size_t *perm,
                                      double *lambda, int *raises, const char *layer,
                                      mq_error *err) {
@@ -67,15 +81,7 @@ mq_status mq_factor_reverse_cholesky(double *H, size_t cols, const size_t *perm,
     for (size_t a = 0; a < cols; a++) H[a + a * cols] = diag[a] + *lambda;
     dpotrf_("L", &n, H, &n, &info, 1);
     if (info == 0) break;
-    if (*raises == MQ_MAX_LAMBDA_RAISES)
-      MQ_FAIL(err, MQ_ENUMERIC,
-              "%s: H + lambda*I is not positive definite even with lambda = %g (raised %d times)",
-              layer, *lambda, *raises);
-    double raised = *lambda > 0 ? 10.0 * *lambda : 1e-6 * mean;
-    MQ_WARN("%s: Cholesky failed at pivot %d with lambda = %g; retrying with lambda = %g", layer,
-            info, *lambda, raised);
-    *lambda = raised;
-    (*raises)++;
+    MQ_CHECK(mq_factor_raise_lambda(lambda, raises, mean, info, layer, err));
     restore_lower(H, cols, diag);
   }
   reverse_in_place(H, cols * cols);

@@ -19,4 +19,9 @@ mq_status mq_factor_reverse_cholesky(double *H, size_t cols, const size_t *perm,
                                      double *lambda, int *raises, const char *layer,
                                      mq_error *err);
 
+/* The λ escalation shared by every factorizer: λ ← 10λ (or 1e-6·mean diag when λ = 0) with a
+ * warning naming the layer and the failed pivot; MQ_ENUMERIC once it was raised 6 times. */
+mq_status mq_factor_raise_lambda(double *lambda, int *raises, double mean_diag, int pivot,
+                                 const char *layer, mq_error *err);
+
 #endif

@@ -16,7 +16,6 @@ void mq_quant_options_init(mq_quant_options *opts) {
   opts->block_size = 128;
   opts->seed = 0;
   opts->factor = MQ_FACTOR_AUTO;
-  opts->mem_per_rank = 0.0;
 }
 
 mq_status mq_quant_options_check(const mq_quant_options *opts, mq_error *err) {

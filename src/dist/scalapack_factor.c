@@ -1,5 +1,6 @@
 #include "dist/scalapack_factor.h"
 #include "dist/comm_stats.h"
+#include "core/factor.h"
 
 #include <limits.h>
 #include <string.h>
@@ -24,7 +25,7 @@ void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *
 void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
               const int *desca, int *info, size_t uplo_len);
 
-enum { MQ_MAX_LAMBDA_RAISES = 6, DESC_LEN = 9 }; /* raises: as src/core/factor.c */
+enum { DESC_LEN = 9 };
 
 struct mq_dist_factor {
   MPI_Comm comm;           /* private duplicate of the caller's communicator */
@@ -285,15 +286,7 @@ mq_status mq_dist_factor_cholesky(mq_dist_factor *f, double *lambda, int *raises
     int pivot = 0;
     MQ_CHECK(potrf(f, &pivot, err)); /* agreed on every rank: all leave the loop together */
     if (pivot == 0) break;
-    if (*raises == MQ_MAX_LAMBDA_RAISES)
-      MQ_FAIL(err, MQ_ENUMERIC,
-              "%s: H + lambda*I is not positive definite even with lambda = %g (raised %d times)",
-              layer, *lambda, *raises);
-    double raised = *lambda > 0 ? 10.0 * *lambda : 1e-6 * mean;
-    MQ_WARN("%s: Cholesky failed at pivot %d with lambda = %g; retrying with lambda = %g", layer,
-            pivot, *lambda, raised);
-    *lambda = raised;
-    (*raises)++;
+    MQ_CHECK(mq_factor_raise_lambda(lambda, raises, mean, pivot, layer, err));
     copy_lower(f, saved, 0);
   }
   f->factored = 1;
