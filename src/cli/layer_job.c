@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/measure.h"
 #include "core/mem.h"
+#include "core/optq.h"
 #include "core/status.h"
 #include "dist/comm_stats.h"
 #include "dist/dist_factorizer.h"
@@ -368,7 +369,12 @@ cleanup:
 static mq_status job_open(job *j, mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols;
-  mq_partition(j->li->rows, j->nranks, j->rank, &j->row0, &j->nrows);
+  /* whole blocks of MQ_ROW_BLOCK rows per rank: results do not depend on the rank count */
+  size_t rows = j->li->rows, nblocks = (rows + MQ_ROW_BLOCK - 1) / MQ_ROW_BLOCK, b0, nb;
+  mq_partition(nblocks, j->nranks, j->rank, &b0, &nb);
+  j->row0 = b0 * MQ_ROW_BLOCK < rows ? b0 * MQ_ROW_BLOCK : rows;
+  size_t end = (b0 + nb) * MQ_ROW_BLOCK < rows ? (b0 + nb) * MQ_ROW_BLOCK : rows;
+  j->nrows = end - j->row0;
   j->W = mq_alloc(j->nrows * cols + 1, sizeof *j->W);
   j->X = mq_alloc(MQ_CHUNK * cols, sizeof *j->X);
   j->Xq = mq_alloc(MQ_CHUNK * cols, sizeof *j->Xq);

@@ -35,8 +35,8 @@ static void report_error(mq_cli *cli, mq_status agreed) {
   MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, cli->comm);
   if (cli->rank != first) return;
   if (cli->err.status == MQ_OK) return;
-  if (cli->nranks > 1 && first != 0)
-    fprintf(stderr, "mpiquant: error: (rank %d) %s\n", cli->rank, cli->err.msg);
+  if (cli->nranks > 1 && first != 0) /* SPEC: "<file or option>: <what>" first; rank last */
+    fprintf(stderr, "mpiquant: error: %s (on rank %d)\n", cli->err.msg, cli->rank);
   else
     fprintf(stderr, "mpiquant: error: %s\n", cli->err.msg);
   if (cli->verbose) fprintf(stderr, "mpiquant: (raised at %s:%d)\n", cli->err.file, cli->err.line);

@@ -54,11 +54,14 @@ static void corrections(mq_sweep *s, size_t i1, size_t width, float *C, size_t l
    * top, the triangle R_bb below it */
   size_t ld = i1 + width;
   for (size_t k = 0; k < ld * width; k++) panel[k] = (float)dpanel[k];
-  if (i1 > 0)
-    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)width, (int)i1, 1.0f,
-                s->W, (int)rows, panel, (int)ld, 1.0f, C, (int)ldc);
-  cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)rows,
-              (int)width, 1.0f, panel + i1, (int)ld, C, (int)ldc);
+  for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_BLOCK) { /* see MQ_ROW_BLOCK: same calls anywhere */
+    int m = (int)(rows - r0 < MQ_ROW_BLOCK ? rows - r0 : MQ_ROW_BLOCK);
+    if (i1 > 0)
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, m, (int)width, (int)i1, 1.0f,
+                  s->W + r0, (int)rows, panel, (int)ld, 1.0f, C + r0, (int)ldc);
+    cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, m, (int)width,
+                1.0f, panel + i1, (int)ld, C + r0, (int)ldc);
+  }
   s->gemm_seconds += mq_wtime() - t0;
   s->gemm_flops += 2.0 * (double)rows * (double)width * (double)i1 +
                    (double)rows * (double)width * (double)width;

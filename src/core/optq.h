@@ -19,6 +19,13 @@
 #include "core/grid.h"
 #include "mpiquant.h"
 
+/* Rows per BLAS call on W's rows. OpenBLAS computes a row of a GEMM differently depending on
+ * the call's shape (its small-matrix kernels), so a row's result would depend on how many rows
+ * a rank holds. Every BLAS call on rows therefore covers one block of MQ_ROW_BLOCK rows counted
+ * from the layer's first row, and ranks own whole blocks (the last block may be shorter): the
+ * same call computes the same row on any number of ranks. */
+#define MQ_ROW_BLOCK 64
+
 typedef struct mq_sweep {
   size_t rows, cols;
   float *W;               /* [cols, rows] column-major, processing order; in: weights (dead
@@ -29,7 +36,8 @@ typedef struct mq_sweep {
   int static_groups;      /* scales/zeros given on input */
   const int32_t *col_group; /* [cols] group index of each processing column */
   const size_t *orig_col; /* [cols] original column of each processing column */
-  size_t row0;            /* global index of the first row (stochastic key) */
+  size_t row0;            /* global index of the first row (stochastic key); a multiple of
+                             MQ_ROW_BLOCK unless rows ≤ MQ_ROW_BLOCK on one rank */
   size_t ngroups;
   float *scales;          /* [rows, ngroups] (output, or input with static groups) */
   int32_t *zeros;         /* [rows, ngroups] */

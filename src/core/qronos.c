@@ -3,6 +3,7 @@
 #include "core/blas.h"
 #include "core/hessian.h"
 #include "core/mem.h"
+#include "core/optq.h"
 #include "core/status.h"
 
 void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
@@ -34,9 +35,12 @@ mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size
   for (size_t r0 = 0; r0 < rows; r0 += TILE) /* back to original order, in cache-sized tiles */
     for (size_t p = 0; p < cols; p++)
       for (size_t r = r0; r < r0 + TILE && r < rows; r++) W0[r * cols + perm[p]] = Wcm[p * rows + r];
-  if (rows > 0) /* float like the sweep it feeds: half the time of DGEMM */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cols, (int)rows, (int)cols, 1.0f,
-                Df, (int)cols, W0, (int)cols, 0.0f, V, (int)rows);
+  /* float like the sweep it feeds: half the time of DGEMM; one call per row block (optq.h) */
+  for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_BLOCK) {
+    int m = (int)(rows - r0 < MQ_ROW_BLOCK ? rows - r0 : MQ_ROW_BLOCK);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cols, m, (int)cols, 1.0f, Df,
+                (int)cols, W0 + r0 * cols, (int)cols, 0.0f, V + r0, (int)rows);
+  }
 cleanup:
   mq_free(W0);
   mq_free(Df);
@@ -63,11 +67,14 @@ mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, s
     if (rows == 0) continue;
     for (size_t k = 0; k < ld * width; k++) panel[k] = (float)dpanel[k];
     float *Tk = V + k1 * rows;
-    cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)rows,
-                (int)width, 1.0f, panel + k1, (int)ld, Tk, (int)rows);
-    if (k1 > 0)
-      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)rows, (int)k1, (int)width, -1.0f,
-                  Tk, (int)rows, panel, (int)ld, 1.0f, V, (int)rows);
+    for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_BLOCK) { /* one call per row block (optq.h) */
+      int m = (int)(rows - r0 < MQ_ROW_BLOCK ? rows - r0 : MQ_ROW_BLOCK);
+      cblas_strsm(CblasColMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, m, (int)width,
+                  1.0f, panel + k1, (int)ld, Tk + r0, (int)rows);
+      if (k1 > 0)
+        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, m, (int)k1, (int)width, -1.0f,
+                    Tk + r0, (int)rows, panel, (int)ld, 1.0f, V + r0, (int)rows);
+    }
   }
   for (size_t k = 0; k < rows * cols; k++) *t_sq += (double)V[k] * (double)V[k];
 cleanup:

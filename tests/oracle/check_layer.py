@@ -68,11 +68,17 @@ def add_quant_options(ap):
     ap.add_argument("--factor", default="auto")
 
 
-def parse_quant_options(args):
-    """mpiquant's quantization options (a list of strings) -> argparse Namespace."""
+def parse_quant_options(args, extra=()):
+    """mpiquant's quantization options (a list of strings) -> argparse Namespace.  extra: more
+    mpiquant arguments given after args (they win, as on mpiquant's command line); those the
+    checker does not know (--verbose, --quiet, ...) are ignored there, not in args.
+    --factor and --block-size are accepted and do not change what is checked."""
     ap = argparse.ArgumentParser(allow_abbrev=False)
     add_quant_options(ap)
-    return ap.parse_args(list(args))
+    o = ap.parse_args(list(args))
+    if extra:
+        o, _unknown = ap.parse_known_args(list(extra), namespace=o)
+    return o
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,11 +4,15 @@
   run_layer_suite.py --mpiquant PATH/TO/mpiquant --np N --workdir DIR
                      [--mpirun "mpirun --oversubscribe"] [--quick] [--only SUBSTR]
                      [--min-agree 0.99] [--identity-tol 1e-6] [--tie-tol 1e-5]
-                     [--timeout 120] [--seed S]
+                     [--timeout 120] [--seed S] [--extra "MPIQUANT ARGS"]
 
 Generates structured problems (problems.py), runs
   <mpirun> -np N <mpiquant> layer --in P.h5 --out O.h5 <opts>
 for each option combination below and checks the result with check_layer.check_result.
+--extra "ARGS" (or --extra=ARGS when ARGS is one word starting with -) is appended to every mpiquant command and given to the checker's option parsing
+too (the checker ignores what does not change the result, e.g. --factor scalapack, --verbose);
+e.g. `--np 4 --extra "--factor scalapack"` checks the 4-rank ScaLAPACK path against numpy.
+Each result must also record root attribute nranks == --np.
 Prints one line per combination and finally `N passed, M failed`; exit status 1 if any failed.
 --mpiquant may also be a .py file (e.g. fake_mpiquant.py), run with this interpreter.
 """
@@ -87,6 +91,17 @@ def subprocess_env():
     return env
 
 
+def root_nranks(path):
+    """The root attribute nranks of a result file (None if absent or unreadable)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            v = check_layer._val(f.attrs.get("nranks"))
+            return None if v is None else int(v)
+    except (OSError, IOError, TypeError, ValueError):
+        return None
+
+
 def launch_cmd(mpirun, np_, mpiquant):
     prog = [sys.executable, mpiquant] if mpiquant.endswith(".py") else [mpiquant]
     return shlex.split(mpirun) + ["-np", str(np_)] + prog
@@ -106,7 +121,10 @@ def main(argv=None):
     ap.add_argument("--identity-tol", type=float, default=1e-6)
     ap.add_argument("--tie-tol", type=float, default=1e-5)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mpiquant run")
+    ap.add_argument("--extra", default="", help="arguments appended to every mpiquant command "
+                    "(and given to the checker)")
     a = ap.parse_args(argv)
+    extra = shlex.split(a.extra)
 
     t_start = time.time()
     os.makedirs(a.workdir, exist_ok=True)
@@ -131,8 +149,8 @@ def main(argv=None):
             os.remove(out)
         optlist = shlex.split(opts)
         cmd = launch_cmd(a.mpirun, a.np, mpiquant) + ["layer", "--in", paths[kind], "--out",
-                                                      out] + optlist
-        label = "[%02d] %-10s %s" % (idx, kind, opts or "(defaults)")
+                                                      out] + optlist + extra
+        label = "[%02d] %-10s %s" % (idx, kind, " ".join(optlist + extra) or "(defaults)")
         t0 = time.time()
         try:
             p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -149,10 +167,14 @@ def main(argv=None):
             sys.stdout.flush()
             continue
         try:
-            o = check_layer.parse_quant_options(optlist)
+            o = check_layer.parse_quant_options(optlist, extra)
             bad, lines = check_layer.check_result(paths[kind], out, o, min_agree=a.min_agree,
                                                   identity_tol=a.identity_tol,
                                                   tie_tol=a.tie_tol)
+            nr = root_nranks(out)
+            if nr != a.np:
+                bad += 1
+                lines.append("FAIL root nranks=%r (ran on %d ranks)" % (nr, a.np))
         except SystemExit:
             bad, lines = 1, ["cannot parse options %r" % opts]
         except Exception as e:  # the oracle must report, not crash
