@@ -25,7 +25,6 @@ Cases (a good layer first, so a result layer has been written before the failure
      rank only) is corrupt.
 Prints one line per case and finally `N passed, M failed`; exit status 1 if any failed.
 """
-import argparse
 import os
 import shlex
 import subprocess
@@ -35,6 +34,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import drivers  # noqa: E402
 import problems  # noqa: E402
 from run_bad_inputs import ERR_PREFIX, judge  # noqa: E402
 from run_layer_suite import launch_cmd, subprocess_env  # noqa: E402
@@ -149,16 +149,9 @@ def corrupt_last_chunk(path, dsname):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mpiquant", required=True)
-    ap.add_argument("--np", type=int, default=3)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--mpirun", default="mpirun --oversubscribe")
-    ap.add_argument("--timeout", type=int, default=60)
+    ap = drivers.base_parser(__doc__, seed=31)  # --quick is accepted; the suite is small
+    ap.set_defaults(np=3, timeout=60)
     ap.add_argument("--max-seconds", type=float, default=30.0)
-    ap.add_argument("--seed", type=int, default=31)
-    ap.add_argument("--quick", action="store_true", help="accepted; the suite is small")
     a = ap.parse_args(argv)
 
     t_start = time.time()
@@ -176,7 +169,7 @@ def main(argv=None):
         out = os.path.join(a.workdir, "fail-out-%02d.h5" % k)
         if os.path.exists(out):
             os.remove(out)
-        cmd = ["timeout", str(a.timeout)] + launch_cmd(a.mpirun, a.np, mpiquant) + \
+        cmd = ["timeout", str(int(a.timeout))] + launch_cmd(a.mpirun, a.np, mpiquant) + \
             ["layer", "--in", path, "--out", out] + extra
         t0 = time.time()
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
