@@ -50,10 +50,9 @@ static double max_abs(const double *v, size_t n) {
 }
 
 /* This rank's chunks of samples [first, first+count). */
-static void my_chunks(const job *j, size_t first, size_t count, size_t *c0, size_t *nc) {
+static void my_chunks(const job *j, size_t count, size_t *c0, size_t *nc) {
   size_t nchunks = (count + MQ_CHUNK - 1) / MQ_CHUNK;
   mq_partition(nchunks, j->nranks, j->rank, c0, nc);
-  (void)first;
 }
 
 static size_t chunk_len(size_t first, size_t count, size_t c, size_t *start) {
@@ -80,7 +79,7 @@ static mq_status sample_bounds(job *j, size_t first, size_t count, int need_x, d
   mq_status st = MQ_OK;
   size_t c0, nc, len, cols = j->li->cols;
   double mine[3] = {0, 0, 0}, all[3];
-  my_chunks(j, first, count, &c0, &nc);
+  my_chunks(j, count, &c0, &nc);
   for (size_t c = c0; c < c0 + nc && st == MQ_OK; c++) {
     st = read_chunk(j, first, count, c, need_x, &len, err);
     if (st != MQ_OK) break;
@@ -106,7 +105,7 @@ static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh
   mq_status st = MQ_OK;
   size_t c0, nc, len, cols = j->li->cols;
   int n = (int)cols;
-  my_chunks(j, first, count, &c0, &nc);
+  my_chunks(j, count, &c0, &nc);
   for (size_t c = c0; c < c0 + nc; c++) {
     MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
     /* beta = 0: the chunk's own sum, no clearing pass */
@@ -306,7 +305,7 @@ cleanup:
 }
 
 /* The scalars every rank contributes to; summed (or maxed) in one reduction each. */
-enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_BOUND0, S_E0, S_T, S_CLIPPED, S_COUNT };
+enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_E0, S_T, S_CLIPPED, S_COUNT };
 
 /* Collective. err, rel_err, err_floor (Qronos), bound_linf (stochastic) over all ranks' rows,
  * from the samples or, for H-only files, from H. */
@@ -337,7 +336,7 @@ static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_opti
   }
   MQ_CHECK(agree(j, st));
   double mine[S_COUNT] = {acc.err_sum, acc.ref_sum, acc.mismatch_sum, res->loss, res->bound_l2,
-                          aux->bound0, aux->e0_sq, aux->t_sq, (double)res->clipped};
+                          aux->e0_sq, aux->t_sq, (double)res->clipped};
   double sum[S_COUNT], linf_mine = 0.0, linf_all = 0.0, secs = res->seconds;
   MPI_Allreduce(mine, sum, S_COUNT, MPI_DOUBLE, MPI_SUM, j->comm);
   for (size_t r = 0; want_linf && r < rows; r++) linf_mine = fmax(linf_mine, linf.rowmax[r]);
