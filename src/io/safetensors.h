@@ -48,7 +48,7 @@ const char *mq_st_name(const mq_st_model *m, size_t i);
 
 /* Reads tensor `name` into out[count] as float32 (count must equal the element count).
  * F16 and BF16 convert exactly (subnormals, inf and nan included). Errors: MQ_EINPUT
- * "<dir>: missing tensor <name>", "<dir>: <name>: has N elements, caller expects M",
+ * "<dir>: missing tensor <name>", "<file>: <name>: has N elements, caller expects M",
  * "<file>: <name>: short read"; MQ_EFAIL on out of memory. */
 mq_status mq_st_read_f32(mq_st_model *m, const char *name, float *out, size_t count,
                          mq_error *err);

@@ -1,0 +1,194 @@
+/* config.json of Llama-family checkpoints (see hfconfig.h). */
+#include "io/hfconfig.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+
+/* A config.json is a few KB; anything this large is not one. */
+enum { MAX_CONFIG_BYTES = 16 << 20 };
+
+static const char *const supported[] = {"LlamaForCausalLM", "MistralForCausalLM",
+                                        "Qwen2ForCausalLM"};
+
+/* Reads the whole file, NUL-terminated. */
+static mq_status slurp(const char *path, char **text, size_t *len, mq_error *err) {
+  mq_status st = MQ_OK;
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  *text = NULL;
+  *len = 0;
+  if (!f) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  size_t cap = 4096, n = 0;
+  buf = mq_alloc(cap, 1);
+  MQ_CHECK_ALLOC(err, buf, cap);
+  for (;;) {
+    if (n + 1 >= cap) {
+      if (cap >= (size_t)MAX_CONFIG_BYTES)
+        MQ_FAIL(err, MQ_EINPUT, "%s: larger than %d bytes, not a config.json", path,
+                MAX_CONFIG_BYTES);
+      char *grown = mq_alloc(2 * cap, 1);
+      MQ_CHECK_ALLOC(err, grown, 2 * cap);
+      memcpy(grown, buf, n);
+      mq_free(buf);
+      buf = grown;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - 1 - n, f);
+    n += got;
+    if (got == 0) break;
+  }
+  if (ferror(f)) MQ_FAIL(err, MQ_EINPUT, "%s: read error", path);
+  buf[n] = '\0';
+  *text = buf;
+  *len = n;
+  buf = NULL;
+cleanup:
+  if (f) fclose(f);
+  mq_free(buf);
+  return st;
+}
+
+/* Positive int field; `def` < 0 means required, 0 means optional with *out = 0 when absent. */
+static mq_status get_pos_int(const char *path, const json_t *root, const char *field, int def,
+                             int *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *j = json_object_get(root, field);
+  if (!j || json_is_null(j)) {
+    if (def < 0) MQ_FAIL(err, MQ_EINPUT, "%s: %s: missing", path, field);
+    *out = def;
+    goto cleanup;
+  }
+  if (!json_is_integer(j)) MQ_FAIL(err, MQ_EINPUT, "%s: %s: not an integer", path, field);
+  json_int_t v = json_integer_value(j);
+  if (v <= 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: %s: must be positive, got %lld", path, field, (long long)v);
+  if (v > INT_MAX) MQ_FAIL(err, MQ_EINPUT, "%s: %s: too large (%lld)", path, field, (long long)v);
+  *out = (int)v;
+cleanup:
+  return st;
+}
+
+/* Positive finite number (integer or real); def when absent. */
+static mq_status get_pos_real(const char *path, const json_t *root, const char *field, double def,
+                              double *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *j = json_object_get(root, field);
+  if (!j || json_is_null(j)) {
+    *out = def;
+    goto cleanup;
+  }
+  if (!json_is_number(j)) MQ_FAIL(err, MQ_EINPUT, "%s: %s: not a number", path, field);
+  double v = json_number_value(j);
+  if (!(v > 0.0) || !isfinite(v))
+    MQ_FAIL(err, MQ_EINPUT, "%s: %s: must be a positive finite number, got %g", path, field, v);
+  *out = v;
+cleanup:
+  return st;
+}
+
+static mq_status get_bool(const char *path, const json_t *root, const char *field, int def,
+                          int *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *j = json_object_get(root, field);
+  if (!j || json_is_null(j))
+    *out = def;
+  else if (json_is_boolean(j))
+    *out = json_is_true(j);
+  else
+    MQ_FAIL(err, MQ_EINPUT, "%s: %s: not a boolean", path, field);
+cleanup:
+  return st;
+}
+
+static mq_status parse(const char *path, const json_t *root, mq_llama_config *c, mq_error *err) {
+  mq_status st = MQ_OK;
+  if (!json_is_object(root)) MQ_FAIL(err, MQ_EINPUT, "%s: not a JSON object", path);
+  const json_t *arch = json_object_get(root, "architectures");
+  if (!json_is_array(arch) || json_array_size(arch) == 0 ||
+      !json_is_string(json_array_get(arch, 0)))
+    MQ_FAIL(err, MQ_EINPUT, "%s: architectures: missing or not a list of names", path);
+  const char *a = json_string_value(json_array_get(arch, 0));
+  int known = 0;
+  for (size_t k = 0; k < sizeof supported / sizeof *supported; k++)
+    known |= strcmp(a, supported[k]) == 0;
+  if (!known)
+    MQ_FAIL(err, MQ_EINPUT,
+            "%s: unsupported architecture %.80s (supported: LlamaForCausalLM, "
+            "MistralForCausalLM, Qwen2ForCausalLM)",
+            path, a);
+  snprintf(c->architecture, sizeof c->architecture, "%s", a);
+  MQ_CHECK(get_pos_int(path, root, "hidden_size", -1, &c->hidden_size, err));
+  MQ_CHECK(get_pos_int(path, root, "intermediate_size", -1, &c->intermediate_size, err));
+  MQ_CHECK(get_pos_int(path, root, "num_hidden_layers", -1, &c->num_hidden_layers, err));
+  MQ_CHECK(get_pos_int(path, root, "num_attention_heads", -1, &c->num_attention_heads, err));
+  MQ_CHECK(get_pos_int(path, root, "num_key_value_heads", c->num_attention_heads,
+                       &c->num_key_value_heads, err));
+  MQ_CHECK(get_pos_int(path, root, "vocab_size", -1, &c->vocab_size, err));
+  MQ_CHECK(get_pos_int(path, root, "max_position_embeddings", 0, &c->max_position_embeddings,
+                       err));
+  MQ_CHECK(get_pos_real(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, err));
+  MQ_CHECK(get_pos_real(path, root, "rope_theta", 10000.0, &c->rope_theta, err));
+  MQ_CHECK(get_bool(path, root, "tie_word_embeddings", 0, &c->tie_word_embeddings, err));
+  int qwen2 = strcmp(a, "Qwen2ForCausalLM") == 0;
+  MQ_CHECK(get_bool(path, root, "attention_bias", qwen2, &c->attention_bias, err));
+  if (qwen2) c->attention_bias = 1; /* Qwen2 always has q/k/v biases */
+  if (c->hidden_size % c->num_attention_heads != 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: hidden_size: %d is not divisible by num_attention_heads (%d)",
+            path, c->hidden_size, c->num_attention_heads);
+  if (c->num_attention_heads % c->num_key_value_heads != 0)
+    MQ_FAIL(err, MQ_EINPUT,
+            "%s: num_key_value_heads: num_attention_heads (%d) is not divisible by %d", path,
+            c->num_attention_heads, c->num_key_value_heads);
+  c->head_dim = c->hidden_size / c->num_attention_heads;
+  const json_t *hd = json_object_get(root, "head_dim");
+  if (hd && !json_is_null(hd) &&
+      (!json_is_integer(hd) || json_integer_value(hd) != c->head_dim))
+    MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: only hidden_size / num_attention_heads (%d) is supported",
+            path, c->head_dim);
+  const json_t *dt = json_object_get(root, "torch_dtype");
+  if (json_is_string(dt)) snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", json_string_value(dt));
+cleanup:
+  return st;
+}
+
+mq_status mq_llama_config_read(const char *path, mq_llama_config *cfg, mq_error *err) {
+  mq_status st = MQ_OK;
+  json_t *root = NULL;
+  memset(cfg, 0, sizeof *cfg);
+  MQ_CHECK(slurp(path, &cfg->json_text, &cfg->json_len, err));
+  json_error_t jerr;
+  root = json_loadb(cfg->json_text, cfg->json_len, 0, &jerr);
+  if (!root)
+    MQ_FAIL(err, MQ_EINPUT, "%s: not valid JSON: %s (line %d)", path, jerr.text, jerr.line);
+  MQ_CHECK(parse(path, root, cfg, err));
+cleanup:
+  json_decref(root);
+  if (st != MQ_OK) mq_llama_config_free(cfg);
+  return st;
+}
+
+mq_status mq_llama_config_read_dir(const char *dir, mq_llama_config *cfg, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t len = strlen(dir) + sizeof "/config.json";
+  char *path = mq_alloc(len, 1);
+  memset(cfg, 0, sizeof *cfg);
+  MQ_CHECK_ALLOC(err, path, len);
+  snprintf(path, len, "%s/config.json", dir);
+  MQ_CHECK(mq_llama_config_read(path, cfg, err));
+cleanup:
+  mq_free(path);
+  return st;
+}
+
+void mq_llama_config_free(mq_llama_config *cfg) {
+  if (!cfg) return;
+  mq_free(cfg->json_text);
+  memset(cfg, 0, sizeof *cfg);
+}

@@ -1,0 +1,39 @@
+/* Hugging Face config.json of the Llama family (SPEC.md "Command line", supported models):
+ * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. Parsed with jansson, validated, and
+ * kept verbatim as text (the result file stores it). Not collective. */
+#ifndef MQ_IO_HFCONFIG_H
+#define MQ_IO_HFCONFIG_H
+
+#include <stddef.h>
+
+#include "mpiquant.h"
+
+typedef struct mq_llama_config {
+  char architecture[64];        /* architectures[0] */
+  int hidden_size;              /* d_model */
+  int intermediate_size;        /* MLP width */
+  int num_hidden_layers;
+  int num_attention_heads;
+  int num_key_value_heads;      /* default: num_attention_heads */
+  int head_dim;                 /* hidden_size / num_attention_heads */
+  int vocab_size;
+  int max_position_embeddings;  /* 0 when absent */
+  double rms_norm_eps;          /* default 1e-6 */
+  double rope_theta;            /* default 10000 */
+  int tie_word_embeddings;      /* default 0 */
+  int attention_bias;           /* q/k/v (and o for Llama) biases; Qwen2 always 1 */
+  char torch_dtype[16];         /* informative ("bfloat16", ...); "" when absent */
+  char *json_text;              /* the file's bytes, NUL-terminated, mq_alloc'd */
+  size_t json_len;
+} mq_llama_config;
+
+/* Reads and validates path (a config.json). On success cfg owns json_text (release with
+ * mq_llama_config_free). Errors: MQ_EINPUT "<path>: <field>: <reason>" (missing, not a
+ * positive integer, not divisible, ...), "<path>: unsupported architecture X (supported: ...)",
+ * "<path>: not valid JSON: ..."; MQ_EFAIL on out of memory. cfg is zeroed on failure. */
+mq_status mq_llama_config_read(const char *path, mq_llama_config *cfg, mq_error *err);
+/* Same from a directory: reads <dir>/config.json. */
+mq_status mq_llama_config_read_dir(const char *dir, mq_llama_config *cfg, mq_error *err);
+void mq_llama_config_free(mq_llama_config *cfg); /* accepts a zeroed struct */
+
+#endif

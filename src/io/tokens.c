@@ -1,0 +1,337 @@
+/* Token files (see tokens.h). The .npy header is a Python dict literal; it is parsed with a
+ * small tokenizer (keys in any order, either quote style, any spacing) rather than by matching
+ * numpy's exact spelling. */
+#include "io/tokens.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+#include "io/h5common.h"
+
+/* Elements converted per read (npy and h5): bounds temporary buffers to 8 MiB. */
+enum { CHUNK = 1 << 20 };
+
+static mq_status check_id(const char *path, long long id, size_t pos, int vocab, mq_error *err) {
+  mq_status st = MQ_OK;
+  if (id < 0 || id >= vocab)
+    MQ_FAIL(err, MQ_EINPUT, "%s: token %lld at position %zu is outside the vocabulary (size %d)",
+            path, id, pos, vocab);
+cleanup:
+  return st;
+}
+
+/* ---- .npy ---- */
+
+typedef struct npy_header {
+  char descr[16];
+  int have_descr, have_order, have_shape;
+  int fortran;
+  int ndim;
+  unsigned long long dim0;
+} npy_header;
+
+typedef struct cursor {
+  const char *p, *end;
+} cursor;
+
+static void skip_ws(cursor *c) {
+  while (c->p < c->end && isspace((unsigned char)*c->p)) c->p++;
+}
+
+static int eat(cursor *c, char ch) {
+  skip_ws(c);
+  if (c->p < c->end && *c->p == ch) {
+    c->p++;
+    return 1;
+  }
+  return 0;
+}
+
+/* A quoted string (' or "), copied into out[size]; 0 on error or overflow. */
+static int parse_str(cursor *c, char *out, size_t size) {
+  skip_ws(c);
+  if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return 0;
+  char q = *c->p++;
+  size_t k = 0;
+  while (c->p < c->end && *c->p != q) {
+    if (k + 1 >= size) return 0;
+    out[k++] = *c->p++;
+  }
+  if (c->p >= c->end) return 0;
+  c->p++;
+  out[k] = '\0';
+  return 1;
+}
+
+static int parse_word(cursor *c, const char *w) {
+  skip_ws(c);
+  size_t len = strlen(w);
+  if ((size_t)(c->end - c->p) < len || memcmp(c->p, w, len) != 0) return 0;
+  c->p += len;
+  return 1;
+}
+
+/* (d0, d1, ...) — records ndim and d0. */
+static int parse_shape(cursor *c, npy_header *h) {
+  if (!eat(c, '(')) return 0;
+  h->ndim = 0;
+  for (;;) {
+    if (eat(c, ')')) return 1;
+    skip_ws(c);
+    if (c->p >= c->end || !isdigit((unsigned char)*c->p)) return 0;
+    unsigned long long v = 0;
+    while (c->p < c->end && isdigit((unsigned char)*c->p)) {
+      unsigned d = (unsigned)(*c->p++ - '0');
+      if (v > (~0ULL - d) / 10) return 0;
+      v = v * 10 + d;
+    }
+    if (c->p < c->end && *c->p == 'L') c->p++; /* Python 2 longs */
+    if (h->ndim == 0) h->dim0 = v;
+    h->ndim++;
+    if (!eat(c, ',')) {
+      if (!eat(c, ')')) return 0;
+      return 1;
+    }
+  }
+}
+
+static int parse_npy_dict(const char *text, size_t len, npy_header *h) {
+  cursor c = {text, text + len};
+  memset(h, 0, sizeof *h);
+  if (!eat(&c, '{')) return 0;
+  for (;;) {
+    if (eat(&c, '}')) return 1;
+    char key[32];
+    if (!parse_str(&c, key, sizeof key) || !eat(&c, ':')) return 0;
+    if (strcmp(key, "descr") == 0) {
+      if (!parse_str(&c, h->descr, sizeof h->descr)) return 0;
+      h->have_descr = 1;
+    } else if (strcmp(key, "fortran_order") == 0) {
+      if (parse_word(&c, "True")) h->fortran = 1;
+      else if (parse_word(&c, "False")) h->fortran = 0;
+      else return 0;
+      h->have_order = 1;
+    } else if (strcmp(key, "shape") == 0) {
+      if (!parse_shape(&c, h)) return 0;
+      h->have_shape = 1;
+    } else {
+      return 0; /* numpy writes exactly these three keys */
+    }
+    if (!eat(&c, ',')) return eat(&c, '}');
+  }
+}
+
+/* descr -> element size and signedness; 0 when unsupported. */
+static int npy_dtype(const char *d, size_t *size, int *is_signed) {
+  if (strlen(d) != 3) return 0;
+  char order = d[0], kind = d[1], sz = d[2];
+  if (kind != 'i' && kind != 'u') return 0;
+  *is_signed = kind == 'i';
+  *size = (size_t)(sz - '0');
+  if (*size == 1) return order == '|' || order == '<' || order == '=';
+  if (*size != 2 && *size != 4 && *size != 8) return 0;
+  if (*size == 8 && !*is_signed) return 0; /* uint64 is not among the accepted types */
+  return order == '<'; /* '=' is native order: not portable, numpy never writes it */
+}
+
+static long long load_le(const unsigned char *p, size_t size, int is_signed) {
+  unsigned long long v = 0;
+  for (size_t k = size; k-- > 0;) v = (v << 8) | p[k];
+  if (is_signed && size < 8 && (v >> (8 * size - 1)) & 1ULL) v |= ~0ULL << (8 * size);
+  return (long long)v;
+}
+
+static mq_status read_npy(const char *path, FILE *f, size_t fsize, int vocab, int32_t **out,
+                          size_t *n, mq_error *err) {
+  mq_status st = MQ_OK;
+  unsigned char pre[12], *buf = NULL;
+  char *hdr = NULL;
+  int32_t *tok = NULL;
+  if (fsize < 10 || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: not a .npy file (bad magic)", path);
+  int major = pre[6];
+  size_t hlen, hstart;
+  if (major == 1) {
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+    hstart = 10;
+  } else if (major == 2 || major == 3) {
+    if (fread(pre + 10, 1, 2, f) != 2) MQ_FAIL(err, MQ_EINPUT, "%s: truncated .npy header", path);
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    hstart = 12;
+  } else {
+    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported .npy version %d.%d", path, major, pre[7]);
+  }
+  if (hlen > fsize - hstart) MQ_FAIL(err, MQ_EINPUT, "%s: truncated .npy header", path);
+  hdr = mq_alloc(hlen + 1, 1);
+  MQ_CHECK_ALLOC(err, hdr, hlen + 1);
+  if (fread(hdr, 1, hlen, f) != hlen) MQ_FAIL(err, MQ_EINPUT, "%s: truncated .npy header", path);
+  hdr[hlen] = '\0';
+  npy_header h;
+  if (!parse_npy_dict(hdr, hlen, &h) || !h.have_descr || !h.have_order || !h.have_shape)
+    MQ_FAIL(err, MQ_EINPUT, "%s: malformed .npy header", path);
+  size_t es;
+  int sgn;
+  if (!npy_dtype(h.descr, &es, &sgn))
+    MQ_FAIL(err, MQ_EINPUT,
+            "%s: unsupported .npy dtype '%s' (need little-endian int8/16/32/64 or uint8/16/32)",
+            path, h.descr);
+  if (h.ndim != 1)
+    MQ_FAIL(err, MQ_EINPUT, "%s: expected a 1-D token array, found %d dimension(s)", path, h.ndim);
+  size_t count = (size_t)h.dim0, avail = (fsize - hstart - hlen) / es;
+  if (h.dim0 > (unsigned long long)avail)
+    MQ_FAIL(err, MQ_EINPUT, "%s: truncated: header says %llu tokens, file holds %zu", path, h.dim0,
+            avail);
+  if (count == 0) MQ_FAIL(err, MQ_EINPUT, "%s: holds no tokens", path);
+  tok = mq_alloc(count, sizeof *tok);
+  MQ_CHECK_ALLOC(err, tok, count * sizeof *tok);
+  size_t chunk = count < (size_t)CHUNK ? count : (size_t)CHUNK;
+  buf = mq_alloc(chunk, es);
+  MQ_CHECK_ALLOC(err, buf, chunk * es);
+  for (size_t i = 0; i < count; i += chunk) {
+    size_t nb = count - i < chunk ? count - i : chunk;
+    if (fread(buf, es, nb, f) != nb) MQ_FAIL(err, MQ_EINPUT, "%s: read error", path);
+    for (size_t k = 0; k < nb; k++) {
+      long long id = load_le(buf + k * es, es, sgn);
+      MQ_CHECK(check_id(path, id, i + k, vocab, err));
+      tok[i + k] = (int32_t)id;
+    }
+  }
+  *out = tok;
+  *n = count;
+  tok = NULL;
+cleanup:
+  mq_free(hdr);
+  mq_free(buf);
+  mq_free(tok);
+  return st;
+}
+
+/* ---- .h5 ---- */
+
+static mq_status read_h5(const char *path, int vocab, int32_t **out, size_t *n, mq_error *err) {
+  mq_status st = MQ_OK;
+  hid_t file = H5I_INVALID_HID, ds = H5I_INVALID_HID, type = H5I_INVALID_HID;
+  hid_t space = H5I_INVALID_HID, mem = H5I_INVALID_HID;
+  int64_t *buf = NULL;
+  int32_t *tok = NULL;
+  mq_h5_quiet quiet;
+  mq__h5_quiet_begin(&quiet);
+  MQ_CHECK(mq__h5_open_read(path, &file, err));
+  if (H5Lexists(file, "tokens", H5P_DEFAULT) <= 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: no /tokens dataset", path);
+  ds = H5Dopen2(file, "tokens", H5P_DEFAULT);
+  if (ds < 0) MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: not a dataset", path);
+  type = H5Dget_type(ds);
+  space = H5Dget_space(ds);
+  if (type < 0 || space < 0) MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: cannot read dataset header", path);
+  if (H5Tget_class(type) != H5T_INTEGER)
+    MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: not an integer dataset", path);
+  int nd = H5Sget_simple_extent_ndims(space);
+  if (nd != 1)
+    MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: expected a 1-D array, found %d dimension(s)", path, nd);
+  hsize_t dim;
+  if (H5Sget_simple_extent_dims(space, &dim, NULL) < 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: cannot read shape", path);
+  if (dim == 0) MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: holds no tokens", path);
+  size_t count = (size_t)dim;
+  tok = mq_alloc(count, sizeof *tok);
+  MQ_CHECK_ALLOC(err, tok, count * sizeof *tok);
+  size_t chunk = count < (size_t)CHUNK ? count : (size_t)CHUNK;
+  buf = mq_alloc(chunk, sizeof *buf);
+  MQ_CHECK_ALLOC(err, buf, chunk * sizeof *buf);
+  /* An unsigned 64-bit id beyond INT64_MAX converts (clipped) to INT64_MAX: still rejected. */
+  for (size_t i = 0; i < count; i += chunk) {
+    size_t nb = count - i < chunk ? count - i : chunk;
+    hsize_t start = (hsize_t)i, cnt = (hsize_t)nb;
+    mq__h5_close(&mem);
+    mem = H5Screate_simple(1, &cnt, NULL);
+    if (mem < 0 || H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, NULL, &cnt, NULL) < 0 ||
+        H5Dread(ds, H5T_NATIVE_INT64, mem, space, H5P_DEFAULT, buf) < 0)
+      MQ_FAIL(err, MQ_EINPUT, "%s: /tokens: read error", path);
+    for (size_t k = 0; k < nb; k++) {
+      MQ_CHECK(check_id(path, (long long)buf[k], i + k, vocab, err));
+      tok[i + k] = (int32_t)buf[k];
+    }
+  }
+  *out = tok;
+  *n = count;
+  tok = NULL;
+cleanup:
+  mq__h5_close(&mem);
+  mq__h5_close(&space);
+  mq__h5_close(&type);
+  mq__h5_close(&ds);
+  mq__h5_close(&file);
+  mq__h5_quiet_end(&quiet);
+  mq_free(buf);
+  mq_free(tok);
+  return st;
+}
+
+/* ---- raw bytes ---- */
+
+static mq_status read_raw(const char *path, FILE *f, size_t fsize, int32_t **out, size_t *n,
+                          mq_error *err) {
+  mq_status st = MQ_OK;
+  unsigned char *buf = NULL;
+  int32_t *tok = NULL;
+  if (fsize == 0) MQ_FAIL(err, MQ_EINPUT, "%s: holds no tokens", path);
+  tok = mq_alloc(fsize, sizeof *tok);
+  MQ_CHECK_ALLOC(err, tok, fsize * sizeof *tok);
+  size_t chunk = fsize < (size_t)CHUNK ? fsize : (size_t)CHUNK;
+  buf = mq_alloc(chunk, 1);
+  MQ_CHECK_ALLOC(err, buf, chunk);
+  for (size_t i = 0; i < fsize; i += chunk) {
+    size_t nb = fsize - i < chunk ? fsize - i : chunk;
+    if (fread(buf, 1, nb, f) != nb) MQ_FAIL(err, MQ_EINPUT, "%s: read error", path);
+    for (size_t k = 0; k < nb; k++) tok[i + k] = buf[k];
+  }
+  *out = tok;
+  *n = fsize;
+  tok = NULL;
+cleanup:
+  mq_free(buf);
+  mq_free(tok);
+  return st;
+}
+
+static int has_ext(const char *path, const char *ext) {
+  size_t a = strlen(path), b = strlen(ext);
+  return a >= b && strcmp(path + a - b, ext) == 0;
+}
+
+mq_status mq_tokens_read(const char *path, int vocab_size, int32_t **out, size_t *n,
+                         mq_error *err) {
+  mq_status st = MQ_OK;
+  FILE *f = NULL;
+  *out = NULL;
+  *n = 0;
+  if (vocab_size <= 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: vocabulary size %d is not positive", path, vocab_size);
+  int npy = has_ext(path, ".npy"), h5 = has_ext(path, ".h5") || has_ext(path, ".hdf5");
+  if (!npy && !h5 && vocab_size != 256)
+    MQ_FAIL(err, MQ_EINPUT, "%s: raw byte files need a 256-token vocabulary (model has %d)", path,
+            vocab_size);
+  if (h5) {
+    MQ_CHECK(read_h5(path, vocab_size, out, n, err));
+    goto cleanup;
+  }
+  f = fopen(path, "rb");
+  if (!f) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+    MQ_FAIL(err, MQ_EINPUT, "%s: not a regular file", path);
+  size_t fsize = (size_t)sb.st_size;
+  if (npy)
+    MQ_CHECK(read_npy(path, f, fsize, vocab_size, out, n, err));
+  else
+    MQ_CHECK(read_raw(path, f, fsize, out, n, err));
+cleanup:
+  if (f) fclose(f);
+  return st;
+}
