@@ -24,7 +24,7 @@
  * a rank holds. Every BLAS call on rows therefore covers one block of MQ_ROW_BLOCK rows counted
  * from the layer's first row, and ranks own whole blocks (the last block may be shorter): the
  * same call computes the same row on any number of ranks. */
-#define MQ_ROW_BLOCK 64
+#define MQ_ROW_BLOCK 128
 
 typedef struct mq_sweep {
   size_t rows, cols;

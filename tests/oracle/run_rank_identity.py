@@ -5,7 +5,7 @@
                        [--mpirun "mpirun --oversubscribe"] [--quick] [--seed S] [--timeout 120]
 
 The distributed engine splits the calibration samples across ranks in fixed 1024-sample chunks
-whose H (and G) contributions are summed exactly, and the output rows in whole blocks of 64 rows
+whose H (and G) contributions are summed exactly, and the output rows in whole blocks of 128 rows
 (MQ_ROW_BLOCK; the first blocks%P ranks one block more).  With `--factor local` every rank factors the same, bit-identical H, so
 the result must not depend on the rank count at all.  For each case below the same command runs
 at every rank count of --nps and asserts:
@@ -14,7 +14,7 @@ at every rank count of --nps and asserts:
     to those of the first rank count;
   - the layer attribute lambda identical (it comes from the replicated H), and loss / err
     within 1e-9 relative (sums over ranks' rows, so only their summation order differs).
-Problems: 150 and 200 rows (3 and 4 row blocks, the last one short: uneven row splits), n =
+Problems: 300 and 400 rows (3 and 4 row blocks, the last one short: uneven row splits), n =
 2600 / 700 / 520 / 300 (several 1024-sample chunks, a short last chunk, ranks without chunks),
 and 2- and 7-row layers (one block: the other ranks own no rows); cols 130 > the block size 128 (block-to-block corrections); one file with X only, one with X and X̃ (Xq, Qronos).
 Methods OPTQ and Qronos (Qronos on the Xq file), nearest and stochastic rounding (--seed), and
@@ -35,11 +35,11 @@ SUM_TOL = 1e-9
 
 
 def plain_layers(rng):
-    """X only.  rows 150 / 200 / 2 / 7; n 2600 (1024-sample chunks: 2 full + 552), 520, 300,
+    """X only.  rows 300 / 400 / 2 / 7; n 2600 (1024-sample chunks: 2 full + 552), 520, 300,
     700 (one short chunk each)."""
     return {
-        "a_outlier_150x96": problems.layer_outlier(rng, rows=150, cols=96, n=2600),
-        "b_corr_200x130_f64": problems.layer_correlated(rng, rows=200, cols=130, n=520,
+        "a_outlier_300x96": problems.layer_outlier(rng, rows=300, cols=96, n=2600),
+        "b_corr_400x130_f64": problems.layer_correlated(rng, rows=400, cols=130, n=520,
                                                        dtype=np.float64),
         "c_two_rows": problems.layer_small(rng, rows=2, cols=48, n=300),
         "d_dead_7x80": problems.layer_dead(rng, rows=7, cols=80, n=700, dtype=np.float32),
@@ -49,8 +49,8 @@ def plain_layers(rng):
 def xq_layers(rng):
     """X and X̃ = X + noise (Qronos' case; OPTQ builds H from X̃)."""
     return {
-        "a_mm_150x64": problems.layer_mismatch(rng, rows=150, cols=64, n=2600),
-        "b_mm_200x100_f64": problems.layer_mismatch(rng, rows=200, cols=100, n=520,
+        "a_mm_300x64": problems.layer_mismatch(rng, rows=300, cols=64, n=2600),
+        "b_mm_400x100_f64": problems.layer_mismatch(rng, rows=400, cols=100, n=520,
                                                    dtype=np.float64, noise=0.1, dead=2),
         "c_mm_two_rows": problems.layer_mismatch(rng, rows=2, cols=40, n=300),
     }
