@@ -70,6 +70,10 @@ typedef struct mq_quant_options {
   mq_factor_mode factor;
 } mq_quant_options;
 
+/* The spellings of the enums on the command line and in result files (index = enum value). */
+extern const char *const mq_method_names[3];   /* "rtn", "optq", "qronos" */
+extern const char *const mq_rounding_names[2]; /* "nearest", "stochastic" */
+
 /* Fills the SPEC.md defaults: optq, nearest, 4 bits, group 128, sym, act-order, damp 0.01,
  * block 128, seed 0. */
 void mq_quant_options_init(mq_quant_options *opts);

@@ -73,7 +73,7 @@ cleanup:
   return st;
 }
 
-static mq_status parse_choice(const char *opt, const char *text, const char *const *names,
+mq_status mq_cli_parse_choice(const char *opt, const char *text, const char *const *names,
                               int count, int *out, mq_error *err) {
   for (int k = 0; k < count; k++) {
     if (strcmp(text, names[k]) == 0) {
@@ -107,8 +107,6 @@ static int quant_flag(const char *arg, mq_quant_options *o) {
 
 mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o, int *used,
                               mq_error *err) {
-  static const char *const methods[] = {"rtn", "optq", "qronos"};
-  static const char *const roundings[] = {"nearest", "stochastic"};
   static const char *const factors[] = {"auto", "local", "scalapack"};
   mq_status st = MQ_OK;
   const char *arg = argv[*i], *v = NULL;
@@ -127,10 +125,10 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   }
   MQ_CHECK(mq_cli_value(argc, argv, i, &v, err));
   if (!strcmp(arg, "--method")) {
-    MQ_CHECK(parse_choice(arg, v, methods, 3, &k, err));
+    MQ_CHECK(mq_cli_parse_choice(arg, v, mq_method_names, 3, &k, err));
     o->method = (mq_method)k;
   } else if (!strcmp(arg, "--rounding")) {
-    MQ_CHECK(parse_choice(arg, v, roundings, 2, &k, err));
+    MQ_CHECK(mq_cli_parse_choice(arg, v, mq_rounding_names, 2, &k, err));
     o->rounding = (mq_rounding)k;
   } else if (!strcmp(arg, "--bits")) {
     MQ_CHECK(mq_cli_parse_int(arg, v, 2, 8, &n, err));
@@ -150,7 +148,7 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   } else if (!strcmp(arg, "--seed")) {
     MQ_CHECK(mq_cli_parse_u64(arg, v, &o->seed, err));
   } else if (!strcmp(arg, "--factor")) {
-    MQ_CHECK(parse_choice(arg, v, factors, 3, &k, err));
+    MQ_CHECK(mq_cli_parse_choice(arg, v, factors, 3, &k, err));
     o->factor = (mq_factor_mode)k;
   }
 cleanup:

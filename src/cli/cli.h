@@ -21,6 +21,9 @@ mq_status mq_cli_parse_int(const char *opt, const char *text, long lo, long hi, 
                            mq_error *err);
 mq_status mq_cli_parse_double(const char *opt, const char *text, double *out, mq_error *err);
 mq_status mq_cli_parse_u64(const char *opt, const char *text, uint64_t *out, mq_error *err);
+/* text must be one of names[0 … count−1]; *out = its index. */
+mq_status mq_cli_parse_choice(const char *opt, const char *text, const char *const *names,
+                              int count, int *out, mq_error *err);
 /* The value of option argv[*i] (advances *i); MQ_EUSAGE when missing. */
 mq_status mq_cli_value(int argc, char **argv, int *i, const char **out, mq_error *err);
 

@@ -100,9 +100,8 @@ static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases
                          double rss_max) {
   const mq_quant_options *o = &a->opts;
   int qronos = o->method == MQ_METHOD_QRONOS;
-  const char *method = o->method == MQ_METHOD_RTN ? "rtn" : qronos ? "qronos" : "optq";
   printf("bench: rows %ld, cols %ld, tokens %ld, %d bits, group %d, method %s, factor %s, "
-         "%d rank(s)\n", a->rows, a->cols, a->tokens, o->bits, o->group_size, method,
+         "%d rank(s)\n", a->rows, a->cols, a->tokens, o->bits, o->group_size, mq_method_names[o->method],
          o->factor == MQ_FACTOR_SCALAPACK ? "scalapack" : "local", cli->nranks);
   printf("machine (same run, all %d ranks at once): DGEMM %.1f, SGEMM %.1f GFLOP/s in total\n",
          cli->nranks, dgemm, sgemm);

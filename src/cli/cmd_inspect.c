@@ -15,10 +15,6 @@ static const char inspect_help[] =
     "error err = |XW'-X~Q'|^2/n and rel_err, Qronos' err_floor (the error no choice of weights\n"
     "removes), the stochastic-rounding l-infinity bound, clipped entries, seconds.\n";
 
-static const char *method_name(mq_method m) {
-  return m == MQ_METHOD_RTN ? "rtn" : m == MQ_METHOD_QRONOS ? "qronos" : "optq";
-}
-
 static void print_summary(const char *path, const mq_result_summary *s) {
   const mq_quant_options *o = &s->meta.opts;
   printf("%s: mpiquant result, format %d, written by mpiquant %s on %d rank(s)%s\n", path,
@@ -26,7 +22,7 @@ static void print_summary(const char *path, const mq_result_summary *s) {
          s->complete ? "" : "  ** INCOMPLETE: the run did not finish **");
   printf("method %s, rounding %s, %d bits, group %d, %s, act-order %s, static groups %s, "
          "damp %g, seed %llu\n",
-         method_name(o->method), o->rounding == MQ_ROUND_STOCHASTIC ? "stochastic" : "nearest",
+         mq_method_names[o->method], mq_rounding_names[o->rounding],
          o->bits, o->group_size, o->sym ? "sym" : "asym", o->act_order ? "on" : "off",
          o->static_groups ? "on" : "off", o->damp, (unsigned long long)o->seed);
   printf("%-40s %11s %10s %11s %11s %7s %11s %9s %10s %10s %8s %8s\n", "layer", "shape",

@@ -37,8 +37,6 @@ typedef struct study_args {
   mq_quant_options opts;
 } study_args;
 
-static const char *method_names[] = {"rtn", "optq", "qronos"};
-static const char *rounding_names[] = {"nearest", "stochastic"};
 
 /* Splits a comma-separated list; each item goes through parse_item. */
 static mq_status parse_list(const char *opt, const char *text, int max, int *count,
@@ -66,26 +64,16 @@ static mq_status parse_damp(const char *opt, const char *tok, int k, void *out, 
   return st;
 }
 
-static mq_status parse_name(const char *opt, const char *tok, const char **names, int n, int *v,
-                            mq_error *err) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(tok, names[i])) {
-      *v = i;
-      return MQ_OK;
-    }
-  return mq__fail(err, MQ_EUSAGE, __FILE__, __LINE__, "%s: unknown value '%s'", opt, tok);
-}
-
 static mq_status parse_method(const char *opt, const char *tok, int k, void *out, mq_error *err) {
   int v = 0;
-  mq_status st = parse_name(opt, tok, method_names, 3, &v, err);
+  mq_status st = mq_cli_parse_choice(opt, tok, mq_method_names, 3, &v, err);
   ((mq_method *)out)[k] = (mq_method)v;
   return st;
 }
 
 static mq_status parse_rounding(const char *opt, const char *tok, int k, void *out, mq_error *err) {
   int v = 0;
-  mq_status st = parse_name(opt, tok, rounding_names, 2, &v, err);
+  mq_status st = mq_cli_parse_choice(opt, tok, mq_rounding_names, 2, &v, err);
   ((mq_rounding *)out)[k] = (mq_rounding)v;
   return st;
 }
@@ -146,8 +134,8 @@ static mq_status study_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
   mq_status st = mq_layer_job_run(comm, &src, o, &res, &row0, NULL, err);
   if (st == MQ_OK && out != NULL) {
     fprintf(out, "%s,%s,%s,%.6g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%lld,%.4f\n",
-            mq_h5_problem_layer(pf, index)->name, method_names[o->method],
-            rounding_names[o->rounding], damp, res.lambda, res.err, res.rel_err, res.loss,
+            mq_h5_problem_layer(pf, index)->name, mq_method_names[o->method],
+            mq_rounding_names[o->rounding], damp, res.lambda, res.err, res.rel_err, res.loss,
             res.bound_l2, res.err_floor, (long long)res.clipped, res.seconds);
   }
   mq_layer_result_free(&res);
@@ -184,8 +172,8 @@ static mq_status run_study(mq_cli *cli, const study_args *a) {
           double el = mq_wtime() - t0;
           done++;
           MQ_INFO("study %zu/%zu: %s %s %s damp %g  elapsed %.1fs  ETA %.1fs", done, total,
-                  mq_h5_problem_layer(pf, i)->name, method_names[o.method],
-                  rounding_names[o.rounding], o.damp, el, el / (double)done * (double)(total - done));
+                  mq_h5_problem_layer(pf, i)->name, mq_method_names[o.method],
+                  mq_rounding_names[o.rounding], o.damp, el, el / (double)done * (double)(total - done));
         }
   if (out != NULL) {
     int bad = fclose(out) != 0;

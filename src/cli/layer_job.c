@@ -348,7 +348,7 @@ static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_opti
   res->loss = sum[S_LOSS];
   res->bound_l2 = sum[S_BOUND];
   res->clipped = (int64_t)sum[S_CLIPPED];
-  if (want_linf) res->bound_linf = sqrt(2.0 * log(2.0 * (double)n / 0.01) * linf_all);
+  if (want_linf) res->bound_linf = mq_linf_bound(linf_all, n);
   if (j->qronos) {
     /* ‖(X − X̃)w‖²/n is known from the samples, or is 0 when X̃ = X; unknown for H+G files */
     int known = measure && (j->li->has_x || !j->li->has_g);
@@ -404,16 +404,19 @@ static void reduce_phases(const job *j, const mq_layer_aux *aux, double t_hessia
   const mq_layer_timing *t = &aux->timing;
   double mine[8] = {t_hessian, t->factor, t->refit, t->sweep, t->sweep_gemm, t->pack, t_errors,
                     t_total};
-  double worst[8], bytes = (double)mq_dist_bytes_sent(), all_bytes = 0.0;
+  /* flops of the row-split phases are this rank's share: summed */
+  double local[4] = {(double)mq_dist_bytes_sent(), t->refit_flops, t->sweep_flops,
+                     t->sweep_gemm_flops};
+  double worst[8], total[4];
   MPI_Allreduce(mine, worst, 8, MPI_DOUBLE, MPI_MAX, j->comm);
-  MPI_Allreduce(&bytes, &all_bytes, 1, MPI_DOUBLE, MPI_SUM, j->comm);
-  double cols = (double)j->li->cols, rows = (double)j->li->rows, n = (double)j->li->n;
+  MPI_Allreduce(local, total, 4, MPI_DOUBLE, MPI_SUM, j->comm);
+  double cols = (double)j->li->cols, n = (double)j->li->n;
   *ph = (mq_layer_phases){
       .hessian = worst[0], .factor = worst[1], .refit = worst[2], .sweep = worst[3],
       .sweep_gemm = worst[4], .pack = worst[5], .errors = worst[6], .total = worst[7],
       .hessian_flops = n * cols * cols * (j->qronos && j->li->has_xq ? 3.0 : 1.0),
-      .factor_flops = t->factor_flops, .refit_flops = j->qronos ? 3.0 * rows * cols * cols : 0,
-      .sweep_flops = rows * cols * cols, .sweep_gemm_flops = 0.0, .comm_bytes = all_bytes};
+      .factor_flops = t->factor_flops, .refit_flops = total[1], .sweep_flops = total[2],
+      .sweep_gemm_flops = total[3], .comm_bytes = total[0]};
 }
 
 mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,

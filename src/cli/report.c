@@ -25,11 +25,10 @@ mq_report *mq_report_create(const char *path, int rank, int nranks, const mq_qua
   r->nranks = nranks;
   r->path = path ? strdup(path) : NULL;
   if (path == NULL || rank != 0) return r;
-  static const char *methods[] = {"rtn", "optq", "qronos"};
   r->root = json_pack("{s:s, s:i, s:{s:s, s:s, s:i, s:i, s:b, s:b, s:b, s:b, s:f, s:I}}",
                       "mpiquant_version", MQ_VERSION_STRING, "nranks", nranks, "options",
-                      "method", methods[o->method], "rounding",
-                      o->rounding == MQ_ROUND_STOCHASTIC ? "stochastic" : "nearest", "bits",
+                      "method", mq_method_names[o->method], "rounding",
+                      mq_rounding_names[o->rounding], "bits",
                       o->bits, "group_size", o->group_size, "sym", o->sym, "act_order",
                       o->act_order, "static_groups", o->static_groups, "mse", o->mse, "damp",
                       o->damp, "seed", (json_int_t)o->seed);

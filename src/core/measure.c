@@ -90,11 +90,8 @@ void mq_linf_accumulate(mq_linf_accum *a, const double *Xt, size_t count, double
       if (M[k * rows + r] > a->rowmax[r]) a->rowmax[r] = M[k * rows + r];
 }
 
-double mq_linf_bound(const mq_linf_accum *a) {
-  double worst = 0.0, c = 2.0 * log(2.0 * (double)a->n / 0.01);
-  for (size_t r = 0; r < a->rows; r++)
-    if (a->rowmax[r] > worst) worst = a->rowmax[r];
-  return sqrt(c * worst);
+double mq_linf_bound(double max_rowmax, size_t n) {
+  return sqrt(2.0 * log(2.0 * (double)n / 0.01) * max_rowmax);
 }
 
 void mq_linf_free(mq_linf_accum *a) {

@@ -46,8 +46,8 @@ mq_status mq_linf_init(mq_linf_accum *a, const mq_layer_result *res, const size_
 /* One chunk of X̃ rows (row-major [count, cols], original column order). scratch: [count,
  * cols + rows]. */
 void mq_linf_accumulate(mq_linf_accum *a, const double *Xt, size_t count, double *scratch);
-/* max over rows of sqrt(2·ln(2n/p)·rowmax_r), p = 0.01. */
-double mq_linf_bound(const mq_linf_accum *a);
+/* The bound sqrt(2·ln(2n/p)·m), p = 0.01, for m = the largest rowmax_r (over all ranks' rows). */
+double mq_linf_bound(double max_rowmax, size_t n);
 void mq_linf_free(mq_linf_accum *a);
 
 static inline double mq_err_value(const mq_err_accum *a) { return a->err_sum / (double)a->n; }

@@ -1,6 +1,9 @@
 /* Quantization options: SPEC.md defaults and range checks. */
 #include "core/status.h"
 
+const char *const mq_method_names[3] = {"rtn", "optq", "qronos"};
+const char *const mq_rounding_names[2] = {"nearest", "stochastic"};
+
 void mq_quant_options_init(mq_quant_options *opts) {
   opts->method = MQ_METHOD_OPTQ;
   opts->rounding = MQ_ROUND_NEAREST;

@@ -94,6 +94,4 @@ void mq__h5_close(hid_t *id) {
   *id = H5I_INVALID_HID;
 }
 
-const char *const mq__h5_method_names[3] = {"rtn", "optq", "qronos"};
-const char *const mq__h5_rounding_names[2] = {"nearest", "stochastic"};
 const char *const mq__h5_lambda_mode_names[3] = {"damp", "absolute", "auto"};

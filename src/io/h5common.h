@@ -38,9 +38,8 @@ void mq__h5_names_free(mq_h5_names *nm); /* accepts a zeroed struct */
 /* Closes id when valid (>= 0) and sets it to H5I_INVALID_HID; for cleanup paths. */
 void mq__h5_close(hid_t *id);
 
-/* The spellings of the enums in result files (index = enum value). */
-extern const char *const mq__h5_method_names[3];
-extern const char *const mq__h5_rounding_names[2];
+/* The spelling of the λ mode in result files (index = enum value); methods and roundings:
+ * mq_method_names, mq_rounding_names (mpiquant.h). */
 extern const char *const mq__h5_lambda_mode_names[3];
 
 #endif

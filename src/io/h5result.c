@@ -124,8 +124,8 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: options out of range", rf->path);
   MQ_CHECK(attr_str(rf, rf->file, "/", "format", "mpiquant", err));
   MQ_CHECK(attr_str(rf, rf->file, "/", "mpiquant_version", MQ_VERSION_STRING, err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "method", mq__h5_method_names[o->method], err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "rounding", mq__h5_rounding_names[o->rounding], err));
+  MQ_CHECK(attr_str(rf, rf->file, "/", "method", mq_method_names[o->method], err));
+  MQ_CHECK(attr_str(rf, rf->file, "/", "rounding", mq_rounding_names[o->rounding], err));
   MQ_CHECK(attr_str(rf, rf->file, "/", "lambda_mode", mq__h5_lambda_mode_names[o->lambda_mode], err));
   const named_i64 ints[] = {
       {"format_version", MQ_FORMAT_VERSION}, {"bits", o->bits},

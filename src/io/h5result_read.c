@@ -103,8 +103,8 @@ static mq_status read_root(const char *path, hid_t file, mq_result_summary *sum,
   sum->format_version = (int)version;
   mq_quant_options *o = &sum->meta.opts;
   int method = (int)o->method, rounding = (int)o->rounding, lmode = (int)o->lambda_mode;
-  MQ_CHECK(read_enum(path, file, "method", mq__h5_method_names, 3, &method, err));
-  MQ_CHECK(read_enum(path, file, "rounding", mq__h5_rounding_names, 2, &rounding, err));
+  MQ_CHECK(read_enum(path, file, "method", mq_method_names, 3, &method, err));
+  MQ_CHECK(read_enum(path, file, "rounding", mq_rounding_names, 2, &rounding, err));
   MQ_CHECK(read_enum(path, file, "lambda_mode", mq__h5_lambda_mode_names, 3, &lmode, err));
   o->method = (mq_method)method;
   o->rounding = (mq_rounding)rounding;
