@@ -32,8 +32,10 @@ typedef struct job {
   const mq_h5_layer_info *li;
   int qronos;     /* needs G = X̃ᵀX/n */
   size_t row0, nrows; /* this rank's rows */
+  size_t chunk;       /* samples per chunk of the sums (MQ_CHUNK or the source's) */
   float *W;       /* [nrows, cols] */
-  double *X, *Xq; /* [MQ_CHUNK, cols] sample buffers */
+  float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
+  double *X, *Xq; /* [chunk, cols] sample buffers */
 } job;
 
 /* All ranks agree on the worst status, so none enters the next collective alone. */
@@ -49,23 +51,38 @@ static double max_abs(const double *v, size_t n) {
   return m;
 }
 
-/* This rank's chunks of samples [first, first+count). */
-static void my_chunks(const job *j, size_t count, size_t *c0, size_t *nc) {
-  size_t nchunks = (count + MQ_CHUNK - 1) / MQ_CHUNK;
-  mq_partition(nchunks, j->nranks, j->rank, c0, nc);
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Chunk k is [k·chunk, (k+1)·chunk) ∩ [first, first+count): where chunks fall never depends on
+ * the rank count. This rank's chunks are [*k0, *k1): a contiguous share of the range for problem
+ * files, the chunks it holds for data-parallel sources. */
+static void my_chunks(const job *j, size_t first, size_t count, size_t *k0, size_t *k1) {
+  size_t ch = j->chunk, lo = first / ch, hi = count ? (first + count - 1) / ch + 1 : lo;
+  if (j->src->samples_local) {
+    size_t a = j->src->local_first, b = a + j->src->local_count;
+    *k0 = min_size(max_size(a / ch, lo), hi);
+    *k1 = max_size(min_size((b + ch - 1) / ch, hi), *k0);
+    if (j->src->local_count == 0) *k1 = *k0;
+    return;
+  }
+  size_t c0, nc;
+  mq_partition(hi - lo, j->nranks, j->rank, &c0, &nc);
+  *k0 = lo + c0;
+  *k1 = *k0 + nc;
 }
 
-static size_t chunk_len(size_t first, size_t count, size_t c, size_t *start) {
-  *start = first + c * MQ_CHUNK;
-  return first + count - *start < MQ_CHUNK ? first + count - *start : MQ_CHUNK;
+static size_t chunk_len(const job *j, size_t first, size_t count, size_t k, size_t *start) {
+  *start = max_size(first, k * j->chunk);
+  return min_size(first + count, (k + 1) * j->chunk) - *start;
 }
 
-/* Reads chunk c of X̃ (and X with need_x). */
-static mq_status read_chunk(job *j, size_t first, size_t count, size_t c, int need_x,
+/* Reads chunk k of X̃ (and X with need_x). */
+static mq_status read_chunk(job *j, size_t first, size_t count, size_t k, int need_x,
                             size_t *len, mq_error *err) {
   mq_status st = MQ_OK;
   size_t start;
-  *len = chunk_len(first, count, c, &start);
+  *len = chunk_len(j, first, count, k, &start);
   MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', start, *len, j->Xq, err));
   if (need_x) MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', start, *len, j->X, err));
 cleanup:
@@ -77,10 +94,10 @@ cleanup:
 static mq_status sample_bounds(job *j, size_t first, size_t count, int need_x, double *mx,
                                mq_error *err) {
   mq_status st = MQ_OK;
-  size_t c0, nc, len, cols = j->li->cols;
+  size_t k0, k1, len, cols = j->li->cols;
   double mine[3] = {0, 0, 0}, all[3];
-  my_chunks(j, count, &c0, &nc);
-  for (size_t c = c0; c < c0 + nc && st == MQ_OK; c++) {
+  my_chunks(j, first, count, &k0, &k1);
+  for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
     st = read_chunk(j, first, count, c, need_x, &len, err);
     if (st != MQ_OK) break;
     mine[1] = fmax(mine[1], max_abs(j->Xq, len * cols));
@@ -103,10 +120,10 @@ static void unpack_upper(const double *v, size_t cols, double *P) {
 static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh,
                             mq_exact_sum *sg, double *P, mq_error *err) {
   mq_status st = MQ_OK;
-  size_t c0, nc, len, cols = j->li->cols;
+  size_t k0, k1, len, cols = j->li->cols;
   int n = (int)cols;
-  my_chunks(j, count, &c0, &nc);
-  for (size_t c = c0; c < c0 + nc; c++) {
+  my_chunks(j, first, count, &k0, &k1);
+  for (size_t c = k0; c < k1; c++) {
     MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
     /* beta = 0: the chunk's own sum, no clearing pass */
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, j->Xq, n, 0.0, P, n);
@@ -158,38 +175,85 @@ cleanup:
   return st;
 }
 
-/* W (this rank's rows) and D = W − Ŵ in double, row-major [nrows, cols]. */
-static mq_status weights_and_residual(const job *j, const mq_layer_result *res, double *Wd,
-                                      double *D, mq_error *err) {
+/* Collective. Every rank's rows of Ŵ, dequantized, into What_all [rows, cols] on every rank. */
+static mq_status gather_dequantized(const job *j, const mq_layer_result *res, float *What_all,
+                                    mq_error *err) {
   mq_status st = MQ_OK;
-  size_t n = j->nrows * j->li->cols;
-  float *What = mq_alloc(n, sizeof *What);
-  MQ_CHECK_ALLOC(err, What, n * sizeof *What);
-  MQ_CHECK(mq_layer_result_dequantize(res, What, err));
+  size_t cols = j->li->cols;
+  int *counts = mq_alloc((size_t)j->nranks * 2, sizeof *counts);
+  float *mine = mq_alloc(j->nrows * cols + 1, sizeof *mine);
+  st = counts && mine ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Ŵ)");
+  if (st == MQ_OK) st = mq_layer_result_dequantize(res, mine, err);
+  MQ_CHECK(agree(j, st));
+  int my_count = (int)(j->nrows * cols), *displs = counts + j->nranks;
+  MPI_Allgather(&my_count, 1, MPI_INT, counts, 1, MPI_INT, j->comm);
+  displs[0] = 0;
+  for (int r = 1; r < j->nranks; r++) displs[r] = displs[r - 1] + counts[r - 1];
+  MPI_Allgatherv(mine, my_count, MPI_FLOAT, What_all, counts, displs, MPI_FLOAT, j->comm);
+cleanup:
+  mq_free(counts);
+  mq_free(mine);
+  return st;
+}
+
+/* W and D = W − Ŵ in double, row-major [rows, cols], for the rows whose errors this rank
+ * measures: its own rows, or every row when What_all is given (data-parallel sources, whose
+ * samples are split instead). */
+typedef struct residual {
+  double *Wd, *D;
+  size_t rows;
+} residual;
+
+static void residual_free(residual *r) {
+  mq_free(r->Wd);
+  mq_free(r->D);
+  *r = (residual){0};
+}
+
+static mq_status residual_make(const job *j, const mq_layer_result *res, const float *What_all,
+                               residual *r, mq_error *err) {
+  mq_status st = MQ_OK;
+  int all = What_all != NULL;
+  size_t n = (all ? j->li->rows : j->nrows) * j->li->cols;
+  const float *W = all ? j->Wall : j->W;
+  float *What = all ? NULL : mq_alloc(n + 1, sizeof *What);
+  r->rows = all ? j->li->rows : j->nrows;
+  r->Wd = mq_alloc(n + 1, sizeof *r->Wd);
+  r->D = mq_alloc(n + 1, sizeof *r->D);
+  MQ_CHECK_ALLOC(err, r->Wd && r->D && (all || What), n * sizeof *r->D);
+  if (!all) MQ_CHECK(mq_layer_result_dequantize(res, What, err));
+  const float *Wq = all ? What_all : What;
   for (size_t k = 0; k < n; k++) {
-    Wd[k] = j->W[k];
-    D[k] = (double)j->W[k] - (double)What[k];
+    r->Wd[k] = W[k];
+    r->D[k] = (double)W[k] - (double)Wq[k];
   }
 cleanup:
   mq_free(What);
   return st;
 }
 
-/* This rank's rows against every sample of [first, first+count): the error sums and, with
- * linf, the ℓ∞ statistics. Local (reads only). */
-static mq_status sample_errors(job *j, size_t first, size_t count, const double *Wd,
-                               const double *D, mq_err_accum *acc, mq_linf_accum *linf,
-                               mq_error *err) {
+/* The rows of r against the samples of [first, first+count) this rank measures (all of them
+ * for problem files, its own for data-parallel sources): the error sums and, with linf, the ℓ∞
+ * statistics. Local (reads only). */
+static mq_status sample_errors(job *j, size_t first, size_t count, const residual *r,
+                               mq_err_accum *acc, mq_linf_accum *linf, mq_error *err) {
   mq_status st = MQ_OK;
-  size_t rows = j->nrows, cols = j->li->cols;
-  double *Y = mq_alloc(MQ_CHUNK * (rows + 1), sizeof *Y);
-  double *diff = mq_alloc(MQ_CHUNK * (cols + rows + 1), sizeof *diff);
-  MQ_CHECK_ALLOC(err, Y && diff, MQ_CHUNK * (cols + rows + 1) * sizeof *diff);
-  for (size_t s = first; s < first + count; s += MQ_CHUNK) {
-    size_t c = first + count - s < MQ_CHUNK ? first + count - s : MQ_CHUNK;
-    MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', s, c, j->X, err));
-    if (j->li->has_xq) MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', s, c, j->Xq, err));
-    mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, Wd, D, rows, Y, diff);
+  size_t rows = r->rows, cols = j->li->cols, ch = j->chunk, k0, k1, start;
+  double *Y = mq_alloc(ch * (rows + 1), sizeof *Y);
+  double *diff = mq_alloc(ch * (cols + rows + 1), sizeof *diff);
+  MQ_CHECK_ALLOC(err, Y && diff, ch * (cols + rows + 1) * sizeof *diff);
+  if (j->src->samples_local) {
+    my_chunks(j, first, count, &k0, &k1);
+  } else {
+    k0 = first / ch;
+    k1 = count ? (first + count - 1) / ch + 1 : k0;
+  }
+  for (size_t k = k0; k < k1; k++) {
+    size_t c = chunk_len(j, first, count, k, &start);
+    MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', start, c, j->X, err));
+    if (j->li->has_xq) MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', start, c, j->Xq, err));
+    mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, r->Wd, r->D, rows, Y,
+                      diff);
     if (linf != NULL) mq_linf_accumulate(linf, j->li->has_xq ? j->Xq : j->X, c, diff);
   }
 cleanup:
@@ -226,30 +290,33 @@ static mq_status heldout_error(job *j, const double *Hfit, const double *Gfit, c
                                size_t nfit, const mq_quant_options *o, double *out,
                                mq_error *err) {
   mq_status st = MQ_OK;
-  size_t rows = j->nrows, cols = j->li->cols;
+  size_t cols = j->li->cols;
   mq_layer_result res = {0};
+  residual r = {0};
+  int all = j->qronos && j->src->samples_local; /* split samples need every row */
   double *H = dup_matrix(Hfit, cols * cols), *G = dup_matrix(Gfit, cols * cols);
-  double *Wd = mq_alloc(rows * cols, sizeof *Wd), *D = mq_alloc(rows * cols, sizeof *D);
-  st = H && Wd && D && (G || !Gfit) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory");
+  float *What_all = all ? mq_alloc(j->li->rows * cols, sizeof *What_all) : NULL;
+  st = H && (G || !Gfit) && (What_all || !all) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory");
   MQ_CHECK(agree(j, st));
   MQ_CHECK(quantize(j, H, G, o, &res, NULL, err));
+  if (all) MQ_CHECK(gather_dequantized(j, &res, What_all, err));
   double mine = 0.0;
-  st = weights_and_residual(j, &res, Wd, D, err);
+  st = residual_make(j, &res, What_all, &r, err);
   if (st == MQ_OK && j->qronos) { /* the mismatched objective ‖X_val w − X̃_val q‖²/n_val */
     mq_err_accum acc = {0};
-    st = sample_errors(j, nfit, j->li->n - nfit, Wd, D, &acc, NULL, err);
+    st = sample_errors(j, nfit, j->li->n - nfit, &r, &acc, NULL, err);
     mine = acc.err_sum / (double)(j->li->n - nfit);
   } else if (st == MQ_OK) { /* Σ_rows (w−q)ᵀ H_val (w−q); Wd is free scratch now */
-    mine = mq_quadratic_form_sum(Hval, D, rows, cols, Wd);
+    mine = mq_quadratic_form_sum(Hval, r.D, r.rows, cols, r.Wd);
   }
   MQ_CHECK(agree(j, st));
   MPI_Allreduce(&mine, out, 1, MPI_DOUBLE, MPI_SUM, j->comm);
 cleanup:
   mq_layer_result_free(&res);
+  residual_free(&r);
   mq_free(H);
   mq_free(G);
-  mq_free(Wd);
-  mq_free(D);
+  mq_free(What_all);
   return st;
 }
 
@@ -309,37 +376,37 @@ enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_E0, S_T, S_CLIPPED, S_COUNT 
 
 /* Collective. err, rel_err, err_floor (Qronos), bound_linf (stochastic) over all ranks' rows,
  * from the samples or, for H-only files, from H. */
-static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_options *o,
-                               const mq_layer_aux *aux, int measure, mq_layer_result *res,
-                               mq_error *err) {
+static mq_status finish_errors(job *j, const double *Hgiven, const float *What_all,
+                               const mq_quant_options *o, const mq_layer_aux *aux, int measure,
+                               mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = j->nrows, cols = j->li->cols, n = j->li->n;
-  double *Wd = mq_alloc(rows * cols, sizeof *Wd), *D = mq_alloc(rows * cols, sizeof *D);
   double *scratch = NULL;
+  residual r = {0};
   mq_linf_accum linf = {0};
   mq_err_accum acc = {0};
-  /* the ℓ∞ bound needs U = R⁻¹ whole: RTN (U = I) or a replicated factor */
+  /* the ℓ∞ bound needs U = R⁻¹ whole: RTN (U = I) or a replicated factor, and this rank's
+   * rows against every sample */
   int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
-                  (o->method == MQ_METHOD_RTN || aux->R != NULL);
-  st = Wd && D ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
-  if (st == MQ_OK && measure) st = weights_and_residual(j, res, Wd, D, err);
+                  (o->method == MQ_METHOD_RTN || aux->R != NULL) && !j->src->samples_local;
+  if (measure) st = residual_make(j, res, j->src->samples_local ? What_all : NULL, &r, err);
   if (st == MQ_OK && want_linf)
     st = mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : aux->R, n, err);
   if (st == MQ_OK && !measure) {
     acc.n = 1; /* err stays NaN below */
   } else if (st == MQ_OK && j->li->has_x) {
-    st = sample_errors(j, 0, n, Wd, D, &acc, want_linf ? &linf : NULL, err);
+    st = sample_errors(j, 0, n, &r, &acc, want_linf ? &linf : NULL, err);
   } else if (st == MQ_OK) {
     scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
     st = scratch ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
-    if (st == MQ_OK) mq_err_from_hessian(&acc, Hgiven, Wd, D, rows, cols, scratch);
+    if (st == MQ_OK) mq_err_from_hessian(&acc, Hgiven, r.Wd, r.D, rows, cols, scratch);
   }
   MQ_CHECK(agree(j, st));
   double mine[S_COUNT] = {acc.err_sum, acc.ref_sum, acc.mismatch_sum, res->loss, res->bound_l2,
                           aux->e0_sq, aux->t_sq, (double)res->clipped};
   double sum[S_COUNT], linf_mine = 0.0, linf_all = 0.0, secs = res->seconds;
   MPI_Allreduce(mine, sum, S_COUNT, MPI_DOUBLE, MPI_SUM, j->comm);
-  for (size_t r = 0; want_linf && r < rows; r++) linf_mine = fmax(linf_mine, linf.rowmax[r]);
+  for (size_t row = 0; want_linf && row < rows; row++) linf_mine = fmax(linf_mine, linf.rowmax[row]);
   MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, j->comm);
   MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, j->comm);
   mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = j->li->has_x ? n : 1};
@@ -358,8 +425,7 @@ static mq_status finish_errors(job *j, const double *Hgiven, const mq_quant_opti
   }
 cleanup:
   mq_linf_free(&linf);
-  mq_free(Wd);
-  mq_free(D);
+  residual_free(&r);
   mq_free(scratch);
   return st;
 }
@@ -374,21 +440,65 @@ static mq_status job_open(job *j, mq_error *err) {
   j->row0 = b0 * MQ_ROW_BLOCK < rows ? b0 * MQ_ROW_BLOCK : rows;
   size_t end = (b0 + nb) * MQ_ROW_BLOCK < rows ? (b0 + nb) * MQ_ROW_BLOCK : rows;
   j->nrows = end - j->row0;
+  j->chunk = j->src->samples_local ? j->src->chunk : MQ_CHUNK;
   j->W = mq_alloc(j->nrows * cols + 1, sizeof *j->W);
-  j->X = mq_alloc(MQ_CHUNK * cols, sizeof *j->X);
-  j->Xq = mq_alloc(MQ_CHUNK * cols, sizeof *j->Xq);
+  j->X = mq_alloc(j->chunk * cols, sizeof *j->X);
+  j->Xq = mq_alloc(j->chunk * cols, sizeof *j->Xq);
   MQ_CHECK_ALLOC(err, j->W && j->X && j->Xq, j->nrows * cols * sizeof *j->W);
   MQ_CHECK(j->src->read_weight_rows(j->src->ctx, j->row0, j->nrows, j->W, err));
+  if (j->src->samples_local) {
+    j->Wall = mq_alloc(rows * cols + 1, sizeof *j->Wall);
+    MQ_CHECK_ALLOC(err, j->Wall, rows * cols * sizeof *j->Wall);
+    MQ_CHECK(j->src->read_weight_rows(j->src->ctx, 0, rows, j->Wall, err));
+  }
 cleanup:
   return st;
 }
 
-/* Collective. H (and G) from the samples, or as given in the file (replicated reads). */
+void mq_hessian_cache_free(mq_hessian_cache *c) {
+  mq_free(c->H);
+  mq_free(c->G);
+  *c = (mq_hessian_cache){0};
+}
+
+/* Local. Copies H (and G) out of the cache when it holds them; else *hit = 0. */
+static void cache_fetch(const job *j, int need_g, double *H, double *G, int *hit) {
+  const mq_hessian_cache *c = j->src->cache;
+  size_t cols = j->li->cols;
+  *hit = c != NULL && c->valid && c->cols == cols && (c->has_g || !need_g);
+  if (!*hit) return;
+  memcpy(H, c->H, cols * cols * sizeof *H);
+  if (need_g) memcpy(G, c->G, cols * cols * sizeof *G);
+}
+
+/* Local. Keeps a copy of H (and G) for the next layer with the same inputs; a failed copy only
+ * costs the next layer its own sums. */
+static void cache_store(const job *j, int need_g, const double *H, const double *G) {
+  mq_hessian_cache *c = j->src->cache;
+  size_t cols = j->li->cols;
+  if (c == NULL) return;
+  mq_hessian_cache_free(c);
+  c->H = dup_matrix(H, cols * cols);
+  c->G = need_g ? dup_matrix(G, cols * cols) : NULL;
+  c->cols = cols;
+  c->has_g = need_g;
+  c->valid = c->H != NULL && (c->G != NULL || !need_g);
+}
+
+/* Collective. H (and G) from the cache, the samples, or as given in the file (replicated
+ * reads). Every rank sees the same cache state, so all take the same path. */
 static mq_status load_matrices(job *j, int need_g, double *H, double *G, double **Hgiven,
                                mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols;
-  if (j->li->has_x) return accumulate(j, 0, j->li->n, H, need_g ? G : NULL, err);
+  int hit = 0;
+  if (j->li->has_x) {
+    cache_fetch(j, need_g, H, G, &hit);
+    if (hit) return MQ_OK;
+    st = accumulate(j, 0, j->li->n, H, need_g ? G : NULL, err);
+    if (st == MQ_OK) cache_store(j, need_g, H, G);
+    return st;
+  }
   st = j->src->read_matrix(j->src->ctx, 'H', H, err);
   if (st == MQ_OK && need_g) st = j->src->read_matrix(j->src->ctx, 'G', G, err);
   if (st == MQ_OK) { /* the errors need H before it is factored */
@@ -436,6 +546,7 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   mq_dist_bytes_reset();
   double *H = mq_alloc(cols * cols, sizeof *H), *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hgiven = NULL;
+  float *What_all = NULL; /* every row's Ŵ: src->dequant_out or owned */
   st = H && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
   if (st == MQ_OK) st = job_open(&j, err);
   MQ_CHECK(agree(&j, st));
@@ -446,7 +557,13 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   MQ_CHECK(quantize(&j, H, G, &o, res, &aux, err));
   res->seconds += t_hessian;
   t0 = mq_wtime();
-  MQ_CHECK(finish_errors(&j, Hgiven, &o, &aux, !src->skip_errors, res, err));
+  if (src->dequant_out != NULL || src->samples_local) {
+    What_all = src->dequant_out != NULL ? src->dequant_out : mq_alloc(li->rows * cols, sizeof *What_all);
+    st = What_all ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Ŵ)");
+    MQ_CHECK(agree(&j, st));
+    MQ_CHECK(gather_dequantized(&j, res, What_all, err));
+  }
+  MQ_CHECK(finish_errors(&j, Hgiven, What_all, &o, &aux, !src->skip_errors, res, err));
   double t_errors = mq_wtime() - t0;
   res->lambda_ncand = trace.lambda_ncand;
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
@@ -458,7 +575,9 @@ cleanup:
   mq_free(H);
   mq_free(G);
   mq_free(Hgiven);
+  if (What_all != src->dequant_out) mq_free(What_all);
   mq_free(j.W);
+  mq_free(j.Wall);
   mq_free(j.X);
   mq_free(j.Xq);
   return st;

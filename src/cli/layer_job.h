@@ -12,7 +12,19 @@
 #include "io/h5problem.h"
 #include "mpiquant.h"
 
-/* Where a layer's data comes from: a problem file, or memory (bench). */
+/* H (and G) kept for the next layer with the same inputs (q, k, v; gate, up): the caller
+ * sets valid = 0 when the inputs change; the job fills it on a miss. Owned by the caller
+ * (mq_hessian_cache_free). Not used with --lambda auto. */
+typedef struct mq_hessian_cache {
+  double *H, *G; /* [cols, cols] */
+  size_t cols;
+  int valid, has_g;
+} mq_hessian_cache;
+
+void mq_hessian_cache_free(mq_hessian_cache *c);
+
+/* Where a layer's data comes from: a problem file, memory (bench), or activations spread over
+ * the ranks (quantize). */
 typedef struct mq_layer_source {
   mq_h5_layer_info info; /* name, rows, cols, n, has_x, has_xq, has_h, has_g */
   uint64_t layer_id;     /* stochastic-rounding key */
@@ -25,6 +37,15 @@ typedef struct mq_layer_source {
   mq_status (*read_matrix)(void *ctx, char which, double *buf, mq_error *err);
   void *ctx;
   int skip_errors; /* bench: no measurement pass (err, rel_err, err_floor, bound_linf = NaN) */
+  /* Data-parallel sources: this rank holds only samples [local_first, local_first+local_count)
+   * and read_samples is asked for nothing else. The sums are chunked at multiples of `chunk`
+   * (local_first must be one; so must the local end unless it is n), so H keeps its bits on any
+   * rank count as long as every chunk is computed alike. Errors are then measured on the local
+   * samples for every row (bound_linf is NaN). read_weight_rows must serve every row. */
+  int samples_local;
+  size_t local_first, local_count, chunk;
+  float *dequant_out;       /* when not NULL: every row's Ŵ [rows, cols], on every rank */
+  mq_hessian_cache *cache;  /* may be NULL */
 } mq_layer_source;
 
 typedef struct mq_h5_source_ctx {
