@@ -68,6 +68,8 @@ typedef struct mq_quant_options {
   int block_size;    /* sweep block size B */
   uint64_t seed;     /* stochastic rounding key */
   mq_factor_mode factor;
+  uint64_t mem_per_rank; /* bytes a rank may use for a layer (auto factor); 0 = node memory /
+                            ranks on the node */
 } mq_quant_options;
 
 /* The spellings of the enums on the command line and in result files (index = enum value). */

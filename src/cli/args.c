@@ -1,10 +1,12 @@
 /* Parsing of option values and of the quantization options shared by `layer` and `quantize`. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/status.h"
 
 const char mq_cli_quant_help[] =
@@ -25,7 +27,10 @@ const char mq_cli_quant_help[] =
     "  --block-size B             columns per sweep block [128]\n"
     "  --seed S                   stochastic rounding seed [0]\n"
     "  --factor auto|local|scalapack\n"
-    "                             where H + lambda*I is factored [auto]\n";
+    "                             where H + lambda*I is factored: auto = ScaLAPACK when\n"
+    "                             replicated H copies would exceed --mem-per-rank [auto]\n"
+    "  --mem-per-rank SIZE        memory budget per rank, e.g. 1.5G, 800M\n"
+    "                             [node memory / ranks on the node]\n";
 
 mq_status mq_cli_value(int argc, char **argv, int *i, const char **out, mq_error *err) {
   mq_status st = MQ_OK;
@@ -116,7 +121,7 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   if (quant_flag(arg, o)) return MQ_OK;
   static const char *const valued[] = {"--method", "--rounding", "--bits", "--group-size",
                                        "--damp", "--lambda", "--block-size", "--seed",
-                                       "--factor"};
+                                       "--factor", "--mem-per-rank"};
   int is_valued = 0;
   for (size_t q = 0; q < sizeof valued / sizeof *valued; q++) is_valued |= !strcmp(arg, valued[q]);
   if (!is_valued) {
@@ -150,9 +155,60 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   } else if (!strcmp(arg, "--factor")) {
     MQ_CHECK(mq_cli_parse_choice(arg, v, factors, 3, &k, err));
     o->factor = (mq_factor_mode)k;
+  } else if (!strcmp(arg, "--mem-per-rank")) {
+    MQ_CHECK(mq_cli_parse_bytes(arg, v, &o->mem_per_rank, err));
   }
 cleanup:
   return st;
+}
+
+mq_status mq_cli_parse_bytes(const char *opt, const char *text, uint64_t *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  double unit = 1.0;
+  if (end != text && *end != '\0') {
+    switch (*end) {
+      case 'K': case 'k': unit = 1024.0; break;
+      case 'M': case 'm': unit = 1024.0 * 1024.0; break;
+      case 'G': case 'g': unit = 1024.0 * 1024.0 * 1024.0; break;
+      case 'T': case 't': unit = 1024.0 * 1024.0 * 1024.0 * 1024.0; break;
+      default: unit = 0.0;
+    }
+    if (unit != 0.0 && (end[1] == '\0' || (end[1] == 'B' && end[2] == '\0') ||
+                        (end[1] == 'i' && end[2] == 'B' && end[3] == '\0')))
+      end = (char *)"";
+  }
+  if (errno != 0 || end == text || *end != '\0' || !(v > 0) || !isfinite(v * unit) ||
+      v * unit > 1.8e19)
+    MQ_FAIL(err, MQ_EUSAGE, "%s: '%s' is not a size (e.g. 1.5G, 800M, 4096)", opt, text);
+  *out = (uint64_t)(v * unit);
+cleanup:
+  return st;
+}
+
+void mq_cli_blame(mq_error *err, const char *path) {
+  if (err->status == MQ_OK || !strncmp(err->msg, path, strlen(path))) return;
+  char buf[2 * sizeof err->msg];
+  snprintf(buf, sizeof buf, "%s: %s", path, err->msg);
+  memcpy(err->msg, buf, sizeof err->msg - 1); /* truncated to the message size */
+  err->msg[sizeof err->msg - 1] = '\0';
+}
+
+int mq_cli_prologue(mq_cli *cli, mq_status *st, int help, const char *help_text,
+                    const char *help_extra) {
+  if (help) {
+    if (cli->rank == 0) printf("%s%s", help_text, help_extra != NULL ? help_extra : "");
+    *st = MQ_OK;
+    return 0;
+  }
+  if (*st != MQ_OK) {
+    *st = mq_cli_agree(cli, *st);
+    return 0;
+  }
+  mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
+  return 1;
 }
 
 int mq_cli_common_option(mq_cli *cli, const char *arg) {

@@ -21,6 +21,8 @@ mq_status mq_cli_parse_int(const char *opt, const char *text, long lo, long hi, 
                            mq_error *err);
 mq_status mq_cli_parse_double(const char *opt, const char *text, double *out, mq_error *err);
 mq_status mq_cli_parse_u64(const char *opt, const char *text, uint64_t *out, mq_error *err);
+/* A byte count with an optional binary unit: 4096, 800M, 1.5G, 2GiB. */
+mq_status mq_cli_parse_bytes(const char *opt, const char *text, uint64_t *out, mq_error *err);
 /* text must be one of names[0 … count−1]; *out = its index. */
 mq_status mq_cli_parse_choice(const char *opt, const char *text, const char *const *names,
                               int count, int *out, mq_error *err);
@@ -32,16 +34,28 @@ mq_status mq_cli_value(int argc, char **argv, int *i, const char **out, mq_error
  * option. */
 mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o, int *used,
                               mq_error *err);
+/* Between a command's parse and its run: prints the help (help_text + help_extra, which may be
+ * NULL) on rank 0 when asked, agrees on a parse failure, sets the log level from --verbose /
+ * --quiet. Returns 1 when the command should run; else 0 with *st the status to return. */
+int mq_cli_prologue(mq_cli *cli, mq_status *st, int help, const char *help_text,
+                    const char *help_extra);
 /* Common options (--verbose, --quiet); same convention. */
 int mq_cli_common_option(mq_cli *cli, const char *arg);
 extern const char mq_cli_quant_help[];
+
+/* After a failed load: messages of the model layer name a tensor ("<name>: shape ..."), the
+ * error line must name a file: prefixes path unless the message already starts with it. */
+void mq_cli_blame(mq_error *err, const char *path);
 
 /* Agree on a status across ranks (max), so all fail together. */
 mq_status mq_cli_agree(mq_cli *cli, mq_status st);
 
 int mq_cmd_layer(mq_cli *cli, int argc, char **argv);
+int mq_cmd_quantize(mq_cli *cli, int argc, char **argv);
 int mq_cmd_inspect(mq_cli *cli, int argc, char **argv);
+int mq_cmd_export(mq_cli *cli, int argc, char **argv);
 int mq_cmd_bench(mq_cli *cli, int argc, char **argv);
 int mq_cmd_study(mq_cli *cli, int argc, char **argv);
+int mq_cmd_eval(mq_cli *cli, int argc, char **argv);
 
 #endif

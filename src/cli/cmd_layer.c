@@ -107,11 +107,6 @@ int mq_cmd_layer(mq_cli *cli, int argc, char **argv) {
   layer_args a = {0};
   int help = 0;
   mq_status st = parse_layer_args(cli, argc, argv, &a, &help);
-  if (help) {
-    if (cli->rank == 0) printf("%s%s", layer_help, mq_cli_quant_help);
-    return MQ_OK;
-  }
-  if (st != MQ_OK) return mq_cli_agree(cli, st);
-  mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
+  if (!mq_cli_prologue(cli, &st, help, layer_help, mq_cli_quant_help)) return st;
   return mq_cli_agree(cli, run_layers(cli, &a)); /* every rank: the result file is collective */
 }

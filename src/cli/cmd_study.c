@@ -194,13 +194,6 @@ int mq_cmd_study(mq_cli *cli, int argc, char **argv) {
   study_args a = {0};
   int help = 0;
   mq_status st = parse_study_args(cli, argc, argv, &a, &help);
-  if (help) {
-    if (cli->rank == 0) printf("%s%s", study_help, mq_cli_quant_help);
-    return MQ_OK;
-  }
-  if (st == MQ_OK) {
-    mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
-    st = run_study(cli, &a); /* every rank: the layers are distributed */
-  }
-  return mq_cli_agree(cli, st);
+  if (!mq_cli_prologue(cli, &st, help, study_help, mq_cli_quant_help)) return st;
+  return mq_cli_agree(cli, run_study(cli, &a)); /* every rank: the layers are distributed */
 }

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/blas.h"
 #include "core/hessian.h"
@@ -36,6 +37,7 @@ typedef struct job {
   float *W;       /* [nrows, cols] */
   float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
   double *X, *Xq; /* [chunk, cols] sample buffers */
+  double *Hdiag;  /* distributed H (H never whole on a rank): its diagonal [cols]; else NULL */
 } job;
 
 /* All ranks agree on the worst status, so none enters the next collective alone. */
@@ -262,17 +264,41 @@ cleanup:
   return st;
 }
 
+/* Local, the fill of a distributed H (dist/dist_factorizer.h): every local column of B is a
+ * row of H (symmetric), read from the source one at a time, its dead diagonal patched (§3.1)
+ * as the replicated path patches H. */
+static mq_status fill_from_rows(void *ctx, mq_dist_factor *f, const size_t *perm, mq_error *err) {
+  job *j = ctx;
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols;
+  double *row = mq_alloc(cols, sizeof *row);
+  MQ_CHECK_ALLOC(err, row, cols * sizeof *row);
+  for (size_t lj = 0; lj < mq_dist_factor_local_cols(f); lj++) {
+    size_t i = mq_dist_factor_column_source(f, lj, perm);
+    MQ_CHECK(j->src->read_h_rows(j->src->ctx, i, 1, row, err));
+    if (row[i] == 0.0) row[i] = 1.0;
+    mq_dist_factor_set_column(f, lj, row, perm);
+  }
+cleanup:
+  mq_free(row);
+  return st;
+}
+
 /* Collective. Quantizes this rank's rows with H (and G) consumed, with the factor the options
- * ask for. aux->R is the whole factor when this rank holds it. */
+ * ask for; with H = NULL (distributed H) the factor reads its blocks of H itself. aux->R is the
+ * whole factor when this rank holds it. */
 static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *o,
                           mq_layer_result *res, mq_layer_aux *aux, mq_error *err) {
   mq_factorizer dist;
   mq_dist_factorizer_ctx dist_ctx;
   int scalapack = o->factor == MQ_FACTOR_SCALAPACK && o->method != MQ_METHOD_RTN;
-  if (scalapack) mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
+  if (scalapack && H == NULL)
+    mq_dist_factorizer_filled(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB, fill_from_rows, j);
+  else if (scalapack)
+    mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
   mq_layer_input in = {.name = j->li->name, .layer_id = j->src->layer_id, .rows = j->nrows,
                        .cols = j->li->cols, .W = j->W, .H = H, .G = G, .row0 = j->row0,
-                       .factorizer = scalapack ? &dist : NULL};
+                       .factorizer = scalapack ? &dist : NULL, .Hdiag = j->Hdiag};
   mq_status st = mq_layer_quantize(&in, o, res, aux, err);
   if (scalapack) mq_dist_factorizer_release(&dist_ctx);
   return agree(j, st);
@@ -371,6 +397,34 @@ cleanup:
   return st;
 }
 
+/* Local. err and ref sums of this rank's rows from H's rows, read 64 at a time, when H is
+ * distributed: Σ_r d_rᵀ H d_r = Σ_i Σ_r D[r,i]·(H[i,:]·d_r), never holding H whole. */
+static mq_status err_from_h_rows(job *j, const residual *r, mq_err_accum *acc, mq_error *err) {
+  enum { PANEL = 64 };
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols, rows = r->rows;
+  double *P = mq_alloc(PANEL * cols, sizeof *P), *Y = mq_alloc(PANEL * rows + 1, sizeof *Y);
+  MQ_CHECK_ALLOC(err, P && Y, PANEL * cols * sizeof *P);
+  acc->n = 1; /* H is already divided by n */
+  for (size_t i0 = 0; i0 < cols; i0 += PANEL) {
+    size_t nr = cols - i0 < PANEL ? cols - i0 : PANEL;
+    MQ_CHECK(j->src->read_h_rows(j->src->ctx, i0, nr, P, err));
+    if (rows == 0) continue;
+    const double *M[2] = {r->D, r->Wd};
+    double *sum[2] = {&acc->err_sum, &acc->ref_sum};
+    for (int k = 0; k < 2; k++) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)rows, (int)cols, 1.0,
+                  P, (int)cols, M[k], (int)cols, 0.0, Y, (int)rows);
+      for (size_t i = 0; i < nr; i++)
+        for (size_t q = 0; q < rows; q++) *sum[k] += M[k][q * cols + i0 + i] * Y[i * rows + q];
+    }
+  }
+cleanup:
+  mq_free(P);
+  mq_free(Y);
+  return st;
+}
+
 /* The scalars every rank contributes to; summed (or maxed) in one reduction each. */
 enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_E0, S_T, S_CLIPPED, S_COUNT };
 
@@ -396,6 +450,8 @@ static mq_status finish_errors(job *j, const double *Hgiven, const float *What_a
     acc.n = 1; /* err stays NaN below */
   } else if (st == MQ_OK && j->li->has_x) {
     st = sample_errors(j, 0, n, &r, &acc, want_linf ? &linf : NULL, err);
+  } else if (st == MQ_OK && j->Hdiag != NULL) {
+    st = err_from_h_rows(j, &r, &acc, err);
   } else if (st == MQ_OK) {
     scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
     st = scratch ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
@@ -486,12 +542,19 @@ static void cache_store(const job *j, int need_g, const double *H, const double 
 }
 
 /* Collective. H (and G) from the cache, the samples, or as given in the file (replicated
- * reads). Every rank sees the same cache state, so all take the same path. */
+ * reads); for a distributed H only its diagonal (the factor reads its blocks later). Every
+ * rank sees the same cache state, so all take the same path. */
 static mq_status load_matrices(job *j, int need_g, double *H, double *G, double **Hgiven,
                                mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols;
   int hit = 0;
+  if (H == NULL) {
+    j->Hdiag = mq_alloc(cols, sizeof *j->Hdiag);
+    st = j->Hdiag ? j->src->read_h_diag(j->src->ctx, j->Hdiag, err)
+                  : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (diag H)");
+    return agree(j, st);
+  }
   if (j->li->has_x) {
     cache_fetch(j, need_g, H, G, &hit);
     if (hit) return MQ_OK;
@@ -529,6 +592,31 @@ static void reduce_phases(const job *j, const mq_layer_aux *aux, double t_hessia
       .sweep_gemm_flops = total[3], .comm_bytes = total[0]};
 }
 
+/* Collective. --factor auto: the replicated path holds about k·cols² doubles per rank besides
+ * the rows — H, plus a copy for the errors (H files) or the sums' scratch and 16-byte exact
+ * accumulators of the triangle (samples), plus G for Qronos — and switches to ScaLAPACK when
+ * that exceeds the budget: --mem-per-rank, else the node's memory over its ranks. The budget
+ * is the minimum over ranks, so all decide alike. */
+static void resolve_factor(const job *j, mq_quant_options *o) {
+  if (o->factor != MQ_FACTOR_AUTO) return;
+  double budget = (double)o->mem_per_rank;
+  if (budget <= 0) {
+    MPI_Comm node;
+    int node_ranks = 1;
+    MPI_Comm_split_type(j->comm, MPI_COMM_TYPE_SHARED, j->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &node_ranks);
+    MPI_Comm_free(&node);
+    budget = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE) / node_ranks;
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &budget, 1, MPI_DOUBLE, MPI_MIN, j->comm);
+  double c2 = (double)j->li->cols * (double)j->li->cols * sizeof(double);
+  double k = (j->li->has_x ? 3.0 : 2.0) + (j->qronos ? (j->li->has_x ? 2.0 : 1.0) : 0.0);
+  int big = k * c2 > budget && o->method != MQ_METHOD_RTN && j->nranks > 1;
+  o->factor = big ? MQ_FACTOR_SCALAPACK : MQ_FACTOR_LOCAL;
+  MQ_DEBUG("%s: replicated H needs ~%.3g GiB per rank, budget %.3g GiB: %s factor", j->li->name,
+           k * c2 / 1073741824.0, budget / 1073741824.0, big ? "ScaLAPACK" : "local");
+}
+
 mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
                            const mq_quant_options *opts, mq_layer_result *res, size_t *row0,
                            mq_layer_phases *phases, mq_error *err) {
@@ -544,10 +632,15 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   int need_g = j.qronos && (li->has_x ? li->has_xq : li->has_g);
   double t_start = mq_wtime();
   mq_dist_bytes_reset();
-  double *H = mq_alloc(cols * cols, sizeof *H), *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
+  resolve_factor(&j, &o);
+  /* H-only files with OPTQ on the ScaLAPACK factor: H is never whole on a rank */
+  int dist_h = !li->has_x && li->has_h && o.method == MQ_METHOD_OPTQ &&
+               o.factor == MQ_FACTOR_SCALAPACK && src->read_h_rows && src->read_h_diag;
+  double *H = dist_h ? NULL : mq_alloc(cols * cols, sizeof *H);
+  double *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hgiven = NULL;
   float *What_all = NULL; /* every row's Ŵ: src->dequant_out or owned */
-  st = H && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
+  st = (H || dist_h) && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
   if (st == MQ_OK) st = job_open(&j, err);
   MQ_CHECK(agree(&j, st));
   double t0 = mq_wtime();
@@ -575,6 +668,7 @@ cleanup:
   mq_free(H);
   mq_free(G);
   mq_free(Hgiven);
+  mq_free(j.Hdiag);
   if (What_all != src->dequant_out) mq_free(What_all);
   mq_free(j.W);
   mq_free(j.Wall);
@@ -601,10 +695,21 @@ static mq_status h5_matrix(void *ctx, char which, double *buf, mq_error *err) {
   return mq_h5_read_matrix(c->pf, c->index, which, buf, err);
 }
 
+static mq_status h5_h_rows(void *ctx, size_t first, size_t count, double *buf, mq_error *err) {
+  mq_h5_source_ctx *c = ctx;
+  return mq_h5_read_matrix_rows(c->pf, c->index, first, count, buf, err);
+}
+
+static mq_status h5_h_diag(void *ctx, double *diag, mq_error *err) {
+  mq_h5_source_ctx *c = ctx;
+  return mq_h5_read_matrix_diag(c->pf, c->index, diag, err);
+}
+
 void mq_layer_source_h5(mq_layer_source *src, mq_h5_source_ctx *ctx, mq_h5_problem *pf,
                         size_t index) {
   *ctx = (mq_h5_source_ctx){.pf = pf, .index = index};
   *src = (mq_layer_source){.info = *mq_h5_problem_layer(pf, index), .layer_id = index,
                            .read_samples = h5_samples, .read_weight_rows = h5_weight_rows,
-                           .read_matrix = h5_matrix, .ctx = ctx};
+                           .read_matrix = h5_matrix, .read_h_rows = h5_h_rows,
+                           .read_h_diag = h5_h_diag, .ctx = ctx};
 }

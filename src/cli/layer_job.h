@@ -35,6 +35,10 @@ typedef struct mq_layer_source {
   mq_status (*read_weight_rows)(void *ctx, size_t first, size_t count, float *W, mq_error *err);
   /* H ('H') or G ('G'), row-major [cols, cols] (files without samples) */
   mq_status (*read_matrix)(void *ctx, char which, double *buf, mq_error *err);
+  /* Rows [first, first+count) of H, and its diagonal: what a distributed H is filled from
+   * (OPTQ with the ScaLAPACK factor). NULL: H is always read whole. */
+  mq_status (*read_h_rows)(void *ctx, size_t first, size_t count, double *buf, mq_error *err);
+  mq_status (*read_h_diag)(void *ctx, double *diag, mq_error *err);
   void *ctx;
   int skip_errors; /* bench: no measurement pass (err, rel_err, err_floor, bound_linf = NaN) */
   /* Data-parallel sources: this rank holds only samples [local_first, local_first+local_count)

@@ -63,21 +63,29 @@ double mq_hessian_mean_diag(const double *H, size_t cols) {
 
 /* qsort is not stable: ties are broken by the column index, which makes it stable. */
 static const double *order_diag;
-static size_t order_cols;
+static size_t order_stride; /* cols + 1 in a matrix, 1 in a vector */
 
 static int by_diag_desc(const void *a, const void *b) {
   size_t i = *(const size_t *)a, j = *(const size_t *)b;
-  double di = order_diag[i * order_cols + i], dj = order_diag[j * order_cols + j];
+  double di = order_diag[i * order_stride], dj = order_diag[j * order_stride];
   if (di != dj) return di > dj ? -1 : 1;
   return i < j ? -1 : (i > j);
 }
 
-void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm) {
+static void order_by(const double *d, size_t stride, size_t cols, int act_order, size_t *perm) {
   for (size_t j = 0; j < cols; j++) perm[j] = j;
   if (!act_order) return;
-  order_diag = H;
-  order_cols = cols;
+  order_diag = d;
+  order_stride = stride;
   qsort(perm, cols, sizeof *perm, by_diag_desc);
+}
+
+void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm) {
+  order_by(H, cols + 1, cols, act_order, perm);
+}
+
+void mq_hessian_order_diag(const double *diag, size_t cols, int act_order, size_t *perm) {
+  order_by(diag, 1, cols, act_order, perm);
 }
 
 void mq_permute_rows(double *A, size_t nrows, size_t len, const size_t *sigma, uint8_t *done,

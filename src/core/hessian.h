@@ -23,6 +23,8 @@ size_t mq_hessian_fix_dead(double *H, size_t cols, uint8_t *dead);
 /* Processing order (§3.2): perm[p] = original column processed at position p; with act_order
  * the stable argsort of diag(H) descending, else the identity. */
 void mq_hessian_order(const double *H, size_t cols, int act_order, size_t *perm);
+/* The same from the diagonal alone, diag [cols]. */
+void mq_hessian_order_diag(const double *diag, size_t cols, int act_order, size_t *perm);
 double mq_hessian_mean_diag(const double *H, size_t cols);
 
 /* Rows of A (row-major [nrows, len]) permuted in place: new row a = old row sigma[a]. Follows

@@ -29,8 +29,15 @@ typedef struct layer_work {
   int32_t *col_group;/* [cols] group of processing position p */
   float *Wcm;        /* [cols, rows] column-major, processing order, dead columns zero */
   uint8_t *codes;    /* [cols, rows] */
+  double *diag;      /* [cols] distributed H only: its diagonal, dead entries patched to 1 */
   mq_grid grid;
 } layer_work;
+
+static double mean_of(const double *v, size_t n) {
+  double s = 0.0;
+  for (size_t k = 0; k < n; k++) s += v[k];
+  return s / (double)n;
+}
 
 void mq_layer_result_free(mq_layer_result *res) {
   mq_free(res->qweight);
@@ -50,6 +57,7 @@ static void work_free(layer_work *w) {
   mq_free(w->col_group);
   mq_free(w->Wcm);
   mq_free(w->codes);
+  mq_free(w->diag);
 }
 
 static mq_status result_alloc(mq_layer_result *res, size_t rows, size_t cols,
@@ -86,9 +94,18 @@ static mq_status work_prepare(layer_work *w, const float *W, double *H,
   w->codes = mq_alloc(cols * rows, sizeof *w->codes);
   MQ_CHECK_ALLOC(err, w->perm && w->pos && w->dead && w->col_group && w->Wcm && w->codes,
                  cols * rows * sizeof(float));
-  mq_hessian_fix_dead(H, cols, w->dead);
   /* RTN has no sweep, so no order. */
-  mq_hessian_order(H, cols, o->act_order && o->method != MQ_METHOD_RTN, w->perm);
+  int act_order = o->act_order && o->method != MQ_METHOD_RTN;
+  if (H != NULL) {
+    mq_hessian_fix_dead(H, cols, w->dead);
+    mq_hessian_order(H, cols, act_order, w->perm);
+  } else { /* distributed H: the diagonal, patched here; the factorizer patches its copy */
+    for (size_t j = 0; j < cols; j++) {
+      w->dead[j] = w->diag[j] == 0.0;
+      if (w->dead[j]) w->diag[j] = 1.0;
+    }
+    mq_hessian_order_diag(w->diag, cols, act_order, w->perm);
+  }
   for (size_t p = 0; p < cols; p++) w->pos[w->perm[p]] = p;
   w->group_len = o->group_size > 0 ? (size_t)o->group_size : cols;
   int original_groups = o->static_groups || o->method == MQ_METHOD_RTN;
@@ -269,11 +286,19 @@ mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *op
   mq_layer_aux aux = {0};
   double t_start = mq_wtime();
   MQ_CHECK(result_alloc(res, rows, cols, opts, err));
+  if (in->H == NULL) { /* distributed H: OPTQ only, its factorizer holds H */
+    if (in->Hdiag == NULL || opts->method != MQ_METHOD_OPTQ || in->factorizer == NULL)
+      MQ_FAIL(err, MQ_EFAIL, "internal error: %s: distributed H needs OPTQ, Hdiag, a factorizer",
+              in->name);
+    w.diag = mq_alloc(cols, sizeof *w.diag);
+    MQ_CHECK_ALLOC(err, w.diag, cols * sizeof *w.diag);
+    memcpy(w.diag, in->Hdiag, cols * sizeof *w.diag);
+  }
   MQ_CHECK(work_prepare(&w, in->W, in->H, opts, in->layer_id, err));
   w.ngroups = res->ngroups;
-  res->lambda = opts->lambda_mode == MQ_LAMBDA_ABSOLUTE
-                    ? opts->lambda
-                    : opts->damp * mq_hessian_mean_diag(in->H, cols);
+  res->lambda = opts->lambda_mode == MQ_LAMBDA_ABSOLUTE ? opts->lambda
+                : opts->damp * (in->H != NULL ? mq_hessian_mean_diag(in->H, cols)
+                                              : mean_of(w.diag, cols));
   if (opts->static_groups || opts->method == MQ_METHOD_RTN)
     MQ_CHECK(original_order_params(&w, res, err));
   aux.timing.prepare = mq_wtime() - t_start;

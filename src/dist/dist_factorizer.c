@@ -1,12 +1,22 @@
 #include "dist/dist_factorizer.h"
 
+#include "core/status.h"
+
 static mq_status dist_factor(void *ctx, double *H, size_t cols, const size_t *perm,
                              double *lambda, int *raises, const char *layer, mq_error *err) {
   mq_dist_factorizer_ctx *c = ctx;
   mq_status st = MQ_OK;
   if (c->f == NULL) st = mq_dist_factor_create(c->comm, cols, c->nb, &c->f, err);
   if (st != MQ_OK) return st;
-  mq_dist_factor_set_from(c->f, H, perm); /* each rank keeps only its blocks of H */
+  if (H != NULL) {
+    mq_dist_factor_set_from(c->f, H, perm); /* each rank keeps only its blocks of H */
+  } else {
+    st = c->fill != NULL ? c->fill(c->fill_ctx, c->f, perm, err)
+                         : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "internal error: no H");
+    int mine = (int)st, all = 0; /* the fill reads files: agree before the collective */
+    MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, c->comm);
+    if (all != MQ_OK) return (mq_status)all;
+  }
   return mq_dist_factor_cholesky(c->f, lambda, raises, layer, err);
 }
 
@@ -18,6 +28,13 @@ static mq_status dist_panel(void *ctx, size_t i1, size_t width, double *panel, m
 void mq_dist_factorizer(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, MPI_Comm comm, int nb) {
   *ctx = (mq_dist_factorizer_ctx){.comm = comm, .nb = nb, .f = NULL};
   *out = (mq_factorizer){.factor = dist_factor, .panel = dist_panel, .full = NULL, .ctx = ctx};
+}
+
+void mq_dist_factorizer_filled(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, MPI_Comm comm,
+                               int nb, mq_dist_fill_fn fill, void *fill_ctx) {
+  mq_dist_factorizer(out, ctx, comm, nb);
+  ctx->fill = fill;
+  ctx->fill_ctx = fill_ctx;
 }
 
 void mq_dist_factorizer_release(mq_dist_factorizer_ctx *ctx) { mq_dist_factor_destroy(&ctx->f); }

@@ -8,13 +8,23 @@
 #include "core/factorizer.h"
 #include "dist/scalapack_factor.h"
 
+/* Distributed H: fills this rank's blocks of B (scalapack_factor.h) when factor() is called
+ * with H = NULL. Local; the factorizer agrees on the status before the Cholesky. */
+typedef mq_status (*mq_dist_fill_fn)(void *fill_ctx, mq_dist_factor *f, const size_t *perm,
+                                     mq_error *err);
+
 typedef struct mq_dist_factorizer_ctx {
   MPI_Comm comm;
   int nb;             /* block size of the block-cyclic layout */
+  mq_dist_fill_fn fill; /* NULL unless H is distributed */
+  void *fill_ctx;
   mq_dist_factor *f;  /* created by factor(), destroyed by mq_dist_factorizer_release() */
 } mq_dist_factorizer_ctx;
 
 void mq_dist_factorizer(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, MPI_Comm comm, int nb);
+/* The same for a distributed H, filled by fill(fill_ctx, ...) instead of from a replicated H. */
+void mq_dist_factorizer_filled(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, MPI_Comm comm,
+                               int nb, mq_dist_fill_fn fill, void *fill_ctx);
 /* Collective. */
 void mq_dist_factorizer_release(mq_dist_factorizer_ctx *ctx);
 

@@ -201,6 +201,19 @@ void mq_dist_factor_set_from(mq_dist_factor *f, const double *H, const size_t *p
   f->factored = 0;
 }
 
+size_t mq_dist_factor_local_cols(const mq_dist_factor *f) { return f->nloc; }
+
+size_t mq_dist_factor_column_source(const mq_dist_factor *f, size_t lj, const size_t *perm) {
+  return perm[f->n - 1 - col_of(f, lj)];
+}
+
+void mq_dist_factor_set_column(mq_dist_factor *f, size_t lj, const double *hrow,
+                               const size_t *perm) {
+  double *col = f->a + lj * f->lld;
+  for (size_t li = 0; li < f->mloc; li++) col[li] = hrow[perm[f->n - 1 - row_of(f, li)]];
+  f->factored = 0;
+}
+
 size_t mq_dist_factor_bytes(const mq_dist_factor *f) {
   return sizeof *f + f->lld * f->nloc * sizeof *f->a;
 }

@@ -29,6 +29,13 @@ size_t mq_dist_factor_local_len(const mq_dist_factor *f);
  * mq_dist_factor_local_entry() instead. */
 void mq_dist_factor_set_from(mq_dist_factor *f, const double *H, const size_t *perm);
 
+/* Filling B from H's rows without ever holding H whole (H symmetric): B's column b is row
+ * perm[n−1−b] of H, permuted. nloc local columns; the H row that local column lj needs; and
+ * the fill itself from that row (hrow [cols], original order). */
+size_t mq_dist_factor_local_cols(const mq_dist_factor *f);
+size_t mq_dist_factor_column_source(const mq_dist_factor *f, size_t lj, const size_t *perm);
+void mq_dist_factor_set_column(mq_dist_factor *f, size_t lj, const double *hrow,
+                               const size_t *perm);
 /* For local element k (0 ≤ k < local_len): its global row a and column b in B. */
 void mq_dist_factor_local_entry(const mq_dist_factor *f, size_t k, size_t *a, size_t *b);
 double *mq_dist_factor_local(mq_dist_factor *f);

@@ -371,6 +371,64 @@ cleanup:
   return st;
 }
 
+/* H of layer index, opened; MQ_EFAIL when the layer has none. */
+static mq_status open_h(mq_h5_problem *pf, size_t index, hid_t *ds, mq_error *err) {
+  mq_status st = MQ_OK;
+  MQ_CHECK(check_index(pf, index, err));
+  if (!pf->info[index].has_h)
+    MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: no H", pf->path, pf->info[index].name);
+  MQ_CHECK(open_dataset(pf, index, "H", ds, err));
+cleanup:
+  return st;
+}
+
+mq_status mq_h5_read_matrix_rows(mq_h5_problem *pf, size_t index, size_t first, size_t count,
+                                 double *buf, mq_error *err) {
+  mq_status st = MQ_OK;
+  hid_t ds = H5I_INVALID_HID;
+  mq_h5_quiet quiet;
+  mq__h5_quiet_begin(&quiet);
+  MQ_CHECK(open_h(pf, index, &ds, err));
+  size_t cols = pf->info[index].cols;
+  if (read_rows(ds, first, count, cols, H5T_NATIVE_DOUBLE, buf) < 0)
+    MQ_CHECK(read_failed(pf, index, "H", err));
+  MQ_CHECK(check_finite(pf, index, "H", buf, count, cols, first, err));
+cleanup:
+  mq__h5_close(&ds);
+  mq__h5_quiet_end(&quiet);
+  return st;
+}
+
+mq_status mq_h5_read_matrix_diag(mq_h5_problem *pf, size_t index, double *diag, mq_error *err) {
+  mq_status st = MQ_OK;
+  hid_t ds = H5I_INVALID_HID, fspace = H5I_INVALID_HID, mspace = H5I_INVALID_HID;
+  hsize_t *coord = NULL;
+  mq_h5_quiet quiet;
+  mq__h5_quiet_begin(&quiet);
+  MQ_CHECK(open_h(pf, index, &ds, err));
+  size_t cols = pf->info[index].cols;
+  coord = mq_alloc(2 * cols, sizeof *coord);
+  MQ_CHECK_ALLOC(err, coord, 2 * cols * sizeof *coord);
+  for (size_t j = 0; j < cols; j++) coord[2 * j] = coord[2 * j + 1] = (hsize_t)j;
+  hsize_t n = (hsize_t)cols;
+  fspace = H5Dget_space(ds);
+  mspace = H5Screate_simple(1, &n, NULL);
+  if (fspace < 0 || mspace < 0 || H5Sselect_elements(fspace, H5S_SELECT_SET, cols, coord) < 0 ||
+      H5Dread(ds, H5T_NATIVE_DOUBLE, mspace, fspace, H5P_DEFAULT, diag) < 0)
+    MQ_CHECK(read_failed(pf, index, "H", err));
+  for (size_t j = 0; j < cols; j++)
+    if (!isfinite(diag[j]) || diag[j] < 0.0)
+      MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s/H: diagonal entry %zu is %g (must be finite, >= 0)",
+              pf->path, pf->info[index].name, j, diag[j]);
+cleanup:
+  mq_free(coord);
+  mq__h5_close(&mspace);
+  mq__h5_close(&fspace);
+  mq__h5_close(&ds);
+  mq__h5_quiet_end(&quiet);
+  return st;
+}
+
 mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, char which, double *buf,
                             mq_error *err) {
   mq_status st = MQ_OK;

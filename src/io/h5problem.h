@@ -38,6 +38,13 @@ mq_status mq_h5_read_weight_rows(mq_h5_problem *pf, size_t index, size_t first, 
 mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,
                              size_t count, double *buf, mq_error *err);
 
+/* For callers that never hold H whole (ScaLAPACK with distributed H): rows [first,
+ * first+count) of H as double, row-major [count, cols], MQ_EINPUT on NaN/Inf (symmetry is not
+ * checked here); and diag(H) [cols], MQ_EINPUT on NaN/Inf or a negative entry. */
+mq_status mq_h5_read_matrix_rows(mq_h5_problem *pf, size_t index, size_t first, size_t count,
+                                 double *buf, mq_error *err);
+mq_status mq_h5_read_matrix_diag(mq_h5_problem *pf, size_t index, double *diag, mq_error *err);
+
 /* H (which = 'H') or G (which = 'G') as double, row-major [cols, cols]. MQ_EINPUT on NaN/Inf
  * or (H only) asymmetry beyond 1e-6 relative. */
 mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, char which, double *buf,

@@ -48,6 +48,16 @@ def xq_layers(rng):
     }
 
 
+def hessian_layers(rng):
+    """H given instead of samples: OPTQ on ScaLAPACK then never holds H whole (each rank reads
+    the rows of H its blocks need, errors streamed from H's rows)."""
+    return {
+        "a_h_9x97_dead": problems.layer_hessian(rng, rows=9, cols=97, n=400, dead=3),
+        "b_h_5x130_f32": problems.layer_hessian(rng, rows=5, cols=130, n=500,
+                                                dtype=np.float32, dead=1),
+    }
+
+
 CASES = [
     ("plain", "--method optq"),
     ("plain", "--method optq --bits 3 --group-size 32 --asym --no-act-order"),
@@ -55,8 +65,9 @@ CASES = [
     ("xq", "--method optq --bits 4 --group-size 48 --asym --block-size 32"),
     ("xq", "--method qronos --bits 3 --group-size 32 --asym"),
     ("xq", "--method qronos --bits 4 --group-size -1 --sym --lambda 0"),
+    ("hessian", "--method optq --bits 3 --group-size 32"),
 ]
-QUICK = [0, 2, 4]
+QUICK = [0, 2, 4, 6]
 
 
 def _rel(a, b):
@@ -90,12 +101,13 @@ def compare(ref, got, min_same, loss_tol):
         lr, lg = r["attrs"].get("lambda"), g["attrs"].get("lambda")
         if lr is None or lg is None or _rel(lr, lg) > 1e-12:
             probs.append("%s: lambda %r vs local %r" % (name, lg, lr))
-        a, b = r["attrs"].get("loss"), g["attrs"].get("loss")
-        rel = _rel(a, b) if a is not None and b is not None else float("inf")
-        worst_loss = max(worst_loss, rel)
-        if not rel <= loss_tol:
-            probs.append("%s: loss %r vs local %r (rel %.2e > %.0e)" % (name, b, a, rel,
-                                                                        loss_tol))
+        for key in ("loss", "err"):  # err: from samples, or streamed from H's rows
+            a, b = r["attrs"].get(key), g["attrs"].get(key)
+            rel = _rel(a, b) if a is not None and b is not None else float("inf")
+            worst_loss = max(worst_loss, rel)
+            if not rel <= loss_tol:
+                probs.append("%s: %s %r vs local %r (rel %.2e > %.0e)" % (name, key, b, a, rel,
+                                                                          loss_tol))
     return probs, worst_same, worst_loss
 
 
@@ -110,9 +122,11 @@ def main(argv=None):
         return S.finish()
     nps = [int(x) for x in a.nps.split(",") if x.strip()]
     rng = np.random.default_rng(a.seed)
-    paths = {"plain": S.path("spk-problem-plain.h5"), "xq": S.path("spk-problem-xq.h5")}
+    paths = {"plain": S.path("spk-problem-plain.h5"), "xq": S.path("spk-problem-xq.h5"),
+             "hessian": S.path("spk-problem-hessian.h5")}
     problems.write_problem(paths["plain"], plain_layers(rng))
     problems.write_problem(paths["xq"], xq_layers(rng))
+    problems.write_problem(paths["hessian"], hessian_layers(rng))
     cases = [CASES[i] for i in QUICK] if a.quick else list(CASES)
 
     for idx, (kind, opts) in enumerate(cases):
