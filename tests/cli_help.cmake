@@ -1,6 +1,7 @@
 # --help for every command exits 0 and prints a usage line; --version prints the version;
 # no command exits 2.
-foreach(args "--help" "layer;--help" "inspect;--help" "bench;--help" "study;--help")
+foreach(args "--help" "layer;--help" "quantize;--help" "eval;--help" "export;--help" "inspect;--help"
+             "bench;--help" "study;--help")
   execute_process(COMMAND ${MQ_BIN} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: mpiquant")
     message(FATAL_ERROR "mpiquant ${args}: exit ${rc}, output: ${out}${err}")
@@ -18,4 +19,4 @@ execute_process(COMMAND ${MQ_BIN} frobnicate RESULT_VARIABLE rc OUTPUT_QUIET ERR
 if(NOT rc EQUAL 2 OR NOT err MATCHES "^mpiquant: error: frobnicate: unknown command")
   message(FATAL_ERROR "mpiquant frobnicate: exit ${rc}, stderr: ${err}")
 endif()
-message(STATUS "cli_help: 7 passed, 0 failed")
+message(STATUS "cli_help: 10 passed, 0 failed")

@@ -11,7 +11,13 @@ static const char usage[] =
     "\n"
     "Commands:\n"
     "  layer    --in P.h5 --out O.h5     quantize every layer problem in P.h5\n"
+    "  quantize --model DIR --calib TOKENS --out O.h5\n"
+    "                                     quantize a whole model, block by block\n"
     "  inspect  O.h5                      summarize a result file (layers, bits, errors, bounds)\n"
+    "  export   --in O.h5 --format gptq|gptq_v2|dequant --out DIR [--model DIR]\n"
+    "                                     deployable checkpoint (model.safetensors, config.json)\n"
+    "  eval     --model DIR --tokens TOKENS\n"
+    "                                     perplexity of a checkpoint (or with --quantized O.h5)\n"
     "  study    --in P.h5 --csv OUT.csv   error and bound per layer x damp x method x rounding\n"
     "  bench    --rows R --cols C --tokens N\n"
     "                                     time each phase on a synthetic layer\n"
@@ -23,9 +29,12 @@ typedef int (*command_fn)(mq_cli *, int, char **);
 
 static command_fn find_command(const char *name) {
   if (!strcmp(name, "layer")) return mq_cmd_layer;
+  if (!strcmp(name, "quantize")) return mq_cmd_quantize;
   if (!strcmp(name, "inspect")) return mq_cmd_inspect;
+  if (!strcmp(name, "export")) return mq_cmd_export;
   if (!strcmp(name, "bench")) return mq_cmd_bench;
   if (!strcmp(name, "study")) return mq_cmd_study;
+  if (!strcmp(name, "eval")) return mq_cmd_eval;
   return NULL;
 }
 

@@ -41,7 +41,7 @@ typedef struct mq_llama_block {
    *   q [nh*hd, hidden], k and v [nkv*hd, hidden], o [hidden, nh*hd],
    *   gate and up [inter, hidden], down [hidden, inter] */
   float *w[MQ_LIN_COUNT];
-  float *bias[MQ_LIN_COUNT]; /* [out] or NULL (only q, k, v, o may have one) */
+  float *bias[MQ_LIN_COUNT]; /* [out] or NULL: any linear whose "<module>.bias" exists */
 } mq_llama_block;
 
 /* Rows (out) and columns (in) of linear `which`. */
@@ -49,8 +49,11 @@ void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, si
                            size_t *cols);
 
 /* Loads block `layer` ("model.layers.<layer>.*"): norms, the seven weights and any biases that
- * exist (q/k/v biases are required when cfg->attention_bias). Shapes are checked against cfg:
- * MQ_EINPUT "<name>: shape [a, b], config expects [c, d]". blk is zeroed on failure. */
+ * exist (q/k/v biases are required when cfg->attention_bias; o and the MLP ones, e.g. Llama's
+ * mlp_bias, are used when present, as the reference does). Shapes are checked against cfg before
+ * any data is read: MQ_EINPUT "<name>: shape [a, b], config expects [c, d]", "<name>: missing
+ * tensor" (the CLI prefixes the checkpoint directory); read errors come from the source.
+ * blk is zeroed on failure. */
 mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config *cfg,
                               int layer, mq_llama_block *blk, mq_error *err);
 void mq_llama_block_free(mq_llama_block *blk); /* accepts a zeroed block */

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""Forward pass of src/model vs the numpy reference tests/oracle/llama_ref.py (float64).
+
+Runs test_forward (C) on each random checkpoint of make_models.py and on the bundled demo model,
+reads its float32 logits [nwin, seqlen, vocab] and compares with Model(dir).logits(windows):
+  rel_fro = ||C - ref||_F / ||ref||_F        <= --tol (1e-4)
+  rel_max = max|C - ref| / max|ref|          <= --tol
+and the per-window NLL sums it prints with the reference's, relative to |ref| <= --tol.
+Also checks that the reference logits are non-trivial (spread > 0.5 per position, mean top
+probability < 0.95), so agreement means something.
+
+usage: run_forward.py --test-forward BIN --models DIR --demo-model DIR --demo-tokens FILE
+                      --workdir DIR
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+import llama_ref  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--test-forward", required=True)
+    ap.add_argument("--models", required=True)
+    ap.add_argument("--demo-model", required=True)
+    ap.add_argument("--demo-tokens", required=True)
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--tol", type=float, default=1e-4)
+    a = ap.parse_args(argv)
+    os.makedirs(a.workdir, exist_ok=True)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+
+    # (label, model dir, token file, seqlen, nwin)
+    cases = []
+    for name in sorted(os.listdir(a.models)):
+        d = os.path.join(a.models, name)
+        cases.append((name, d, os.path.join(d, "tokens.npy"), 16, 3))
+    # seqlen > 128 and > 64: several attention row tiles and head tiles, the last ones partial
+    cases.append(("qwen2_bf16_gqa2 T=300", os.path.join(a.models, "qwen2_bf16_gqa2"),
+                  os.path.join(a.models, "qwen2_bf16_gqa2", "tokens.npy"), 300, 2))
+    cases.append(("llama_f16_gqa4 T=200", os.path.join(a.models, "llama_f16_gqa4"),
+                  os.path.join(a.models, "llama_f16_gqa4", "tokens.npy"), 200, 2))
+    cases.append(("demo T=256", a.demo_model, a.demo_tokens, 256, 2))
+    cases.append(("demo T=64", a.demo_model, a.demo_tokens, 64, 4))
+
+    npass = nfail = 0
+    worst = (0.0, 0.0)
+    refs = {}
+    for label, d, tokpath, T, nwin in cases:
+        out = os.path.join(a.workdir, label.replace(" ", "_").replace("=", "") + ".f32")
+        p = subprocess.run([a.test_forward, d, tokpath, str(T), str(nwin), out], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        log = p.stdout.decode(errors="replace")
+        if p.returncode != 0:
+            nfail += 1
+            print("FAIL %s: test_forward exit %d\n%s" % (label, p.returncode, log))
+            continue
+        if d not in refs:
+            refs[d] = llama_ref.Model(d)
+        m = refs[d]
+        V = m.embed.shape[0]
+        toks = llama_ref.read_tokens(tokpath, V)[: nwin * T].reshape(nwin, T)
+        ref = m.logits(toks)
+        got = np.fromfile(out, dtype=np.float32).reshape(nwin, T, V).astype(np.float64)
+        rel_fro = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+        rel_max = np.abs(got - ref).max() / np.abs(ref).max()
+        # reference NLL per window
+        lg = ref[:, :-1]
+        mx = lg.max(-1, keepdims=True)
+        lse = mx[..., 0] + np.log(np.exp(lg - mx).sum(-1))
+        tgt = np.take_along_axis(lg, toks[:, 1:, None], -1)[..., 0]
+        ref_nll = (lse - tgt).sum(-1)
+        got_nll = np.array([float(l.split()[2]) for l in log.splitlines() if l.startswith("nll ")])
+        nll_err = np.abs(got_nll - ref_nll).max() / np.abs(ref_nll).max() \
+            if got_nll.shape == ref_nll.shape else np.inf
+        spread = ref.std(-1).mean()
+        pr = np.exp(ref - ref.max(-1, keepdims=True))
+        top = (pr.max(-1) / pr.sum(-1)).mean()
+        worst = (max(worst[0], rel_fro), max(worst[1], rel_max))
+        ok = (rel_fro <= a.tol and rel_max <= a.tol and nll_err <= a.tol and spread > 0.5
+              and top < 0.95 and "0 failed" in log)
+        detail = ("rel_fro %.2e rel_max %.2e nll %.2e | logit spread %.2f, top prob %.2f"
+                  % (rel_fro, rel_max, nll_err, spread, top))
+        if ok:
+            npass += 1
+            print("ok   %s (T=%d, %d windows): %s" % (label, T, nwin, detail))
+        else:
+            nfail += 1
+            print("FAIL %s (T=%d, %d windows): %s\n%s" % (label, T, nwin, detail, log))
+    print("worst: rel_fro %.2e, rel_max %.2e (tolerance %.0e)" % (worst[0], worst[1], a.tol))
+    print("%d passed, %d failed" % (npass, nfail))
+    return 0 if nfail == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
