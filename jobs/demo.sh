@@ -2,11 +2,11 @@
 #SBATCH --job-name=mpiquant-demo
 #SBATCH --ntasks=2
 #SBATCH --time=00:20:00
-# README command 1: installs what is missing, builds, and quantizes a demo problem with MPI
-# (2 ranks by default; MQ_NP overrides; under Slurm: sbatch jobs/demo.sh).
-# Until the model pipeline lands the demo is a generated transformer-like layer file whose
-# inputs Xq differ from X as in a partially quantized model; the table compares RTN, OPTQ and
-# Qronos at 3 and 4 bits.
+# README command 1: installs what is missing, builds, and quantizes the bundled demo model
+# (data/demo-model: a 4-block byte-level Llama, GQA 4/2, bf16) with MPI (2 ranks by default;
+# MQ_NP overrides; under Slurm: sbatch jobs/demo.sh). RTN, OPTQ and Qronos at 3 and 4 bits,
+# group 64, calibrated on 128 windows of 256 bytes of Genesis (data/demo-calib.txt); perplexity
+# on the held-out text of Acts (data/demo-eval.txt) before and after.
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 . jobs/launch.sh
@@ -15,23 +15,39 @@ bash tools/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" >/dev/null
 
+bin=build/bin/mpiquant
+model=data/demo-model
 work=${MQ_DEMO_DIR:-build/demo}
 mkdir -p "$work"
-/usr/bin/python3 tools/make_layer_problem.py "$work/problem.h5"
+seqlen=256
 
-printf '\n%-6s %4s %12s %12s %10s\n' method bits mean_rel_err worst_rel_err seconds
+perplexity() { # the last stdout line of eval is "perplexity <value>"
+  mq_launch "$bin" eval --model "$model" --tokens data/demo-eval.txt --seqlen "$seqlen" \
+    --quiet "$@" | awk '/^perplexity/ { p = $2 } END { print p }'
+}
+
+fp=$(perplexity)
+rows=()
 for method in rtn optq qronos; do
   for bits in 3 4; do
     out="$work/$method-$bits.h5"
     t0=$(date +%s%N)
-    mq_launch build/bin/mpiquant layer --in "$work/problem.h5" --out "$out" \
-      --method "$method" --bits "$bits" --group-size 64 --quiet
+    mq_launch "$bin" quantize --model "$model" --calib data/demo-calib.txt --out "$out" \
+      --method "$method" --bits "$bits" --group-size 64 --nsamples 128 --seqlen "$seqlen" \
+      --json "$work/$method-$bits.json" --quiet
     t1=$(date +%s%N)
-    # inspect's layer rows: name shape lambda loss bound_l2 ratio err rel_err clipped seconds
-    build/bin/mpiquant inspect "$out" | awk -v m="$method" -v b="$bits" -v ns="$((t1 - t0))" '
-      /^[0-9]+\.[a-z]/ { n++; sum += $8; if ($8 > worst) worst = $8 }
-      END { printf "%-6s %4d %12.4g %12.4g %10.2f\n", m, b, sum / n, worst, ns / 1e9 }'
+    ppl=$(perplexity --quantized "$out")
+    # inspect's layer lines: name shape lambda loss bound_l2 ratio err rel_err ...
+    worst=$("$bin" inspect "$out" | awk '/^model\./ { if ($8 > w) w = $8 } END { print w }')
+    rows+=("$(printf '%-8s %4d %12.4f %16.4g %10.2f' "$method" "$bits" "$ppl" "$worst" \
+      "$(awk -v ns=$((t1 - t0)) 'BEGIN { print ns / 1e9 }')")")
   done
 done
+
+printf '\nDemo model, perplexity on data/demo-eval.txt (windows of %d bytes), %s ranks\n' \
+  "$seqlen" "${SLURM_NTASKS:-${MQ_NP:-2}}"
+printf '%-8s %4s %12s %16s %10s\n' method bits perplexity worst_rel_err seconds
+printf '%-8s %4s %12.4f %16s %10s\n' full - "$fp" - -
+printf '%s\n' "${rows[@]}"
 echo
-echo "Per-layer details: build/bin/mpiquant inspect $work/optq-4.h5"
+echo "Per-layer details: $bin inspect $work/qronos-3.h5"

@@ -21,34 +21,9 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/h5common.h"
-
-struct mq_h5_result {
-  char *path;    /* for messages and abort()'s unlink */
-  MPI_Comm comm; /* duplicate of create()'s comm; MPI_COMM_NULL until every rank has a handle */
-  int rank;      /* in comm; rank 0 writes g_idx and unlinks in abort() */
-  int created;   /* H5Fcreate succeeded (on every rank): abort() may delete the file */
-  hid_t file;
-  hid_t layers; /* the /layers group */
-  hid_t dxpl;   /* dataset transfer: H5FD_MPIO_COLLECTIVE */
-};
+#include "io/h5result_internal.h"
 
 
-/* ---- agreement ---- */
-
-/* The worst status of all ranks. A rank that did not fail keeps its err untouched: the message
- * belongs to the rank that failed. Collective over comm. */
-static mq_status agree(MPI_Comm comm, mq_status st) {
-  int mine = (int)st, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, comm);
-  return (mq_status)all;
-}
-
-/* After a step: st becomes the agreed status; on failure every rank goes to cleanup. */
-#define MQ_AGREE(comm)                          \
-  do {                                          \
-    st = agree((comm), st);                     \
-    if (st != MQ_OK) goto cleanup;              \
-  } while (0)
 
 /* ---- attribute writing (metadata: every rank, identical arguments) ---- */
 

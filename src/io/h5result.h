@@ -57,6 +57,21 @@ mq_status mq_h5_result_finish(mq_h5_result **rf, mq_error *err);
  * all ranks, then rank 0 deletes it. Accepts NULL (on every rank); nulls the handle. */
 void mq_h5_result_abort(mq_h5_result **rf);
 
+/* --- the model part (written by `quantize`; h5result_model.c) --- */
+
+/* Collective. /model/config: config.json's text as a scalar fixed-length string dataset
+ * (h5py reads bytes). json (len bytes) must be identical on every rank. */
+mq_status mq_h5_result_write_config(mq_h5_result *rf, const char *json, size_t len,
+                                    mq_error *err);
+
+/* Collective. /model/tensors/<name>: a float32 dataset of shape shape[0..ndim) (ndim 1 or 2)
+ * with the string attribute dtype (the checkpoint's storage type, "BF16", "F16" or "F32").
+ * Only rank 0's data is read (others may pass NULL); name, ndim, shape and dtype must be
+ * identical on every rank. */
+mq_status mq_h5_result_write_tensor(mq_h5_result *rf, const char *name, const float *data,
+                                    int ndim, const size_t *shape, const char *dtype,
+                                    mq_error *err);
+
 /* --- reading (for `inspect` and tests) --- */
 
 typedef struct mq_result_layer_summary {

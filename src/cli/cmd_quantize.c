@@ -1,0 +1,87 @@
+/* `mpiquant quantize --model DIR --calib TOKENS --out O.h5 [options]`: a whole model, block by
+ * block (cli/model_job.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/model_job.h"
+#include "core/log.h"
+#include "core/status.h"
+
+static const char quantize_help[] =
+    "usage: mpiquant quantize --model DIR --calib TOKENS --out O.h5 [options]\n"
+    "\n"
+    "Quantizes every linear layer of a Llama-family checkpoint (HF layout: config.json and\n"
+    "model.safetensors or shards) block by block: --nsamples windows of --seqlen tokens are\n"
+    "drawn from TOKENS with --seed and split across the ranks; each block's layers are\n"
+    "quantized in the order [q,k,v] -> [o] -> [gate,up] -> [down] from the inputs of the\n"
+    "quantized-so-far model (X~; Qronos also uses the full-precision model's inputs X).\n"
+    "O.h5 holds every quantized layer under /layers/<module name> and every other tensor and\n"
+    "config.json under /model, so `eval --quantized` and `export` need nothing else.\n"
+    "\n"
+    "  --model DIR        checkpoint directory\n"
+    "  --calib TOKENS     calibration tokens: .npy (1-D integers), .h5 (/tokens), or raw bytes\n"
+    "                     for a 256-token vocabulary\n"
+    "  --out O.h5         result file (overwritten; deleted again if the run fails)\n"
+    "  --nsamples N       calibration windows [128]\n"
+    "  --seqlen L         tokens per window [2048, capped by max_position_embeddings]\n"
+    "  --json REPORT      per-layer errors, bounds, lambda, phase seconds, peak memory per rank\n"
+    "  --verbose | --quiet\n"
+    "\n"
+    "Results (codes, scales, zeros) are identical on any number of ranks. Memory per rank:\n"
+    "4 B x windows x L x (2 hidden + 4 max(hidden, intermediate)) + one block's weights\n"
+    "+ the layer engine's cols^2 doubles.\n"
+    "\n";
+
+static mq_status parse_size(int argc, char **argv, int *i, long lo, long hi, size_t *out,
+                            mq_error *err) {
+  mq_status st = MQ_OK;
+  const char *v = NULL;
+  long x = 0;
+  MQ_CHECK(mq_cli_value(argc, argv, i, &v, err));
+  MQ_CHECK(mq_cli_parse_int(argv[*i - 1], v, lo, hi, &x, err));
+  *out = (size_t)x;
+cleanup:
+  return st;
+}
+
+static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, mq_model_job_args *a,
+                                     int *help) {
+  mq_status st = MQ_OK;
+  mq_error *err = &cli->err;
+  mq_quant_options_init(&a->opts);
+  a->nsamples = 128;
+  for (int i = 1; i < argc; i++) {
+    int used = 0;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      *help = 1;
+      return MQ_OK;
+    }
+    if (mq_cli_common_option(cli, argv[i])) continue;
+    MQ_CHECK(mq_cli_quant_option(argc, argv, &i, &a->opts, &used, err));
+    if (used) continue;
+    if (!strcmp(argv[i], "--model")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->model_dir, err));
+    else if (!strcmp(argv[i], "--calib")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->calib, err));
+    else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
+    else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
+    else if (!strcmp(argv[i], "--nsamples"))
+      MQ_CHECK(parse_size(argc, argv, &i, 1, 1L << 24, &a->nsamples, err));
+    else if (!strcmp(argv[i], "--seqlen"))
+      MQ_CHECK(parse_size(argc, argv, &i, 2, 1L << 24, &a->seqlen, err));
+    else MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant quantize --help)", argv[i]);
+  }
+  if (a->model_dir == NULL) MQ_FAIL(err, MQ_EUSAGE, "--model: missing (the checkpoint directory)");
+  if (a->calib == NULL) MQ_FAIL(err, MQ_EUSAGE, "--calib: missing (the calibration tokens)");
+  if (a->out == NULL) MQ_FAIL(err, MQ_EUSAGE, "--out: missing (the result file)");
+  MQ_CHECK(mq_quant_options_check(&a->opts, err));
+cleanup:
+  return st;
+}
+
+int mq_cmd_quantize(mq_cli *cli, int argc, char **argv) {
+  mq_model_job_args a = {0};
+  int help = 0;
+  mq_status st = parse_quantize_args(cli, argc, argv, &a, &help);
+  if (!mq_cli_prologue(cli, &st, help, quantize_help, mq_cli_quant_help)) return st;
+  return mq_cli_agree(cli, mq_model_job_run(cli->comm, &a, &cli->err));
+}

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""`mpiquant quantize` on the bundled demo model (a 4-block byte-level Llama, GQA 4/2):
+
+identity  OPTQ and Qronos (nearest and stochastic) result files are identical bit for bit
+          (qweight, scales, zeros, g_idx of all 28 layers) at 1, 2 and 3 ranks; every layer's
+          rel_err is finite and in (0, 1).
+rtn       --method rtn equals the numpy reference's per-layer RTN of the checkpoint weights
+          (codes, scales, zeros, g_idx), i.e. no dependence on calibration.
+model     /model/config is config.json byte for byte; /model/tensors holds every tensor that
+          is not a quantized weight, equal to the checkpoint's values.
+demo      the bundled demo at 3 bits, group 64, 128 windows of 256 tokens on 2 ranks:
+          perplexity on data/demo-eval.txt ordered FP < Qronos <= OPTQ < RTN (eval --quantized).
+errors    hostile inputs end with exit 3 (2 for usage), one `mpiquant: error:` line and no
+          result file: token ids beyond the vocabulary, a checkpoint without one tensor, a
+          truncated shard, a config that contradicts the weights, --seqlen beyond the model.
+Final line: `N passed, M failed`."""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "oracle"))
+import drivers  # noqa: E402
+import llama_ref  # noqa: E402
+import reference  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "model"))
+from run_eval_errors import read_st, without, write_st  # noqa: E402
+
+MODEL = os.path.join(ROOT, "data", "demo-model")
+CALIB = os.path.join(ROOT, "data", "demo-calib.txt")
+SMALL = ["--nsamples", "13", "--seqlen", "128"]  # 13 windows: uneven over 2 and 3 ranks;
+# the layer engine's rows (128-row blocks) split unevenly too: 352 rows -> 3 blocks.
+TENSORS = ("qweight", "scales", "zeros", "g_idx")
+
+
+def quantize(s, out, opts, np_, model=MODEL, calib=CALIB, extra=SMALL):
+    return s.run(["quantize", "--model", model, "--calib", calib, "--out", out, "--quiet"] +
+                 extra + opts, np_=np_, out=out)
+
+
+def layers(path):
+    import h5py
+    with h5py.File(path, "r") as f:
+        return {n: {k: f["layers"][n][k][()] for k in TENSORS} |
+                {"rel_err": float(f["layers"][n].attrs["rel_err"])}
+                for n in f["layers"]}, int(f.attrs["complete"])
+
+
+def identity(s):
+    cases = [("optq", ["--method", "optq", "--bits", "3", "--group-size", "64"]),
+             ("qronos", ["--method", "qronos", "--bits", "3", "--group-size", "64"]),
+             ("qronos-stochastic", ["--method", "qronos", "--rounding", "stochastic",
+                                    "--bits", "4", "--seed", "5"]),
+             ("optq-asym-mse", ["--method", "optq", "--bits", "2", "--asym", "--mse",
+                                "--group-size", "32", "--no-act-order"])]
+    for label, opts in cases:
+        res = {}
+        for np_ in (1, 2, 3):
+            out = s.path("%s_np%d.h5" % (label, np_))
+            ok, cmd, tail, dt = quantize(s, out, opts, np_)
+            if not s.case(ok, "%s np%d runs" % (label, np_), "%.1fs" % dt if ok else tail, [cmd]):
+                continue
+            res[np_] = layers(out)
+        if len(res) != 3:
+            continue
+        base, complete = res[1]
+        s.case(complete == 1 and len(base) == 28, "%s: complete, 28 layers" % label,
+               "complete=%d, %d layers" % (complete, len(base)))
+        rels = [v["rel_err"] for v in base.values()]
+        s.case(all(0 < r < 1 for r in rels), "%s: rel_err in (0, 1)" % label,
+               "min %.4g max %.4g" % (min(rels), max(rels)))
+        for np_ in (2, 3):
+            diff = [(n, k) for n in base for k in TENSORS
+                    if not np.array_equal(base[n][k], res[np_][0][n][k])]
+            s.case(not diff, "%s: np%d identical to np1" % (label, np_),
+                   "%d datasets differ, e.g. %s" % (len(diff), diff[:3]) if diff else "")
+
+
+def rtn(s):
+    weights = llama_ref.load_weights(MODEL)
+    for bits, group in ((3, 64), (4, -1)):
+        out = s.path("rtn%d.h5" % bits)
+        opts = ["--method", "rtn", "--bits", str(bits), "--group-size", str(group)]
+        ok, cmd, tail, _ = quantize(s, out, opts, 2)
+        if not s.case(ok, "rtn %d bits runs" % bits, tail if not ok else "", [cmd]):
+            continue
+        got = drivers.read_result(out, bits)
+        bad = []
+        for name, d in got.items():
+            W = weights[name + ".weight"].astype(np.float64)
+            r = reference.quantize_layer(W, np.eye(W.shape[1]), method="rtn", bits=bits,
+                                         group_size=group, act_order=False)
+            for k, ref in (("codes", r["codes"]), ("scales", r["scales"]),
+                           ("zeros", r["zeros"]), ("g_idx", r["g_idx"])):
+                if not np.array_equal(np.asarray(d[k], np.float64), np.asarray(ref, np.float64)):
+                    bad.append((name, k))
+        s.case(len(got) == 28 and not bad, "rtn %d bits g%d == per-layer RTN" % (bits, group),
+               "%d layers, mismatches %s" % (len(got), bad[:4]))
+
+
+def model_part(s):
+    import h5py
+    out = s.path("optq_np1.h5")
+    if not os.path.exists(out):
+        ok, cmd, tail, _ = quantize(s, out, ["--bits", "3"], 1)
+        if not s.case(ok, "model part: quantize runs", tail, [cmd]):
+            return
+    weights = llama_ref.load_weights(MODEL)
+    with h5py.File(out, "r") as f:
+        cfg = bytes(f["model/config"][()])
+        stored = {n: f["model/tensors"][n][()] for n in f["model/tensors"]}
+        qnames = set(f["layers"])
+    with open(os.path.join(MODEL, "config.json"), "rb") as fh:
+        s.case(cfg.rstrip(b"\0") == fh.read(), "model part: /model/config == config.json")
+    expect = {n for n in weights if n[: -len(".weight")] not in qnames}
+    bad = [n for n in expect if n not in stored or
+           not np.array_equal(stored[n], weights[n].astype(np.float32))]
+    s.case(not bad and set(stored) == expect, "model part: non-quantized tensors == checkpoint",
+           "%d expected, %d stored, bad %s" % (len(expect), len(stored), bad[:4]))
+
+
+def perplexity(s, quantized=None):
+    out = s.path("ppl.json")
+    args = ["eval", "--model", MODEL, "--tokens", os.path.join(ROOT, "data", "demo-eval.txt"),
+            "--seqlen", "256", "--json", out, "--quiet"]
+    if quantized:
+        args += ["--quantized", quantized]
+    ok, cmd, tail, _ = s.run(args, np_=2, out=out)
+    if not ok:
+        s.case(False, "eval %s" % (quantized or "full precision"), tail, [cmd])
+        return None
+    return json.load(open(out))["perplexity"]
+
+
+def demo(s):
+    ppl = {"fp": perplexity(s)}
+    for method in ("rtn", "optq", "qronos"):
+        out = s.path("demo-%s-3.h5" % method)
+        ok, cmd, tail, _ = quantize(s, out, ["--method", method, "--bits", "3", "--group-size",
+                                             "64"], 2,
+                                    extra=["--nsamples", "128", "--seqlen", "256"])
+        if s.case(ok, "demo: quantize %s 3 bits" % method, tail if not ok else "", [cmd]):
+            ppl[method] = perplexity(s, out)
+    if None in ppl.values() or len(ppl) != 4:
+        return
+    text = ", ".join("%s %.4f" % kv for kv in ppl.items())
+    s.case(ppl["fp"] < ppl["qronos"] <= ppl["optq"] < ppl["rtn"],
+           "demo: perplexity FP < Qronos <= OPTQ < RTN", text)
+
+
+def hostile_model(s, label, edit):
+    d = s.path("model_" + label)
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(MODEL, d)
+    edit(d)
+    return d
+
+
+def run_full(s, args, np_):
+    """(exit status, full output) of one run."""
+    import subprocess
+    cmd = drivers.launch_cmd(s.a.mpirun, np_, s.mpiquant) + args
+    try:
+        p = subprocess.run(cmd, env=s.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=s.a.timeout)
+        return p.returncode, p.stdout.decode(errors="replace"), " ".join(cmd)
+    except subprocess.TimeoutExpired:
+        return "timeout", "", " ".join(cmd)
+
+
+def errors(s):
+    def drop_tensor(d):
+        p = os.path.join(d, "model.safetensors")
+        write_st(p, *without(*read_st(p), "model.layers.2.mlp.up_proj.weight"))
+
+    def truncate(d):
+        p = os.path.join(d, "model.safetensors")
+        os.truncate(p, os.path.getsize(p) - 1000)
+
+    def bad_config(d):
+        p = os.path.join(d, "config.json")
+        c = json.load(open(p))
+        c["intermediate_size"] = 300
+        json.dump(c, open(p, "w"))
+
+    bad_tokens = s.path("bad_tokens.npy")
+    np.save(bad_tokens, np.array([1, 2, 300] * 400, dtype=np.int32))
+    cases = [("token ids beyond the vocabulary", MODEL, bad_tokens, [], 3),
+             ("missing tensor", hostile_model(s, "missing", drop_tensor), CALIB, [], 3),
+             ("truncated shard", hostile_model(s, "truncated", truncate), CALIB, [], 3),
+             ("config contradicts weights", hostile_model(s, "config", bad_config), CALIB, [], 3),
+             ("--seqlen beyond max_position_embeddings", MODEL, CALIB, ["--seqlen", "100000"], 2),
+             ("--nsamples 0", MODEL, CALIB, ["--nsamples", "0"], 2)]
+    for np_ in (1, 3):
+        for label, model, calib, extra, want in cases:
+            out = s.path("err.h5")
+            if os.path.exists(out):
+                os.remove(out)
+            rc, log, cmd = run_full(s, ["quantize", "--model", model, "--calib", calib, "--out",
+                                        out, "--quiet"] + (extra or SMALL), np_)
+            lines = [ln for ln in log.splitlines() if "mpiquant: error:" in ln]
+            good = rc == want and len(lines) == 1 and not os.path.exists(out)
+            s.case(good, "np%d %s -> exit %d, one line, no file" % (np_, label, want),
+                   lines[0].split("mpiquant: ")[1] if good else "exit %s: %s" % (rc, log[-800:]),
+                   [cmd])
+
+
+def main():
+    ap = drivers.base_parser(__doc__)
+    ap.add_argument("--part", choices=("identity", "rtn", "model", "demo", "errors", "all"),
+                    default="all")
+    a = ap.parse_args()
+    s = drivers.Suite(a, "quantize")
+    if s.exists():
+        for part, fn in (("identity", identity), ("rtn", rtn), ("model", model_part),
+                         ("demo", demo), ("errors", errors)):
+            if a.part in (part, "all"):
+                fn(s)
+    return s.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
