@@ -50,6 +50,15 @@ void mq_cli_blame(mq_error *err, const char *path);
 /* Agree on a status across ranks (max), so all fail together. */
 mq_status mq_cli_agree(mq_cli *cli, mq_status st);
 
+/* `eval`: perplexity of a checkpoint, or of a result file over it (SPEC.md). Collective; the
+ * last stdout line on rank 0 is "perplexity <value>". `quantize --eval` calls it too. */
+typedef struct mq_eval_args {
+  const char *model, *tokens, *quantized, *json;
+  long seqlen;   /* 0: default (2048 capped by the model) */
+  long nwindows; /* 0: all */
+} mq_eval_args;
+mq_status mq_eval_run(mq_cli *cli, const mq_eval_args *a);
+
 int mq_cmd_layer(mq_cli *cli, int argc, char **argv);
 int mq_cmd_quantize(mq_cli *cli, int argc, char **argv);
 int mq_cmd_inspect(mq_cli *cli, int argc, char **argv);

@@ -43,11 +43,7 @@ static const char eval_help[] =
     "  --json FILE        write {\"perplexity\", \"nll\", \"tokens\", \"seqlen\"}\n"
     "  --verbose | --quiet\n";
 
-typedef struct eval_args {
-  const char *model, *tokens, *quantized, *json;
-  long seqlen;   /* 0: default */
-  long nwindows; /* 0: all */
-} eval_args;
+typedef mq_eval_args eval_args;
 
 static mq_status parse_eval_args(mq_cli *cli, int argc, char **argv, eval_args *a, int *help) {
   mq_status st = MQ_OK;
@@ -143,7 +139,7 @@ static mq_status write_json(const char *path, double ppl, double nll, size_t cou
 }
 
 /* Collective over cli->comm; every failure is agreed on before the next collective. */
-static mq_status run_eval(mq_cli *cli, const eval_args *a) {
+mq_status mq_eval_run(mq_cli *cli, const mq_eval_args *a) {
   mq_status st = MQ_OK;
   mq_error *err = &cli->err;
   mq_llama_config cfg;
@@ -294,5 +290,5 @@ int mq_cmd_eval(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_eval_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, eval_help, NULL)) return st;
-  return mq_cli_agree(cli, run_eval(cli, &a));
+  return mq_cli_agree(cli, mq_eval_run(cli, &a));
 }

@@ -26,6 +26,11 @@ static const char quantize_help[] =
     "  --nsamples N       calibration windows [128]\n"
     "  --seqlen L         tokens per window [2048, capped by max_position_embeddings]\n"
     "  --json REPORT      per-layer errors, bounds, lambda, phase seconds, peak memory per rank\n"
+    "  --resume           continue an interrupted run: layers O.h5 already holds (same settings,\n"
+    "                     same calibration tokens and model config) are read back, not redone;\n"
+    "                     the result is identical to an uninterrupted run on any rank count\n"
+    "  --eval TOKENS      afterwards, the perplexity of the quantized model on TOKENS (as\n"
+    "                     `eval --quantized O.h5`, windows of --seqlen tokens)\n"
     "  --verbose | --quiet\n"
     "\n"
     "Results (codes, scales, zeros) are identical on any number of ranks. Memory per rank:\n"
@@ -64,6 +69,8 @@ static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, mq_mode
     else if (!strcmp(argv[i], "--calib")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->calib, err));
     else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
     else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
+    else if (!strcmp(argv[i], "--eval")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->eval, err));
+    else if (!strcmp(argv[i], "--resume")) a->resume = 1;
     else if (!strcmp(argv[i], "--nsamples"))
       MQ_CHECK(parse_size(argc, argv, &i, 1, 1L << 24, &a->nsamples, err));
     else if (!strcmp(argv[i], "--seqlen"))
@@ -83,5 +90,9 @@ int mq_cmd_quantize(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_quantize_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, quantize_help, mq_cli_quant_help)) return st;
-  return mq_cli_agree(cli, mq_model_job_run(cli->comm, &a, &cli->err));
+  st = mq_cli_agree(cli, mq_model_job_run(cli->comm, &a, &cli->err));
+  if (st != MQ_OK || a.eval == NULL) return st;
+  mq_eval_args e = {.model = a.model_dir, .tokens = a.eval, .quantized = a.out,
+                    .seqlen = (long)a.seqlen};
+  return mq_cli_agree(cli, mq_eval_run(cli, &e));
 }

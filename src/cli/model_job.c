@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/layer_job.h"
 #include "cli/report.h"
+#include "core/layer.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/status.h"
@@ -40,6 +41,8 @@ typedef struct pipeline {
   const float *w_src;     /* the weights of the layer being quantized [rows, cols] */
   mq_hessian_cache cache;
   mq_h5_result *rf;
+  int resumed;            /* rf is a partial file of an earlier run: written layers are read */
+  uint64_t calib_hash;    /* FNV-1a of the calibration tokens (part of the resume key) */
   mq_report *report;
   size_t layers_done, layers_total;
   double t_start, t_forward, t_layers;
@@ -61,6 +64,12 @@ static uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *b = data;
+  for (size_t k = 0; k < n; k++) h = (h ^ b[k]) * 0x100000001B3ULL;
+  return h;
+}
+
 /* Local. Window i starts at a uniformly drawn offset in [0, ntok − L] (mixer(seed, i)). */
 static mq_status draw_windows(pipeline *p, mq_error *err) {
   mq_status st = MQ_OK;
@@ -70,6 +79,7 @@ static mq_status draw_windows(pipeline *p, mq_error *err) {
   if (ntok < L)
     MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of --seqlen %zu",
             p->args->calib, ntok, L);
+  p->calib_hash = fnv1a(0xcbf29ce484222325ULL, all, ntok * sizeof *all);
   p->tokens = mq_alloc(p->nw * L + 1, sizeof *p->tokens);
   MQ_CHECK_ALLOC(err, p->tokens, p->nw * L * sizeof *p->tokens);
   for (size_t w = 0; w < p->nw; w++) {
@@ -115,6 +125,26 @@ static void progress(pipeline *p, int block, const char *name, const mq_layer_re
           res->seconds, elapsed, eta);
 }
 
+/* Collective. A layer an interrupted run already wrote (--resume): its Ŵ from the file, read
+ * by every rank, instead of quantizing it again — the same bits the engine would give. */
+static mq_status resume_linear(pipeline *p, int block, const char *name, size_t rows,
+                               size_t cols, float *What, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_layer_result res = {0};
+  st = mq_h5_result_read_layer(p->rf, name, p->opts.bits, &res, err);
+  if (st == MQ_OK && (res.rows != rows || res.cols != cols))
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__, "%s: /layers/%s: --resume: shape %zux%zu, "
+                  "the model has %zux%zu", p->args->out, name, res.rows, res.cols, rows, cols);
+  if (st == MQ_OK) st = mq_layer_result_dequantize(&res, What, err);
+  MQ_CHECK(agree(p, st));
+  p->layers_done++;
+  MQ_INFO("block %d/%d %s: written by the interrupted run, read back", block + 1,
+          p->cfg.num_hidden_layers, name);
+cleanup:
+  mq_layer_result_free(&res);
+  return st;
+}
+
 /* Collective. Quantizes linear `which` of block `block` from the current inputs; its Ŵ (every
  * row) goes into q->w[which]. */
 static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
@@ -129,6 +159,12 @@ static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
   q->w[which] = mq_alloc(rows * cols, sizeof *q->w[which]);
   st = q->w[which] ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (%s)", name);
   MQ_CHECK(agree(p, st));
+  int done = p->resumed && mq_h5_result_layer_done(p->rf, name);
+  MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, p->comm);
+  if (done) {
+    p->cache.valid = 0; /* the next layer of the group computes its own H */
+    return resume_linear(p, block, name, rows, cols, q->w[which], err);
+  }
   p->w_src = fp->w[which];
   mq_layer_source src = {
       .info = {.name = name, .rows = rows, .cols = cols, .n = p->nwin * p->L, .has_x = 1,
@@ -292,6 +328,20 @@ cleanup:
   return st;
 }
 
+/* Everything the codes depend on; --resume continues only a file with the same key. */
+static void resume_key(const pipeline *p, char *key, size_t len) {
+  const mq_quant_options *o = &p->opts;
+  uint64_t cfg_hash = fnv1a(0xcbf29ce484222325ULL, p->cfg.json_text, p->cfg.json_len);
+  snprintf(key, len,
+           "method=%s rounding=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d "
+           "mse=%d lambda_mode=%d damp=%.17g lambda=%.17g block_size=%d seed=%llu factor=%d "
+           "nsamples=%zu seqlen=%zu calib=%016llx config=%016llx",
+           mq_method_names[o->method], mq_rounding_names[o->rounding], o->bits, o->group_size,
+           o->sym, o->act_order, o->static_groups, o->mse, (int)o->lambda_mode, o->damp, o->lambda,
+           o->block_size, (unsigned long long)o->seed, (int)o->factor, p->nwin, p->L,
+           (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash);
+}
+
 /* ---- setup ---- */
 
 /* Local. Config, checkpoint, windows, buffers; both streams start as the embeddings. */
@@ -365,8 +415,18 @@ mq_status mq_model_job_run(MPI_Comm comm, const mq_model_job_args *args, mq_erro
   MQ_INFO("%s: %d blocks, hidden %d, %zu windows x %zu tokens (%zu on this rank), %d ranks",
           args->model_dir, nb, p.cfg.hidden_size, p.nwin, p.L, p.nw, p.nranks);
   p.report = mq_report_create(args->json, p.rank, p.nranks, &p.opts);
-  mq_result_meta meta = {.opts = p.opts, .nranks = p.nranks};
-  MQ_CHECK(mq_h5_result_create(comm, args->out, &meta, &p.rf, err));
+  char key[512];
+  resume_key(&p, key, sizeof key);
+  mq_result_meta meta = {.opts = p.opts, .nranks = p.nranks, .resume_key = key};
+  mq_resume_state state = MQ_RESUME_NONE;
+  if (args->resume) MQ_CHECK(mq_h5_result_open_resume(comm, args->out, key, &p.rf, &state, err));
+  if (state == MQ_RESUME_COMPLETE) {
+    MQ_INFO("%s: complete already; nothing to resume", args->out);
+    goto cleanup;
+  }
+  p.resumed = state == MQ_RESUME_PARTIAL;
+  if (p.resumed) MQ_CHECK(mq_h5_result_clear_model(p.rf, err));
+  else MQ_CHECK(mq_h5_result_create(comm, args->out, &meta, &p.rf, err));
   MQ_CHECK(write_model_part(&p, err));
   for (int b = 0; b < nb; b++) MQ_CHECK(run_block(&p, b, err));
   MQ_CHECK(mq_h5_result_finish(&p.rf, err));

@@ -23,8 +23,10 @@
 
 typedef struct mq_model_job_args {
   const char *model_dir, *calib, *out, *json;
+  const char *eval; /* quantize --eval TOKENS (run by the command after the job) */
   size_t nsamples; /* windows */
   size_t seqlen;   /* tokens per window; 0 = 2048 capped by max_position_embeddings */
+  int resume;      /* continue a partial result file of the same settings */
   mq_quant_options opts;
 } mq_model_job_args;
 

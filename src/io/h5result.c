@@ -115,12 +115,14 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
   if (o->lambda_mode == MQ_LAMBDA_ABSOLUTE)
     MQ_CHECK(attr_f64(rf, rf->file, "/", "lambda_abs", o->lambda, err));
   MQ_CHECK(attr_write(rf, rf->file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &o->seed, err));
+  if (meta->resume_key != NULL)
+    MQ_CHECK(attr_str(rf, rf->file, "/", "resume_key", meta->resume_key, err));
 cleanup:
   return st;
 }
 
 /* Local: the handle with its own copy of path; comm stays MPI_COMM_NULL. */
-static mq_status result_alloc(const char *path, mq_h5_result **out, mq_error *err) {
+mq_status mq__h5_result_alloc(const char *path, mq_h5_result **out, mq_error *err) {
   mq_status st = MQ_OK;
   mq_h5_result *rf = mq_calloc(1, sizeof *rf);
   MQ_CHECK_ALLOC(err, rf, sizeof *rf);
@@ -165,15 +167,21 @@ cleanup:
   return st;
 }
 
-/* Collective H5Fcreate with the MPI-IO driver, and the collective transfer property list. */
-static mq_status file_create(mq_h5_result *rf, mq_error *err) {
+mq_status mq__h5_result_open_file(mq_h5_result *rf, int append, mq_error *err) {
   mq_status st = MQ_OK;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_fapl_mpio(fapl, rf->comm, MPI_INFO_NULL) < 0)
     MQ_FAIL(err, MQ_EFAIL, "%s: cannot set up parallel HDF5 file access", rf->path);
-  rf->file = H5Fcreate(rf->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-  if (rf->file < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create file", rf->path);
-  rf->created = 1;
+  if (append) {
+    rf->file = H5Fopen(rf->path, H5F_ACC_RDWR, fapl);
+    if (rf->file < 0) MQ_FAIL(err, MQ_EINPUT, "%s: --resume: cannot open for writing", rf->path);
+    rf->layers = H5Gopen2(rf->file, "layers", H5P_DEFAULT);
+    if (rf->layers < 0) MQ_FAIL(err, MQ_EINPUT, "%s: --resume: no /layers group", rf->path);
+  } else {
+    rf->file = H5Fcreate(rf->path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (rf->file < 0) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create file", rf->path);
+    rf->created = 1;
+  }
   rf->dxpl = H5Pcreate(H5P_DATASET_XFER);
   if (rf->dxpl < 0 || H5Pset_dxpl_mpio(rf->dxpl, H5FD_MPIO_COLLECTIVE) < 0)
     MQ_FAIL(err, MQ_EFAIL, "%s: cannot set up collective transfers", rf->path);
@@ -198,12 +206,12 @@ mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_m
   mq__h5_quiet_begin(&quiet);
   mq_h5_result *rf = NULL;
   *out = NULL;
-  st = result_alloc(path, &rf, err);
+  st = mq__h5_result_alloc(path, &rf, err);
   if (st == MQ_OK) st = check_not_open(path, err);
   MQ_AGREE(comm);
   MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
   MPI_Comm_rank(rf->comm, &rf->rank);
-  st = file_create(rf, err);
+  st = mq__h5_result_open_file(rf, 0, err);
   MQ_AGREE(rf->comm);
   st = root_create(rf, meta, err);
   MQ_AGREE(rf->comm);
@@ -260,8 +268,9 @@ static mq_status check_layer_args(const mq_h5_result *rf, const char *name, size
       res->rows > total_rows || row0 > total_rows - res->rows)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: inconsistent layer result", rf->path,
             name);
+  /* a group without layer_complete is what an interrupted run left: write_layer replaces it */
   htri_t exists = H5Lexists(rf->layers, name, H5P_DEFAULT);
-  if (exists != 0)
+  if (exists < 0 || (exists > 0 && mq_h5_result_layer_done(rf, name)))
     MQ_FAIL(err, MQ_EFAIL, "%s: /layers/%s: %s", rf->path, name,
             exists > 0 ? "layer written twice" : "cannot query group");
 cleanup:
@@ -426,6 +435,9 @@ mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t to
   MQ_AGREE(rf->comm);
   MQ_CHECK(check_layout(rf, name, total_rows, row0, res, claims, err)); /* same on all ranks */
   snprintf(obj, sizeof obj, "/layers/%s", name);
+  if (H5Lexists(rf->layers, name, H5P_DEFAULT) > 0 && H5Ldelete(rf->layers, name, H5P_DEFAULT) < 0)
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: %s: cannot replace", rf->path, obj);
+  MQ_AGREE(rf->comm);
   st = layer_create(rf, name, obj, total_rows, res, &g, ds, err);
   MQ_AGREE(rf->comm);
   /* Each rank its own rows; a rank without rows selects nothing. */
@@ -443,6 +455,10 @@ mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t to
                    rf->rank == 0 ? res->cols : 0, 0, res->g_idx, err);
   MQ_AGREE(rf->comm);
   st = write_layer_attrs(rf, g, obj, total_rows, res, err); /* every rank, same values */
+  MQ_AGREE(rf->comm);
+  st = attr_i64(rf, g, obj, "layer_complete", 1, err); /* last: what --resume trusts */
+  if (st == MQ_OK && H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
   MQ_AGREE(rf->comm);
 cleanup:
   for (int i = 0; i < DS_COUNT; i++) mq__h5_close(&ds[i]);

@@ -25,6 +25,8 @@ typedef struct mq_h5_result mq_h5_result;
 typedef struct mq_result_meta {
   mq_quant_options opts;
   int nranks;
+  const char *resume_key; /* quantize: every setting the codes depend on (root attribute
+                             resume_key, compared by --resume); NULL: none */
 } mq_result_meta;
 
 /* Collective over comm (the handle keeps a duplicate of it). Creates (truncates) path and
@@ -35,10 +37,12 @@ typedef struct mq_result_meta {
 mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_meta *meta,
                               mq_h5_result **out, mq_error *err);
 
-/* Collective. Writes group /layers/<name> of a layer of total_rows rows: qweight uint32
+/* Collective. Writes group /layers/<name> (replacing a partial one left by an interrupted run) of
+ * a layer of total_rows rows: qweight uint32
  * [total_rows, words], scales float32 [total_rows, ngroups], zeros int32 [total_rows, ngroups],
  * g_idx int32 [cols], and the attributes rows (= total_rows), cols, lambda, loss, err, rel_err,
- * bound_l2, bound_linf, err_floor, clipped, lambda_raises, seconds.
+ * bound_l2, bound_linf, err_floor, clipped, lambda_raises, seconds, and last layer_complete=1,
+ * followed by a flush, so an interrupted run leaves every earlier layer readable.
  *
  * res holds this rank's rows [row0, row0 + res->rows); res->rows may be 0 (qweight, scales and
  * zeros may then be NULL; the rank still takes part). The ranks' row ranges must cover
@@ -48,6 +52,29 @@ mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_m
  * (model.layers.0.self_attn.q_proj). On failure the handle stays valid for abort(). */
 mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t total_rows,
                                    size_t row0, const mq_layer_result *res, mq_error *err);
+
+/* --- resuming an interrupted `quantize` (h5result_resume.c) --- */
+
+typedef enum mq_resume_state {
+  MQ_RESUME_NONE = 0,     /* no file at path: create it */
+  MQ_RESUME_PARTIAL = 1,  /* opened: complete=0 and the same resume_key */
+  MQ_RESUME_COMPLETE = 2  /* the file is complete already: nothing to do (not opened) */
+} mq_resume_state;
+
+/* Collective. Opens path for appending when it is a partial result of the same settings
+ * (root attribute resume_key equal to key). MQ_EUSAGE "<path>: --resume: ..." when the file
+ * is not an mpiquant result or was written with other settings (it is left untouched). A
+ * resumed file is never deleted by abort(): it holds the progress. */
+mq_status mq_h5_result_open_resume(MPI_Comm comm, const char *path, const char *key,
+                                   mq_h5_result **out, mq_resume_state *state, mq_error *err);
+/* Local (every rank reads the same file, so all agree): 1 when /layers/<name> was written
+ * completely (its attribute layer_complete = 1). */
+int mq_h5_result_layer_done(const mq_h5_result *rf, const char *name);
+/* Local. Every row of a written layer into res (arrays owned by res, rows = the layer's). */
+mq_status mq_h5_result_read_layer(const mq_h5_result *rf, const char *name, int bits,
+                                  mq_layer_result *res, mq_error *err);
+/* Collective. Removes /model (rewritten whole on resume: it is small next to the layers). */
+mq_status mq_h5_result_clear_model(mq_h5_result *rf, mq_error *err);
 
 /* Collective. Flushes, writes complete=1 last, closes; nulls the handle. On failure the file is
  * deleted (as by abort) and the handle nulled too. */

@@ -17,6 +17,13 @@ struct mq_h5_result {
   hid_t dxpl;   /* dataset transfer: H5FD_MPIO_COLLECTIVE */
 };
 
+/* Local: the handle with its own copy of path; comm stays MPI_COMM_NULL. */
+mq_status mq__h5_result_alloc(const char *path, struct mq_h5_result **out, mq_error *err);
+
+/* Collective: the file created (truncated) or, with append, opened read-write with its
+ * /layers group, through the MPI-IO driver; and the collective transfer property list. */
+mq_status mq__h5_result_open_file(struct mq_h5_result *rf, int append, mq_error *err);
+
 /* ---- agreement ---- */
 
 /* The worst status of all ranks. A rank that did not fail keeps its err untouched: the message

@@ -10,6 +10,11 @@ model     /model/config is config.json byte for byte; /model/tensors holds every
           is not a quantized weight, equal to the checkpoint's values.
 demo      the bundled demo at 3 bits, group 64, 128 windows of 256 tokens on 2 ranks:
           perplexity on data/demo-eval.txt ordered FP < Qronos <= OPTQ < RTN (eval --quantized).
+resume    --resume continues a partial file (blocks 2-3 missing, block 1 cut inside its MLP,
+          one layer without its layer_complete mark; and a run killed with SIGKILL after its
+          second block started) at another rank count, and the result equals an uninterrupted
+          run bit for bit; a complete file is left alone (exit 0); other settings are refused
+          (exit 2, file untouched).
 errors    hostile inputs end with exit 3 (2 for usage), one `mpiquant: error:` line and no
           result file: token ids beyond the vocabulary, a checkpoint without one tensor, a
           truncated shard, a config that contradicts the weights, --seqlen beyond the model.
@@ -160,6 +165,86 @@ def hostile_model(s, label, edit):
     return d
 
 
+def same_layers(a, b):
+    la, lb = layers(a)[0], layers(b)[0]
+    diff = [(n, k) for n in la for k in TENSORS
+            if n not in lb or not np.array_equal(la[n][k], lb[n][k])]
+    return not diff and len(la) == len(lb), "%d datasets differ %s" % (len(diff), diff[:3])
+
+
+def damage(path):
+    """What an interruption leaves: complete=0, later layers missing, one layer half written."""
+    import h5py
+    with h5py.File(path, "r+") as f:
+        f.attrs["complete"] = 0
+        for n in list(f["layers"]):
+            if n.startswith(("model.layers.2.", "model.layers.3.")) or \
+                    n in ("model.layers.1.mlp.down_proj", "model.layers.1.mlp.up_proj"):
+                del f["layers"][n]
+        del f["layers"]["model.layers.1.mlp.gate_proj"].attrs["layer_complete"]
+
+
+def killed_run(s, out, opts):
+    """Starts quantize on 2 ranks and kills it with SIGKILL once block 2 is under way."""
+    import signal
+    import subprocess
+    import time
+    if os.path.exists(out):
+        os.remove(out)
+    cmd = drivers.launch_cmd(s.a.mpirun, 2, s.mpiquant) + [
+        "quantize", "--model", MODEL, "--calib", CALIB, "--out", out] + opts
+    p = subprocess.Popen(cmd, env=s.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    seen, t0 = b"", time.time()
+    while b"block 2/4" not in seen and time.time() - t0 < s.a.timeout:
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen += line
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    return b"block 2/4" in seen
+
+
+def resume(s):
+    opts = ["--method", "qronos", "--bits", "3", "--group-size", "64"]
+    full = s.path("resume-full.h5")
+    ok, cmd, tail, _ = quantize(s, full, opts, 2)
+    if not s.case(ok, "resume: uninterrupted run", tail if not ok else "", [cmd]):
+        return
+    part = s.path("resume-part.h5")
+    shutil.copy(full, part)
+    damage(part)
+    rc, log, cmd = run_full(s, ["quantize", "--model", MODEL, "--calib", CALIB, "--out", part,
+                                "--resume"] + SMALL + opts, 3)
+    same, detail = same_layers(full, part) if rc == 0 else (False, log[-600:])
+    read_back = log.count("read back")
+    s.case(rc == 0 and same and read_back == 11,
+           "resume: damaged file continued at 3 ranks == uninterrupted at 2",
+           "%d layers read back; %s" % (read_back, detail), [cmd])
+    before = open(full, "rb").read()
+    rc, log, cmd = run_full(s, ["quantize", "--model", MODEL, "--calib", CALIB, "--out", full,
+                                "--resume"] + SMALL + opts, 2)
+    s.case(rc == 0 and open(full, "rb").read() == before and "complete already" in log,
+           "resume: a complete file is left alone (exit 0)", "exit %s" % rc, [cmd])
+    damage(part)
+    before = open(part, "rb").read()
+    rc, log, cmd = run_full(s, ["quantize", "--model", MODEL, "--calib", CALIB, "--out", part,
+                                "--resume"] + SMALL + opts[:-2] + ["--group-size", "32"], 2)
+    errs = [ln for ln in log.splitlines() if "mpiquant: error:" in ln]
+    s.case(rc == 2 and len(errs) == 1 and "other settings" in errs[0] and
+           open(part, "rb").read() == before,
+           "resume: other settings refused, file untouched", errs[0] if errs else log[-400:], [cmd])
+    killed = s.path("resume-killed.h5")
+    started = killed_run(s, killed, SMALL + opts)
+    rc, log, cmd = run_full(s, ["quantize", "--model", MODEL, "--calib", CALIB, "--out", killed,
+                                "--resume"] + SMALL + opts, 3)
+    same, detail = same_layers(full, killed) if rc == 0 else (False, log[-600:])
+    s.case(started and rc == 0 and same and log.count("read back") >= 3,
+           "resume: run killed in block 2, continued at 3 ranks == uninterrupted",
+           "%d layers read back; %s" % (log.count("read back"), detail), [cmd])
+
+
 def run_full(s, args, np_):
     """(exit status, full output) of one run."""
     import subprocess
@@ -211,13 +296,14 @@ def errors(s):
 
 def main():
     ap = drivers.base_parser(__doc__)
-    ap.add_argument("--part", choices=("identity", "rtn", "model", "demo", "errors", "all"),
+    ap.add_argument("--part", choices=("identity", "rtn", "model", "demo", "resume", "errors",
+                                       "all"),
                     default="all")
     a = ap.parse_args()
     s = drivers.Suite(a, "quantize")
     if s.exists():
         for part, fn in (("identity", identity), ("rtn", rtn), ("model", model_part),
-                         ("demo", demo), ("errors", errors)):
+                         ("demo", demo), ("resume", resume), ("errors", errors)):
             if a.part in (part, "all"):
                 fn(s)
     return s.finish()
