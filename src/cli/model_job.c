@@ -39,6 +39,7 @@ typedef struct pipeline {
   const float *xf, *xq;   /* the current group's inputs (one of the above) */
   size_t xcols;           /* their columns */
   const float *w_src;     /* the weights of the layer being quantized [rows, cols] */
+  const char *layer_name; /* its module name (messages) */
   mq_hessian_cache cache;
   mq_h5_result *rf;
   int resumed;            /* rf is a partial file of an earlier run: written layers are read */
@@ -103,7 +104,14 @@ static mq_status act_samples(void *ctx, char which, size_t first, size_t count, 
     return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
                     "internal error: samples %zu..%zu are not on this rank", first, first + count);
   const float *src = x + (first - lo) * cols;
-  for (size_t k = 0; k < count * cols; k++) buf[k] = src[k];
+  for (size_t k = 0; k < count * cols; k++) {
+    buf[k] = src[k];
+    if (!isfinite(buf[k])) /* float32 overflow in the forward pass: no result is trustworthy */
+      return mq__fail(err, MQ_ENUMERIC, __FILE__, __LINE__,
+                      "%s: non-finite activation (token %zu of the calibration windows, %s "
+                      "stream) entering this layer", p->layer_name, first + k / cols,
+                      which == 'X' ? "full-precision" : "quantized");
+  }
   return MQ_OK;
 }
 
@@ -166,6 +174,7 @@ static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
     return resume_linear(p, block, name, rows, cols, q->w[which], err);
   }
   p->w_src = fp->w[which];
+  p->layer_name = name;
   mq_layer_source src = {
       .info = {.name = name, .rows = rows, .cols = cols, .n = p->nwin * p->L, .has_x = 1,
                .has_xq = 1},

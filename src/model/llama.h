@@ -49,7 +49,7 @@ void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, si
                            size_t *cols);
 
 /* Loads block `layer` ("model.layers.<layer>.*"): norms, the seven weights and any biases that
- * exist (q/k/v biases are required when cfg->attention_bias; o and the MLP ones, e.g. Llama's
+ * exist, every value checked finite (MQ_EINPUT "<name>: element k is NaN") (q/k/v biases are required when cfg->attention_bias; o and the MLP ones, e.g. Llama's
  * mlp_bias, are used when present, as the reference does). Shapes are checked against cfg before
  * any data is read: MQ_EINPUT "<name>: shape [a, b], config expects [c, d]", "<name>: missing
  * tensor" (the CLI prefixes the checkpoint directory); read errors come from the source.

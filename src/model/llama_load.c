@@ -1,5 +1,6 @@
 /* Loading a Llama-family block and the outer tensors (embedding, final norm, head) from a
  * tensor source, every shape checked against the config before any bytes are read. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,6 +56,10 @@ static mq_status load_tensor(const mq_tensor_source *src, const char *name, size
   buf = mq_alloc(count, sizeof *buf);
   MQ_CHECK_ALLOC(err, buf, count * sizeof *buf);
   MQ_CHECK(src->read(src->ctx, name, buf, count, err));
+  /* a NaN or Inf weight would quantize to garbage without any error downstream */
+  for (size_t k = 0; k < count; k++)
+    if (!isfinite(buf[k]))
+      MQ_FAIL(err, MQ_EINPUT, "%s: element %zu is %s", name, k, isnan(buf[k]) ? "NaN" : "infinite");
   *out = buf;
   buf = NULL;
 cleanup:

@@ -17,7 +17,8 @@ resume    --resume continues a partial file (blocks 2-3 missing, block 1 cut ins
           (exit 2, file untouched).
 errors    hostile inputs end with exit 3 (2 for usage), one `mpiquant: error:` line and no
           result file: token ids beyond the vocabulary, a checkpoint without one tensor, a
-          truncated shard, a config that contradicts the weights, --seqlen beyond the model.
+          truncated shard, a config that contradicts the weights, a NaN weight, --seqlen beyond
+          the model.
 Final line: `N passed, M failed`."""
 import json
 import os
@@ -272,12 +273,20 @@ def errors(s):
         c["intermediate_size"] = 300
         json.dump(c, open(p, "w"))
 
+    def nan_weight(d):
+        p = os.path.join(d, "model.safetensors")
+        h, data = read_st(p)
+        a = h["model.layers.1.self_attn.k_proj.weight"]["data_offsets"][0]
+        data = data[:a + 10] + np.array([0x7FC0], "<u2").tobytes() + data[a + 12:]  # bf16 NaN
+        write_st(p, h, data)
+
     bad_tokens = s.path("bad_tokens.npy")
     np.save(bad_tokens, np.array([1, 2, 300] * 400, dtype=np.int32))
     cases = [("token ids beyond the vocabulary", MODEL, bad_tokens, [], 3),
              ("missing tensor", hostile_model(s, "missing", drop_tensor), CALIB, [], 3),
              ("truncated shard", hostile_model(s, "truncated", truncate), CALIB, [], 3),
              ("config contradicts weights", hostile_model(s, "config", bad_config), CALIB, [], 3),
+             ("a NaN weight", hostile_model(s, "nan", nan_weight), CALIB, [], 3),
              ("--seqlen beyond max_position_embeddings", MODEL, CALIB, ["--seqlen", "100000"], 2),
              ("--nsamples 0", MODEL, CALIB, ["--nsamples", "0"], 2)]
     for np_ in (1, 3):
