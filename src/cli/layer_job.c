@@ -1,4 +1,4 @@
-#include "cli/layer_job.h"
+#include "cli/layer_job_internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,58 +25,10 @@ enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
 
 static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1};
 
-/* Everything a layer's steps share. */
-typedef struct job {
-  MPI_Comm comm;
-  int rank, nranks;
-  const mq_layer_source *src;
-  const mq_h5_layer_info *li;
-  int qronos;     /* needs G = X̃ᵀX/n */
-  size_t row0, nrows; /* this rank's rows */
-  size_t chunk;       /* samples per chunk of the sums (MQ_CHUNK or the source's) */
-  float *W;       /* [nrows, cols] */
-  float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
-  double *X, *Xq; /* [chunk, cols] sample buffers */
-  double *Hdiag;  /* distributed H (H never whole on a rank): its diagonal [cols]; else NULL */
-} job;
-
-/* All ranks agree on the worst status, so none enters the next collective alone. */
-static mq_status agree(const job *j, mq_status st) {
-  int mine = (int)st, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, j->comm);
-  return (mq_status)all;
-}
-
 static double max_abs(const double *v, size_t n) {
   double m = 0.0;
   for (size_t k = 0; k < n; k++) m = fmax(m, fabs(v[k]));
   return m;
-}
-
-static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
-/* Chunk k is [k·chunk, (k+1)·chunk) ∩ [first, first+count): where chunks fall never depends on
- * the rank count. This rank's chunks are [*k0, *k1): a contiguous share of the range for problem
- * files, the chunks it holds for data-parallel sources. */
-static void my_chunks(const job *j, size_t first, size_t count, size_t *k0, size_t *k1) {
-  size_t ch = j->chunk, lo = first / ch, hi = count ? (first + count - 1) / ch + 1 : lo;
-  if (j->src->samples_local) {
-    size_t a = j->src->local_first, b = a + j->src->local_count;
-    *k0 = min_size(max_size(a / ch, lo), hi);
-    *k1 = max_size(min_size((b + ch - 1) / ch, hi), *k0);
-    if (j->src->local_count == 0) *k1 = *k0;
-    return;
-  }
-  size_t c0, nc;
-  mq_partition(hi - lo, j->nranks, j->rank, &c0, &nc);
-  *k0 = lo + c0;
-  *k1 = *k0 + nc;
-}
-
-static size_t chunk_len(const job *j, size_t first, size_t count, size_t k, size_t *start) {
-  *start = max_size(first, k * j->chunk);
-  return min_size(first + count, (k + 1) * j->chunk) - *start;
 }
 
 /* Reads chunk k of X̃ (and X with need_x). */
@@ -84,7 +36,7 @@ static mq_status read_chunk(job *j, size_t first, size_t count, size_t k, int ne
                             size_t *len, mq_error *err) {
   mq_status st = MQ_OK;
   size_t start;
-  *len = chunk_len(j, first, count, k, &start);
+  *len = mq__job_chunk_len(j, first, count, k, &start);
   MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', start, *len, j->Xq, err));
   if (need_x) MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', start, *len, j->X, err));
 cleanup:
@@ -98,7 +50,7 @@ static mq_status sample_bounds(job *j, size_t first, size_t count, int need_x, d
   mq_status st = MQ_OK;
   size_t k0, k1, len, cols = j->li->cols;
   double mine[3] = {0, 0, 0}, all[3];
-  my_chunks(j, first, count, &k0, &k1);
+  mq__job_chunks(j, first, count, &k0, &k1);
   for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
     st = read_chunk(j, first, count, c, need_x, &len, err);
     if (st != MQ_OK) break;
@@ -124,7 +76,7 @@ static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh
   mq_status st = MQ_OK;
   size_t k0, k1, len, cols = j->li->cols;
   int n = (int)cols;
-  my_chunks(j, first, count, &k0, &k1);
+  mq__job_chunks(j, first, count, &k0, &k1);
   for (size_t c = k0; c < k1; c++) {
     MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
     /* beta = 0: the chunk's own sum, no clearing pass */
@@ -158,7 +110,7 @@ static mq_status accumulate(job *j, size_t first, size_t count, double *H, doubl
   if (st == MQ_OK && G != NULL)
     st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
   if (st == MQ_OK) st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, P, err);
-  MQ_CHECK(agree(j, st));
+  MQ_CHECK(mq__job_agree(j, st));
   MQ_CHECK(mq_exact_sum_allreduce(&sh, j->comm, err));
   mq_exact_sum_result(&sh, v);
   memset(H, 0, cols * cols * sizeof *H);
@@ -174,93 +126,6 @@ cleanup:
   mq_exact_sum_free(&sg);
   mq_free(P);
   mq_free(v);
-  return st;
-}
-
-/* Collective. Every rank's rows of Ŵ, dequantized, into What_all [rows, cols] on every rank. */
-static mq_status gather_dequantized(const job *j, const mq_layer_result *res, float *What_all,
-                                    mq_error *err) {
-  mq_status st = MQ_OK;
-  size_t cols = j->li->cols;
-  int *counts = mq_alloc((size_t)j->nranks * 2, sizeof *counts);
-  float *mine = mq_alloc(j->nrows * cols + 1, sizeof *mine);
-  st = counts && mine ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Ŵ)");
-  if (st == MQ_OK) st = mq_layer_result_dequantize(res, mine, err);
-  MQ_CHECK(agree(j, st));
-  int my_count = (int)(j->nrows * cols), *displs = counts + j->nranks;
-  MPI_Allgather(&my_count, 1, MPI_INT, counts, 1, MPI_INT, j->comm);
-  displs[0] = 0;
-  for (int r = 1; r < j->nranks; r++) displs[r] = displs[r - 1] + counts[r - 1];
-  MPI_Allgatherv(mine, my_count, MPI_FLOAT, What_all, counts, displs, MPI_FLOAT, j->comm);
-cleanup:
-  mq_free(counts);
-  mq_free(mine);
-  return st;
-}
-
-/* W and D = W − Ŵ in double, row-major [rows, cols], for the rows whose errors this rank
- * measures: its own rows, or every row when What_all is given (data-parallel sources, whose
- * samples are split instead). */
-typedef struct residual {
-  double *Wd, *D;
-  size_t rows;
-} residual;
-
-static void residual_free(residual *r) {
-  mq_free(r->Wd);
-  mq_free(r->D);
-  *r = (residual){0};
-}
-
-static mq_status residual_make(const job *j, const mq_layer_result *res, const float *What_all,
-                               residual *r, mq_error *err) {
-  mq_status st = MQ_OK;
-  int all = What_all != NULL;
-  size_t n = (all ? j->li->rows : j->nrows) * j->li->cols;
-  const float *W = all ? j->Wall : j->W;
-  float *What = all ? NULL : mq_alloc(n + 1, sizeof *What);
-  r->rows = all ? j->li->rows : j->nrows;
-  r->Wd = mq_alloc(n + 1, sizeof *r->Wd);
-  r->D = mq_alloc(n + 1, sizeof *r->D);
-  MQ_CHECK_ALLOC(err, r->Wd && r->D && (all || What), n * sizeof *r->D);
-  if (!all) MQ_CHECK(mq_layer_result_dequantize(res, What, err));
-  const float *Wq = all ? What_all : What;
-  for (size_t k = 0; k < n; k++) {
-    r->Wd[k] = W[k];
-    r->D[k] = (double)W[k] - (double)Wq[k];
-  }
-cleanup:
-  mq_free(What);
-  return st;
-}
-
-/* The rows of r against the samples of [first, first+count) this rank measures (all of them
- * for problem files, its own for data-parallel sources): the error sums and, with linf, the ℓ∞
- * statistics. Local (reads only). */
-static mq_status sample_errors(job *j, size_t first, size_t count, const residual *r,
-                               mq_err_accum *acc, mq_linf_accum *linf, mq_error *err) {
-  mq_status st = MQ_OK;
-  size_t rows = r->rows, cols = j->li->cols, ch = j->chunk, k0, k1, start;
-  double *Y = mq_alloc(ch * (rows + 1), sizeof *Y);
-  double *diff = mq_alloc(ch * (cols + rows + 1), sizeof *diff);
-  MQ_CHECK_ALLOC(err, Y && diff, ch * (cols + rows + 1) * sizeof *diff);
-  if (j->src->samples_local) {
-    my_chunks(j, first, count, &k0, &k1);
-  } else {
-    k0 = first / ch;
-    k1 = count ? (first + count - 1) / ch + 1 : k0;
-  }
-  for (size_t k = k0; k < k1; k++) {
-    size_t c = chunk_len(j, first, count, k, &start);
-    MQ_CHECK(j->src->read_samples(j->src->ctx, 'X', start, c, j->X, err));
-    if (j->li->has_xq) MQ_CHECK(j->src->read_samples(j->src->ctx, 'Q', start, c, j->Xq, err));
-    mq_err_accumulate(acc, j->X, j->li->has_xq ? j->Xq : NULL, c, cols, r->Wd, r->D, rows, Y,
-                      diff);
-    if (linf != NULL) mq_linf_accumulate(linf, j->li->has_xq ? j->Xq : j->X, c, diff);
-  }
-cleanup:
-  mq_free(Y);
-  mq_free(diff);
   return st;
 }
 
@@ -301,7 +166,7 @@ static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *
                        .factorizer = scalapack ? &dist : NULL, .Hdiag = j->Hdiag};
   mq_status st = mq_layer_quantize(&in, o, res, aux, err);
   if (scalapack) mq_dist_factorizer_release(&dist_ctx);
-  return agree(j, st);
+  return mq__job_agree(j, st);
 }
 
 static double *dup_matrix(const double *A, size_t n) {
@@ -323,23 +188,23 @@ static mq_status heldout_error(job *j, const double *Hfit, const double *Gfit, c
   double *H = dup_matrix(Hfit, cols * cols), *G = dup_matrix(Gfit, cols * cols);
   float *What_all = all ? mq_alloc(j->li->rows * cols, sizeof *What_all) : NULL;
   st = H && (G || !Gfit) && (What_all || !all) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory");
-  MQ_CHECK(agree(j, st));
+  MQ_CHECK(mq__job_agree(j, st));
   MQ_CHECK(quantize(j, H, G, o, &res, NULL, err));
-  if (all) MQ_CHECK(gather_dequantized(j, &res, What_all, err));
+  if (all) MQ_CHECK(mq__job_gather_dequantized(j, &res, What_all, err));
   double mine = 0.0;
-  st = residual_make(j, &res, What_all, &r, err);
+  st = mq__residual_make(j, &res, What_all, &r, err);
   if (st == MQ_OK && j->qronos) { /* the mismatched objective ‖X_val w − X̃_val q‖²/n_val */
     mq_err_accum acc = {0};
-    st = sample_errors(j, nfit, j->li->n - nfit, &r, &acc, NULL, err);
+    st = mq__job_sample_errors(j, nfit, j->li->n - nfit, &r, &acc, NULL, err);
     mine = acc.err_sum / (double)(j->li->n - nfit);
   } else if (st == MQ_OK) { /* Σ_rows (w−q)ᵀ H_val (w−q); Wd is free scratch now */
     mine = mq_quadratic_form_sum(Hval, r.D, r.rows, cols, r.Wd);
   }
-  MQ_CHECK(agree(j, st));
+  MQ_CHECK(mq__job_agree(j, st));
   MPI_Allreduce(&mine, out, 1, MPI_DOUBLE, MPI_SUM, j->comm);
 cleanup:
   mq_layer_result_free(&res);
-  residual_free(&r);
+  mq__residual_free(&r);
   mq_free(H);
   mq_free(G);
   mq_free(What_all);
@@ -371,7 +236,7 @@ static mq_status choose_lambda(job *j, mq_quant_options *o, mq_layer_result *tra
   else if (nfit < 1 || nfit == n)
     st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__,
                   "/layers/%s: --lambda auto needs at least 2 samples (has %zu)", j->li->name, n);
-  MQ_CHECK(agree(j, st));
+  MQ_CHECK(mq__job_agree(j, st));
   MQ_CHECK(accumulate(j, 0, nfit, Hfit, Gfit, err));
   MQ_CHECK(accumulate(j, nfit, n - nfit, Hval, NULL, err));
   double mean = mean_diag_patched(Hfit, cols), best = INFINITY;
@@ -394,95 +259,6 @@ cleanup:
   mq_free(Hfit);
   mq_free(Hval);
   mq_free(Gfit);
-  return st;
-}
-
-/* Local. err and ref sums of this rank's rows from H's rows, read 64 at a time, when H is
- * distributed: Σ_r d_rᵀ H d_r = Σ_i Σ_r D[r,i]·(H[i,:]·d_r), never holding H whole. */
-static mq_status err_from_h_rows(job *j, const residual *r, mq_err_accum *acc, mq_error *err) {
-  enum { PANEL = 64 };
-  mq_status st = MQ_OK;
-  size_t cols = j->li->cols, rows = r->rows;
-  double *P = mq_alloc(PANEL * cols, sizeof *P), *Y = mq_alloc(PANEL * rows + 1, sizeof *Y);
-  MQ_CHECK_ALLOC(err, P && Y, PANEL * cols * sizeof *P);
-  acc->n = 1; /* H is already divided by n */
-  for (size_t i0 = 0; i0 < cols; i0 += PANEL) {
-    size_t nr = cols - i0 < PANEL ? cols - i0 : PANEL;
-    MQ_CHECK(j->src->read_h_rows(j->src->ctx, i0, nr, P, err));
-    if (rows == 0) continue;
-    const double *M[2] = {r->D, r->Wd};
-    double *sum[2] = {&acc->err_sum, &acc->ref_sum};
-    for (int k = 0; k < 2; k++) {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)rows, (int)cols, 1.0,
-                  P, (int)cols, M[k], (int)cols, 0.0, Y, (int)rows);
-      for (size_t i = 0; i < nr; i++)
-        for (size_t q = 0; q < rows; q++) *sum[k] += M[k][q * cols + i0 + i] * Y[i * rows + q];
-    }
-  }
-cleanup:
-  mq_free(P);
-  mq_free(Y);
-  return st;
-}
-
-/* The scalars every rank contributes to; summed (or maxed) in one reduction each. */
-enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_E0, S_T, S_CLIPPED, S_COUNT };
-
-/* Collective. err, rel_err, err_floor (Qronos), bound_linf (stochastic) over all ranks' rows,
- * from the samples or, for H-only files, from H. */
-static mq_status finish_errors(job *j, const double *Hgiven, const float *What_all,
-                               const mq_quant_options *o, const mq_layer_aux *aux, int measure,
-                               mq_layer_result *res, mq_error *err) {
-  mq_status st = MQ_OK;
-  size_t rows = j->nrows, cols = j->li->cols, n = j->li->n;
-  double *scratch = NULL;
-  residual r = {0};
-  mq_linf_accum linf = {0};
-  mq_err_accum acc = {0};
-  /* the ℓ∞ bound needs U = R⁻¹ whole: RTN (U = I) or a replicated factor, and this rank's
-   * rows against every sample */
-  int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
-                  (o->method == MQ_METHOD_RTN || aux->R != NULL) && !j->src->samples_local;
-  if (measure) st = residual_make(j, res, j->src->samples_local ? What_all : NULL, &r, err);
-  if (st == MQ_OK && want_linf)
-    st = mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : aux->R, n, err);
-  if (st == MQ_OK && !measure) {
-    acc.n = 1; /* err stays NaN below */
-  } else if (st == MQ_OK && j->li->has_x) {
-    st = sample_errors(j, 0, n, &r, &acc, want_linf ? &linf : NULL, err);
-  } else if (st == MQ_OK && j->Hdiag != NULL) {
-    st = err_from_h_rows(j, &r, &acc, err);
-  } else if (st == MQ_OK) {
-    scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
-    st = scratch ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
-    if (st == MQ_OK) mq_err_from_hessian(&acc, Hgiven, r.Wd, r.D, rows, cols, scratch);
-  }
-  MQ_CHECK(agree(j, st));
-  double mine[S_COUNT] = {acc.err_sum, acc.ref_sum, acc.mismatch_sum, res->loss, res->bound_l2,
-                          aux->e0_sq, aux->t_sq, (double)res->clipped};
-  double sum[S_COUNT], linf_mine = 0.0, linf_all = 0.0, secs = res->seconds;
-  MPI_Allreduce(mine, sum, S_COUNT, MPI_DOUBLE, MPI_SUM, j->comm);
-  for (size_t row = 0; want_linf && row < rows; row++) linf_mine = fmax(linf_mine, linf.rowmax[row]);
-  MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, j->comm);
-  MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, j->comm);
-  mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = j->li->has_x ? n : 1};
-  res->err = measure ? mq_err_value(&total) : NAN;
-  res->rel_err = measure ? mq_err_relative(&total) : NAN;
-  res->loss = sum[S_LOSS];
-  res->bound_l2 = sum[S_BOUND];
-  res->clipped = (int64_t)sum[S_CLIPPED];
-  if (want_linf) res->bound_linf = mq_linf_bound(linf_all, n);
-  if (j->qronos) {
-    /* ‖(X − X̃)w‖²/n is known from the samples, or is 0 when X̃ = X; unknown for H+G files */
-    int known = measure && (j->li->has_x || !j->li->has_g);
-    double mismatch = j->li->has_x ? sum[S_MISMATCH] / (double)n : 0.0;
-    res->err_floor = known ? sum[S_E0] + mismatch - sum[S_T] : NAN;
-    res->bound_l2 += res->err_floor;
-  }
-cleanup:
-  mq_linf_free(&linf);
-  residual_free(&r);
-  mq_free(scratch);
   return st;
 }
 
@@ -553,7 +329,7 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
     j->Hdiag = mq_alloc(cols, sizeof *j->Hdiag);
     st = j->Hdiag ? j->src->read_h_diag(j->src->ctx, j->Hdiag, err)
                   : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (diag H)");
-    return agree(j, st);
+    return mq__job_agree(j, st);
   }
   if (j->li->has_x) {
     cache_fetch(j, need_g, H, G, &hit);
@@ -568,7 +344,7 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
     *Hgiven = dup_matrix(H, cols * cols);
     if (*Hgiven == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
   }
-  return agree(j, st);
+  return mq__job_agree(j, st);
 }
 
 /* Collective. Seconds and flops of the phases, the maximum over ranks; bytes summed. */
@@ -642,7 +418,7 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   float *What_all = NULL; /* every row's Ŵ: src->dequant_out or owned */
   st = (H || dist_h) && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
   if (st == MQ_OK) st = job_open(&j, err);
-  MQ_CHECK(agree(&j, st));
+  MQ_CHECK(mq__job_agree(&j, st));
   double t0 = mq_wtime();
   if (o.lambda_mode == MQ_LAMBDA_AUTO) MQ_CHECK(choose_lambda(&j, &o, &trace, err));
   MQ_CHECK(load_matrices(&j, need_g, H, G, &Hgiven, err));
@@ -653,10 +429,10 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   if (src->dequant_out != NULL || src->samples_local) {
     What_all = src->dequant_out != NULL ? src->dequant_out : mq_alloc(li->rows * cols, sizeof *What_all);
     st = What_all ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Ŵ)");
-    MQ_CHECK(agree(&j, st));
-    MQ_CHECK(gather_dequantized(&j, res, What_all, err));
+    MQ_CHECK(mq__job_agree(&j, st));
+    MQ_CHECK(mq__job_gather_dequantized(&j, res, What_all, err));
   }
-  MQ_CHECK(finish_errors(&j, Hgiven, What_all, &o, &aux, !src->skip_errors, res, err));
+  MQ_CHECK(mq__job_finish_errors(&j, Hgiven, What_all, &o, &aux, !src->skip_errors, res, err));
   double t_errors = mq_wtime() - t0;
   res->lambda_ncand = trace.lambda_ncand;
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
@@ -675,41 +451,4 @@ cleanup:
   mq_free(j.X);
   mq_free(j.Xq);
   return st;
-}
-
-/* ---- the problem-file source ---- */
-
-static mq_status h5_samples(void *ctx, char which, size_t first, size_t count, double *buf,
-                            mq_error *err) {
-  mq_h5_source_ctx *c = ctx;
-  return mq_h5_read_samples(c->pf, c->index, which, first, count, buf, err);
-}
-
-static mq_status h5_weight_rows(void *ctx, size_t first, size_t count, float *W, mq_error *err) {
-  mq_h5_source_ctx *c = ctx;
-  return mq_h5_read_weight_rows(c->pf, c->index, first, count, W, err);
-}
-
-static mq_status h5_matrix(void *ctx, char which, double *buf, mq_error *err) {
-  mq_h5_source_ctx *c = ctx;
-  return mq_h5_read_matrix(c->pf, c->index, which, buf, err);
-}
-
-static mq_status h5_h_rows(void *ctx, size_t first, size_t count, double *buf, mq_error *err) {
-  mq_h5_source_ctx *c = ctx;
-  return mq_h5_read_matrix_rows(c->pf, c->index, first, count, buf, err);
-}
-
-static mq_status h5_h_diag(void *ctx, double *diag, mq_error *err) {
-  mq_h5_source_ctx *c = ctx;
-  return mq_h5_read_matrix_diag(c->pf, c->index, diag, err);
-}
-
-void mq_layer_source_h5(mq_layer_source *src, mq_h5_source_ctx *ctx, mq_h5_problem *pf,
-                        size_t index) {
-  *ctx = (mq_h5_source_ctx){.pf = pf, .index = index};
-  *src = (mq_layer_source){.info = *mq_h5_problem_layer(pf, index), .layer_id = index,
-                           .read_samples = h5_samples, .read_weight_rows = h5_weight_rows,
-                           .read_matrix = h5_matrix, .read_h_rows = h5_h_rows,
-                           .read_h_diag = h5_h_diag, .ctx = ctx};
 }
