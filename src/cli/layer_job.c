@@ -69,20 +69,27 @@ static void unpack_upper(const double *v, size_t cols, double *P) {
     for (size_t jj = i; jj < cols; jj++) P[i * cols + jj] = v[k++];
 }
 
+/* One chunk's upper-triangle Gram AᵀA of A [len, cols], added exactly, packed row by row. */
+static void add_gram(mq_exact_sum *s, const double *A, size_t len, size_t cols, double *P) {
+  int n = (int)cols;
+  /* beta = 0: the chunk's own sum, no clearing pass */
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, A, n, 0.0, P, n);
+  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
+    mq_exact_sum_add_range(s, k, P + i * cols + i, cols - i);
+}
+
 /* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone and added exactly; the
- * upper triangle of H goes into the accumulator row by row, packed. */
+ * upper triangles of H (and XᵀX) go into their accumulators packed. */
 static mq_status local_sums(job *j, size_t first, size_t count, mq_exact_sum *sh,
-                            mq_exact_sum *sg, double *P, mq_error *err) {
+                            mq_exact_sum *sg, mq_exact_sum *sxx, double *P, mq_error *err) {
   mq_status st = MQ_OK;
   size_t k0, k1, len, cols = j->li->cols;
   int n = (int)cols;
   mq__job_chunks(j, first, count, &k0, &k1);
   for (size_t c = k0; c < k1; c++) {
-    MQ_CHECK(read_chunk(j, first, count, c, sg != NULL, &len, err));
-    /* beta = 0: the chunk's own sum, no clearing pass */
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, j->Xq, n, 0.0, P, n);
-    for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
-      mq_exact_sum_add_range(sh, k, P + i * cols + i, cols - i);
+    MQ_CHECK(read_chunk(j, first, count, c, sg != NULL || sxx != NULL, &len, err));
+    add_gram(sh, j->Xq, len, cols, P);
+    if (sxx != NULL) add_gram(sxx, j->X, len, cols, P);
     if (sg != NULL) {
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, j->Xq, n, j->X,
                   n, 0.0, P, n);
@@ -93,29 +100,45 @@ cleanup:
   return st;
 }
 
-/* Collective. H = X̃ᵀX̃/count (and G = X̃ᵀX/count when G != NULL) over samples
+/* Collective. The upper triangle packed in v, symmetric in M [cols, cols], divided by count. */
+static mq_status reduce_gram(job *j, mq_exact_sum *s, size_t count, double *v, double *M,
+                             mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols;
+  MQ_CHECK(mq_exact_sum_allreduce(s, j->comm, err));
+  mq_exact_sum_result(s, v);
+  memset(M, 0, cols * cols * sizeof *M);
+  unpack_upper(v, cols, M);
+  mq_hessian_finalize(M, cols, count);
+cleanup:
+  return st;
+}
+
+/* Collective. H = X̃ᵀX̃/count (and G = X̃ᵀX/count, Hxx = XᵀX/count when not NULL) over samples
  * [first, first+count), bit-identical for any number of ranks. */
 static mq_status accumulate(job *j, size_t first, size_t count, double *H, double *G,
-                            mq_error *err) {
+                            double *Hxx, mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols, tri = cols * (cols + 1) / 2;
-  mq_exact_sum sh = {0}, sg = {0};
+  mq_exact_sum sh = {0}, sg = {0}, sxx = {0};
   double mx[2], *P = NULL, *v = NULL;
-  MQ_CHECK(sample_bounds(j, first, count, G != NULL, mx, err));
+  MQ_CHECK(sample_bounds(j, first, count, G != NULL || Hxx != NULL, mx, err));
   double bh = (double)count * mx[0] * mx[0], bg = (double)count * mx[0] * mx[1];
+  double bxx = (double)count * mx[1] * mx[1];
   P = mq_alloc(cols * cols, sizeof *P);
   v = mq_alloc(tri, sizeof *v);
   st = P && v ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H sums)");
   if (st == MQ_OK) st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
   if (st == MQ_OK && G != NULL)
     st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
-  if (st == MQ_OK) st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, P, err);
+  if (st == MQ_OK && Hxx != NULL)
+    st = mq_exact_sum_init(&sxx, tri, mq_exact_sum_scale(fmax(bxx, 1e-300)), err);
+  if (st == MQ_OK)
+    st = local_sums(j, first, count, &sh, G != NULL ? &sg : NULL, Hxx != NULL ? &sxx : NULL, P,
+                    err);
   MQ_CHECK(mq__job_agree(j, st));
-  MQ_CHECK(mq_exact_sum_allreduce(&sh, j->comm, err));
-  mq_exact_sum_result(&sh, v);
-  memset(H, 0, cols * cols * sizeof *H);
-  unpack_upper(v, cols, H);
-  mq_hessian_finalize(H, cols, count);
+  MQ_CHECK(reduce_gram(j, &sh, count, v, H, err));
+  if (Hxx != NULL) MQ_CHECK(reduce_gram(j, &sxx, count, v, Hxx, err));
   if (G != NULL) {
     MQ_CHECK(mq_exact_sum_allreduce(&sg, j->comm, err));
     mq_exact_sum_result(&sg, G);
@@ -124,6 +147,7 @@ static mq_status accumulate(job *j, size_t first, size_t count, double *H, doubl
 cleanup:
   mq_exact_sum_free(&sh);
   mq_exact_sum_free(&sg);
+  mq_exact_sum_free(&sxx);
   mq_free(P);
   mq_free(v);
   return st;
@@ -237,8 +261,8 @@ static mq_status choose_lambda(job *j, mq_quant_options *o, mq_layer_result *tra
     st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__,
                   "/layers/%s: --lambda auto needs at least 2 samples (has %zu)", j->li->name, n);
   MQ_CHECK(mq__job_agree(j, st));
-  MQ_CHECK(accumulate(j, 0, nfit, Hfit, Gfit, err));
-  MQ_CHECK(accumulate(j, nfit, n - nfit, Hval, NULL, err));
+  MQ_CHECK(accumulate(j, 0, nfit, Hfit, Gfit, NULL, err));
+  MQ_CHECK(accumulate(j, nfit, n - nfit, Hval, NULL, NULL, err));
   double mean = mean_diag_patched(Hfit, cols), best = INFINITY;
   mq_quant_options c = *o;
   c.lambda_mode = MQ_LAMBDA_ABSOLUTE;
@@ -290,38 +314,45 @@ cleanup:
 void mq_hessian_cache_free(mq_hessian_cache *c) {
   mq_free(c->H);
   mq_free(c->G);
+  mq_free(c->Hxx);
   *c = (mq_hessian_cache){0};
 }
 
-/* Local. Copies H (and G) out of the cache when it holds them; else *hit = 0. */
-static void cache_fetch(const job *j, int need_g, double *H, double *G, int *hit) {
-  const mq_hessian_cache *c = j->src->cache;
-  size_t cols = j->li->cols;
-  *hit = c != NULL && c->valid && c->cols == cols && (c->has_g || !need_g);
-  if (!*hit) return;
-  memcpy(H, c->H, cols * cols * sizeof *H);
-  if (need_g) memcpy(G, c->G, cols * cols * sizeof *G);
+static void copy_matrix(double *dst, const double *src, size_t cols) {
+  if (dst != NULL) memcpy(dst, src, cols * cols * sizeof *dst);
 }
 
-/* Local. Keeps a copy of H (and G) for the next layer with the same inputs; a failed copy only
- * costs the next layer its own sums. */
-static void cache_store(const job *j, int need_g, const double *H, const double *G) {
+/* Local. Copies H (and G, Hxx where not NULL) out of the cache when it holds them; else
+ * *hit = 0. */
+static void cache_fetch(const job *j, double *H, double *G, double *Hxx, int *hit) {
+  const mq_hessian_cache *c = j->src->cache;
+  size_t cols = j->li->cols;
+  *hit = c != NULL && c->valid && c->cols == cols && (c->G || !G) && (c->Hxx || !Hxx);
+  if (!*hit) return;
+  copy_matrix(H, c->H, cols);
+  if (G != NULL) copy_matrix(G, c->G, cols);
+  if (Hxx != NULL) copy_matrix(Hxx, c->Hxx, cols);
+}
+
+/* Local. Keeps a copy of H (and G, Hxx) for the next layer with the same inputs; a failed copy
+ * only costs the next layer its own sums. */
+static void cache_store(const job *j, const double *H, const double *G, const double *Hxx) {
   mq_hessian_cache *c = j->src->cache;
   size_t cols = j->li->cols;
   if (c == NULL) return;
   mq_hessian_cache_free(c);
   c->H = dup_matrix(H, cols * cols);
-  c->G = need_g ? dup_matrix(G, cols * cols) : NULL;
+  c->G = dup_matrix(G, cols * cols);
+  c->Hxx = dup_matrix(Hxx, cols * cols);
   c->cols = cols;
-  c->has_g = need_g;
-  c->valid = c->H != NULL && (c->G != NULL || !need_g);
+  c->valid = c->H != NULL && (c->G != NULL || !G) && (c->Hxx != NULL || !Hxx);
 }
 
-/* Collective. H (and G) from the cache, the samples, or as given in the file (replicated
- * reads); for a distributed H only its diagonal (the factor reads its blocks later). Every
- * rank sees the same cache state, so all take the same path. */
-static mq_status load_matrices(job *j, int need_g, double *H, double *G, double **Hgiven,
-                               mq_error *err) {
+/* Collective. H (and G, Hxx where not NULL) from the cache, the samples, or as given in the
+ * file (replicated reads); for a distributed H only its diagonal (the factor reads its blocks
+ * later). Every rank sees the same cache state, so all take the same path. */
+static mq_status load_matrices(job *j, int need_g, double *H, double *G, double *Hxx,
+                               double **Hgiven, mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols;
   int hit = 0;
@@ -332,10 +363,10 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
     return mq__job_agree(j, st);
   }
   if (j->li->has_x) {
-    cache_fetch(j, need_g, H, G, &hit);
+    cache_fetch(j, H, G, Hxx, &hit);
     if (hit) return MQ_OK;
-    st = accumulate(j, 0, j->li->n, H, need_g ? G : NULL, err);
-    if (st == MQ_OK) cache_store(j, need_g, H, G);
+    st = accumulate(j, 0, j->li->n, H, G, Hxx, err);
+    if (st == MQ_OK) cache_store(j, H, G, Hxx);
     return st;
   }
   st = j->src->read_matrix(j->src->ctx, 'H', H, err);
@@ -406,6 +437,9 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   mq_layer_result trace = {0};
   mq_layer_aux aux = {0};
   int need_g = j.qronos && (li->has_x ? li->has_xq : li->has_g);
+  /* data-parallel sources: the errors from the Gram matrices (layer_measure.c), which costs
+   * XᵀX (and X̃ᵀX for OPTQ) once per group of layers instead of a pass per layer */
+  int gram = src->samples_local && li->has_x && li->has_xq && !src->skip_errors;
   double t_start = mq_wtime();
   mq_dist_bytes_reset();
   resolve_factor(&j, &o);
@@ -413,15 +447,25 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   int dist_h = !li->has_x && li->has_h && o.method == MQ_METHOD_OPTQ &&
                o.factor == MQ_FACTOR_SCALAPACK && src->read_h_rows && src->read_h_diag;
   double *H = dist_h ? NULL : mq_alloc(cols * cols, sizeof *H);
-  double *G = need_g ? mq_alloc(cols * cols, sizeof *G) : NULL;
+  double *G = need_g || gram ? mq_alloc(cols * cols, sizeof *G) : NULL;
+  double *Hxx = gram ? mq_alloc(cols * cols, sizeof *Hxx) : NULL;
   double *Hgiven = NULL;
   float *What_all = NULL; /* every row's Ŵ: src->dequant_out or owned */
-  st = (H || dist_h) && (G || !need_g) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
+  st = (H || dist_h) && (G || !(need_g || gram)) && (Hxx || !gram) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
   if (st == MQ_OK) st = job_open(&j, err);
   MQ_CHECK(mq__job_agree(&j, st));
   double t0 = mq_wtime();
   if (o.lambda_mode == MQ_LAMBDA_AUTO) MQ_CHECK(choose_lambda(&j, &o, &trace, err));
-  MQ_CHECK(load_matrices(&j, need_g, H, G, &Hgiven, err));
+  MQ_CHECK(load_matrices(&j, need_g, H, G, Hxx, &Hgiven, err));
+  if (gram) { /* the factor consumes H (and Qronos G): the errors keep copies */
+    j.eH = dup_matrix(H, cols * cols);
+    j.eG = need_g ? dup_matrix(G, cols * cols) : G;
+    j.eHxx = Hxx;
+    if (!need_g) G = NULL;
+    Hxx = NULL;
+    st = j.eH && j.eG ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
+    MQ_CHECK(mq__job_agree(&j, st));
+  }
   double t_hessian = mq_wtime() - t0;
   MQ_CHECK(quantize(&j, H, G, &o, res, &aux, err));
   res->seconds += t_hessian;
@@ -443,6 +487,10 @@ cleanup:
   mq_layer_aux_free(&aux);
   mq_free(H);
   mq_free(G);
+  mq_free(Hxx);
+  mq_free(j.eH);
+  mq_free(j.eG);
+  mq_free(j.eHxx);
   mq_free(Hgiven);
   mq_free(j.Hdiag);
   if (What_all != src->dequant_out) mq_free(What_all);

@@ -16,9 +16,9 @@
  * sets valid = 0 when the inputs change; the job fills it on a miss. Owned by the caller
  * (mq_hessian_cache_free). Not used with --lambda auto. */
 typedef struct mq_hessian_cache {
-  double *H, *G; /* [cols, cols] */
+  double *H, *G, *Hxx; /* [cols, cols]: X̃ᵀX̃/n, X̃ᵀX/n, XᵀX/n (G, Hxx NULL when not needed) */
   size_t cols;
-  int valid, has_g;
+  int valid;
 } mq_hessian_cache;
 
 void mq_hessian_cache_free(mq_hessian_cache *c);

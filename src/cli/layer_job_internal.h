@@ -20,6 +20,8 @@ typedef struct job {
   float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
   double *X, *Xq; /* [chunk, cols] sample buffers */
   double *Hdiag;  /* distributed H (H never whole on a rank): its diagonal [cols]; else NULL */
+  double *eH, *eG, *eHxx; /* errors from the Grams (data-parallel sources): X̃ᵀX̃, X̃ᵀX, XᵀX
+                             over n, [cols, cols]; else NULL */
 } job;
 
 /* W and D = W − Ŵ in double, row-major [rows, cols], for the rows whose errors this rank

@@ -173,11 +173,17 @@ mq_status mq__job_finish_errors(job *j, const double *Hgiven, const float *What_
    * rows against every sample */
   int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && j->li->has_x && !j->qronos &&
                   (o->method == MQ_METHOD_RTN || aux->R != NULL) && !j->src->samples_local;
-  if (measure) st = mq__residual_make(j, res, j->src->samples_local ? What_all : NULL, &r, err);
+  int gram = j->eHxx != NULL; /* errors from the Grams: this rank's rows, all samples */
+  if (measure)
+    st = mq__residual_make(j, res, j->src->samples_local && !gram ? What_all : NULL, &r, err);
   if (st == MQ_OK && want_linf)
     st = mq_linf_init(&linf, res, aux->perm, o->method == MQ_METHOD_RTN ? NULL : aux->R, n, err);
   if (st == MQ_OK && !measure) {
     acc.n = 1; /* err stays NaN below */
+  } else if (st == MQ_OK && gram) {
+    scratch = mq_alloc(cols * cols + rows * cols + 1, sizeof *scratch);
+    st = scratch ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (errors)");
+    if (st == MQ_OK) mq_err_from_grams(&acc, j->eH, j->eG, j->eHxx, r.Wd, r.D, rows, cols, scratch);
   } else if (st == MQ_OK && j->li->has_x) {
     st = mq__job_sample_errors(j, 0, n, &r, &acc, want_linf ? &linf : NULL, err);
   } else if (st == MQ_OK && j->Hdiag != NULL) {
@@ -195,7 +201,9 @@ mq_status mq__job_finish_errors(job *j, const double *Hgiven, const float *What_
   for (size_t row = 0; want_linf && row < rows; row++) linf_mine = fmax(linf_mine, linf.rowmax[row]);
   MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, j->comm);
   MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, j->comm);
-  mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = j->li->has_x ? n : 1};
+  /* the sums are per sample already when they come from H or the Grams */
+  size_t per = j->li->has_x && !gram ? n : 1;
+  mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = per};
   res->err = measure ? mq_err_value(&total) : NAN;
   res->rel_err = measure ? mq_err_relative(&total) : NAN;
   res->loss = sum[S_LOSS];
@@ -205,7 +213,7 @@ mq_status mq__job_finish_errors(job *j, const double *Hgiven, const float *What_
   if (j->qronos) {
     /* ‖(X − X̃)w‖²/n is known from the samples, or is 0 when X̃ = X; unknown for H+G files */
     int known = measure && (j->li->has_x || !j->li->has_g);
-    double mismatch = j->li->has_x ? sum[S_MISMATCH] / (double)n : 0.0;
+    double mismatch = j->li->has_x ? sum[S_MISMATCH] / (double)per : 0.0;
     res->err_floor = known ? sum[S_E0] + mismatch - sum[S_T] : NAN;
     res->bound_l2 += res->err_floor;
   }

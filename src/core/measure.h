@@ -25,6 +25,16 @@ void mq_err_accumulate(mq_err_accum *acc, const double *X, const double *Xq, siz
                        size_t cols, const double *W, const double *D, size_t rows, double *Y,
                        double *diff);
 
+/* The same sums from the Gram matrices instead of the samples, all divided by n: H = X̃ᵀX̃,
+ * G = X̃ᵀX, Hxx = XᵀX (row-major [cols, cols]). With d = w − ŵ, Xw − X̃ŵ = (X − X̃)w + X̃d, so
+ *   ‖Xw − X̃ŵ‖² = wᵀ(Hxx − G − Gᵀ + H)w + 2·dᵀ(G − H)w + dᵀHd,   ‖Xw‖² = wᵀHxx w,
+ * the form around d keeping the small terms free of cancellation when X̃ ≈ X. Costs three
+ * rows×cols² products instead of three n×rows×cols ones. acc->n = 1 (sums already per
+ * sample). scratch [cols·cols + rows·cols]. */
+void mq_err_from_grams(mq_err_accum *acc, const double *H, const double *G, const double *Hxx,
+                       const double *W, const double *D, size_t rows, size_t cols,
+                       double *scratch);
+
 /* err and rel_err from H alone (X̃ = X): Σ dᵀHd, Σ wᵀHw. scratch [rows, cols]. */
 void mq_err_from_hessian(mq_err_accum *acc, const double *H, const double *W, const double *D,
                          size_t rows, size_t cols, double *scratch);

@@ -7,7 +7,9 @@ identity  OPTQ and Qronos (nearest and stochastic) result files are identical bi
 rtn       --method rtn equals the numpy reference's per-layer RTN of the checkpoint weights
           (codes, scales, zeros, g_idx), i.e. no dependence on calibration.
 model     /model/config is config.json byte for byte; /model/tensors holds every tensor that
-          is not a quantized weight, equal to the checkpoint's values.
+          is not a quantized weight, equal to the checkpoint's values; block 0's q, k, v
+          rel_err (measured from the Gram matrices) equals numpy's ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ on the
+          calibration windows redrawn here (splitmix64) within 1e-6.
 demo      the bundled demo at 3 bits, group 64, 128 windows of 256 tokens on 2 ranks:
           perplexity on data/demo-eval.txt ordered FP < Qronos <= OPTQ < RTN (eval --quantized).
 resume    --resume continues a partial file (blocks 2-3 missing, block 1 cut inside its MLP,
@@ -122,6 +124,7 @@ def model_part(s):
         qnames = set(f["layers"])
     with open(os.path.join(MODEL, "config.json"), "rb") as fh:
         s.case(cfg.rstrip(b"\0") == fh.read(), "model part: /model/config == config.json")
+    block0_errors(s, out, weights)
     expect = {n for n in weights if n[: -len(".weight")] not in qnames}
     bad = [n for n in expect if n not in stored or
            not np.array_equal(stored[n], weights[n].astype(np.float32))]
@@ -156,6 +159,43 @@ def demo(s):
     text = ", ".join("%s %.4f" % kv for kv in ppl.items())
     s.case(ppl["fp"] < ppl["qronos"] <= ppl["optq"] < ppl["rtn"],
            "demo: perplexity FP < Qronos <= OPTQ < RTN", text)
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def calibration_windows(nsamples, seqlen, seed=0):
+    """The windows quantize draws (model_job.c): start = mix(seed ^ mix(i)) mod (ntok − L + 1)."""
+    tokens = np.frombuffer(open(CALIB, "rb").read(), dtype=np.uint8).astype(np.int64)
+    starts = [splitmix64(seed ^ splitmix64(i)) % (len(tokens) - seqlen + 1)
+              for i in range(nsamples)]
+    return np.stack([tokens[a:a + seqlen] for a in starts])
+
+
+def block0_errors(s, out, weights):
+    """In block 0 both streams enter q, k, v as rmsnorm(embedding): X = X̃, err = ‖X(W−Ŵ)ᵀ‖²/n."""
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    nsamples, seqlen = int(SMALL[1]), int(SMALL[3])
+    x = weights["model.embed_tokens.weight"].astype(np.float64)[calibration_windows(nsamples, seqlen)]
+    x = x.reshape(-1, x.shape[-1])
+    x = x / np.sqrt((x * x).mean(-1, keepdims=True) + cfg["rms_norm_eps"])
+    x = x * weights["model.layers.0.input_layernorm.weight"]
+    got = drivers.read_result(out, 3)
+    worst = 0.0
+    for m in ("q_proj", "k_proj", "v_proj"):
+        name = "model.layers.0.self_attn." + m
+        W = weights[name + ".weight"].astype(np.float64)
+        ref = np.linalg.norm(x @ (W - got[name]["What"]).T) / np.linalg.norm(x @ W.T)
+        worst = max(worst, abs(got[name]["attrs"]["rel_err"] - ref) / ref)
+    s.case(worst < 1e-6, "model part: block 0 q/k/v rel_err == numpy on the redrawn windows",
+           "worst relative difference %.2e" % worst)
 
 
 def hostile_model(s, label, edit):
