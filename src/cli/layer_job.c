@@ -339,8 +339,9 @@ static void cache_fetch(const job *j, double *H, double *G, double *Hxx, int *hi
 static void cache_store(const job *j, const double *H, const double *G, const double *Hxx) {
   mq_hessian_cache *c = j->src->cache;
   size_t cols = j->li->cols;
-  if (c == NULL) return;
+  if (c == NULL || !c->keep) return; /* the last layer of a group: no copies */
   mq_hessian_cache_free(c);
+  c->keep = 1;
   c->H = dup_matrix(H, cols * cols);
   c->G = dup_matrix(G, cols * cols);
   c->Hxx = dup_matrix(Hxx, cols * cols);

@@ -19,6 +19,7 @@ typedef struct mq_hessian_cache {
   double *H, *G, *Hxx; /* [cols, cols]: X̃ᵀX̃/n, X̃ᵀX/n, XᵀX/n (G, Hxx NULL when not needed) */
   size_t cols;
   int valid;
+  int keep; /* set by the caller: another layer with these inputs follows, so store them */
 } mq_hessian_cache;
 
 void mq_hessian_cache_free(mq_hessian_cache *c);

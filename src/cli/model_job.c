@@ -248,8 +248,10 @@ static mq_status quantize_group(pipeline *p, int block, mq_llama_linear first,
                                 mq_llama_block *q, mq_error *err) {
   mq_status st = MQ_OK;
   p->cache.valid = 0; /* new inputs */
-  for (int k = (int)first; k <= (int)last; k++)
+  for (int k = (int)first; k <= (int)last; k++) {
+    p->cache.keep = k < (int)last;
     MQ_CHECK(quantize_linear(p, block, (mq_llama_linear)k, fp, q, err));
+  }
 cleanup:
   return st;
 }
@@ -279,7 +281,7 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
 cleanup:
   for (int k = 0; k < MQ_LIN_COUNT; k++) mq_free(q.w[k]);
   mq_llama_block_free(&fp);
-  mq_hessian_cache_free(&p->cache);
+  mq_hessian_cache_free(&p->cache); /* also after an interruption inside a group */
   return st;
 }
 
