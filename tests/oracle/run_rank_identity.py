@@ -18,7 +18,8 @@ Problems: 300 and 400 rows (3 and 4 row blocks, the last one short: uneven row s
 2600 / 700 / 520 / 300 (several 1024-sample chunks, a short last chunk, ranks without chunks),
 and 2- and 7-row layers (one block: the other ranks own no rows); cols 130 > the block size 128 (block-to-block corrections); one file with X only, one with X and X̃ (Xq, Qronos).
 Methods OPTQ and Qronos (Qronos on the Xq file), nearest and stochastic rounding (--seed), and
---lambda auto (its 80/20 split cuts a chunk).
+--lambda auto (its 80/20 split cuts a chunk), and --layer-groups 2 and 3 (layers computed by
+groups of ranks at the same time, then written by all; capped at the rank count).
 Prints one line per case and finally `N passed, M failed`; exit status 1 if any failed.
 """
 import os
@@ -69,8 +70,11 @@ CASES = [
     ("xq", "--method qronos --bits 4 --group-size 32 --asym --lambda auto"),
     ("plain", "--method optq --bits 4 --group-size 128 --lambda auto --rounding stochastic "
               "--seed 2"),
+    ("plain", "--method optq --bits 3 --group-size 32 --layer-groups 2"),
+    ("xq", "--method qronos --bits 3 --group-size 32 --rounding stochastic --seed 4 "
+           "--layer-groups 3"),
 ]
-QUICK = [0, 2, 4, 5]
+QUICK = [0, 2, 4, 5, 10, 11]
 
 
 def _rel(a, b):
