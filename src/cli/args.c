@@ -196,6 +196,27 @@ void mq_cli_blame(mq_error *err, const char *path) {
   err->msg[sizeof err->msg - 1] = '\0';
 }
 
+mq_status mq_cli_shared_option(mq_cli *cli, int argc, char **argv, int *i,
+                               mq_quant_options *o, int *help, int *used, mq_error *err) {
+  *used = 1;
+  if (!strcmp(argv[*i], "--help") || !strcmp(argv[*i], "-h")) {
+    *help = 1;
+    return MQ_OK;
+  }
+  if (mq_cli_common_option(cli, argv[*i])) return MQ_OK;
+  return o != NULL ? mq_cli_quant_option(argc, argv, i, o, used, err) : (*used = 0, MQ_OK);
+}
+
+mq_status mq_cli_int_value(int argc, char **argv, int *i, long lo, long hi, long *out,
+                           mq_error *err) {
+  mq_status st = MQ_OK;
+  const char *v = NULL;
+  MQ_CHECK(mq_cli_value(argc, argv, i, &v, err));
+  MQ_CHECK(mq_cli_parse_int(argv[*i - 1], v, lo, hi, out, err));
+cleanup:
+  return st;
+}
+
 int mq_cli_prologue(mq_cli *cli, mq_status *st, int help, const char *help_text,
                     const char *help_extra) {
   if (help) {

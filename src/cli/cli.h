@@ -39,6 +39,13 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
  * --quiet. Returns 1 when the command should run; else 0 with *st the status to return. */
 int mq_cli_prologue(mq_cli *cli, mq_status *st, int help, const char *help_text,
                     const char *help_extra);
+/* What every command's parse loop tries first at argv[*i]: --help/-h (sets *help), --verbose /
+ * --quiet, and with o != NULL the quantization options; *used = 1 when it was one of them. */
+mq_status mq_cli_shared_option(mq_cli *cli, int argc, char **argv, int *i,
+                               mq_quant_options *o, int *help, int *used, mq_error *err);
+/* The integer value of option argv[*i] in [lo, hi] (advances *i). */
+mq_status mq_cli_int_value(int argc, char **argv, int *i, long lo, long hi, long *out,
+                           mq_error *err);
 /* Common options (--verbose, --quiet); same convention. */
 int mq_cli_common_option(mq_cli *cli, const char *arg);
 extern const char mq_cli_quant_help[];

@@ -47,21 +47,15 @@ static mq_status parse_layer_args(mq_cli *cli, int argc, char **argv, layer_args
   a->groups = 1;
   for (int i = 1; i < argc; i++) {
     int used = 0;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      *help = 1;
-      return MQ_OK;
-    }
-    if (mq_cli_common_option(cli, argv[i])) continue;
-    MQ_CHECK(mq_cli_quant_option(argc, argv, &i, &a->opts, &used, err));
+    MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, &a->opts, help, &used, err));
+    if (*help) return MQ_OK;
     if (used) continue;
     if (!strcmp(argv[i], "--in")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->in, err));
     else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
     else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
     else if (!strcmp(argv[i], "--layer-groups")) {
-      const char *v = NULL;
       long n = 0;
-      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
-      MQ_CHECK(mq_cli_parse_int("--layer-groups", v, 1, 1L << 20, &n, err));
+      MQ_CHECK(mq_cli_int_value(argc, argv, &i, 1, 1L << 20, &n, err));
       a->groups = n < cli->nranks ? (int)n : cli->nranks; /* at most one group per rank */
     }
     else MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant layer --help)", argv[i]);

@@ -40,13 +40,9 @@ static const char quantize_help[] =
 
 static mq_status parse_size(int argc, char **argv, int *i, long lo, long hi, size_t *out,
                             mq_error *err) {
-  mq_status st = MQ_OK;
-  const char *v = NULL;
   long x = 0;
-  MQ_CHECK(mq_cli_value(argc, argv, i, &v, err));
-  MQ_CHECK(mq_cli_parse_int(argv[*i - 1], v, lo, hi, &x, err));
+  mq_status st = mq_cli_int_value(argc, argv, i, lo, hi, &x, err);
   *out = (size_t)x;
-cleanup:
   return st;
 }
 
@@ -58,12 +54,8 @@ static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, mq_mode
   a->nsamples = 128;
   for (int i = 1; i < argc; i++) {
     int used = 0;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      *help = 1;
-      return MQ_OK;
-    }
-    if (mq_cli_common_option(cli, argv[i])) continue;
-    MQ_CHECK(mq_cli_quant_option(argc, argv, &i, &a->opts, &used, err));
+    MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, &a->opts, help, &used, err));
+    if (*help) return MQ_OK;
     if (used) continue;
     if (!strcmp(argv[i], "--model")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->model_dir, err));
     else if (!strcmp(argv[i], "--calib")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->calib, err));

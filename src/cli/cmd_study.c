@@ -93,12 +93,8 @@ static mq_status parse_study_args(mq_cli *cli, int argc, char **argv, study_args
   for (int i = 1; i < argc; i++) {
     int used = 0;
     const char *v = NULL;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      *help = 1;
-      return MQ_OK;
-    }
-    if (mq_cli_common_option(cli, argv[i])) continue;
-    MQ_CHECK(mq_cli_quant_option(argc, argv, &i, &a->opts, &used, err));
+    MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, &a->opts, help, &used, err));
+    if (*help) return MQ_OK;
     if (used) continue;
     const char *opt = argv[i];
     if (!strcmp(opt, "--in")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->in, err));
