@@ -11,7 +11,7 @@
 #include "core/mem.h"
 #include "dist/exact_sum.h"
 #include "dist/partition.h"
-#include "mq_test.h"
+#include "dist/mq_mpi_test.h"
 
 enum { N = 6000, LEN = 7, PATTERNS = 5 };
 
@@ -211,17 +211,6 @@ static void test_distributed(void) {
   mq_free(sh_owner);
 }
 
-/* Failures of every rank combined; rank 0 prints the closing line. */
-static int finish(const char *name) {
-  int mine[2] = {mq_test_checks, mq_test_failures}, all[2];
-  MPI_Allreduce(mine, all, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  mq_test_checks = all[0];
-  mq_test_failures = all[1];
-  int rc = mq_test_failures == 0 ? 0 : 1;
-  if (rank == 0) mq_test_finish(name);
-  return rc;
-}
-
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -232,7 +221,7 @@ int main(int argc, char **argv) {
   test_round_trip();
   test_distributed();
   MQ_EXPECT_EQ_INT(mq_mem_current(), 0); /* every mq_alloc freed */
-  int rc = finish("test_exact_sum");
+  int rc = mq_mpi_test_finish("test_exact_sum");
   MPI_Finalize();
   return rc;
 }

@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "dist/scalapack_factor.h"
-#include "mq_test.h"
+#include "dist/mq_mpi_test.h"
 
 static int world_rank;
 
@@ -280,16 +280,6 @@ static void test_communicators(void) {
   MPI_Comm_free(&half);
 }
 
-static int finish(const char *name) {
-  int mine[2] = {mq_test_checks, mq_test_failures}, all[2];
-  MPI_Allreduce(mine, all, 2, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  mq_test_checks = all[0];
-  mq_test_failures = all[1];
-  int rc = mq_test_failures == 0 ? 0 : 1;
-  if (world_rank == 0) mq_test_finish(name);
-  return rc;
-}
-
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
@@ -299,7 +289,7 @@ int main(int argc, char **argv) {
   test_indefinite(MPI_COMM_WORLD);
   test_communicators();
   MQ_EXPECT_EQ_INT(mq_mem_current(), 0); /* every mq_alloc freed */
-  int rc = finish("test_scalapack_factor");
+  int rc = mq_mpi_test_finish("test_scalapack_factor");
   MPI_Finalize();
   return rc;
 }
