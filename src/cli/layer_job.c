@@ -153,6 +153,99 @@ cleanup:
   return st;
 }
 
+/* ---- distributed H from the samples (OPTQ on ScaLAPACK): H is summed panel by panel ---- */
+
+/* Rows per panel of H: about 64 MiB of doubles, at least 64 rows. Each panel costs a pass over
+ * this rank's samples, its exact accumulator 16 bytes per entry. */
+static size_t panel_rows(size_t cols) {
+  size_t h = ((size_t)64 << 20) / (8 * cols);
+  return h < 64 ? 64 : h > cols ? cols : h;
+}
+
+/* Collective. diag(H) = Σ x̃_j²/n exactly, before any of H: the order, the dead inputs and
+ * λ = damp·mean need only it. Also fixes the scale every panel's exact sum uses. */
+static mq_status samples_diag(job *j, double *diag, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols, n = j->li->n, k0, k1, len;
+  mq_exact_sum s = {0};
+  double mx[2];
+  MQ_CHECK(sample_bounds(j, 0, n, 0, mx, err));
+  j->panel_scale = mq_exact_sum_scale(fmax((double)n * mx[0] * mx[0], 1e-300));
+  MQ_CHECK(mq_exact_sum_init(&s, cols, j->panel_scale, err));
+  mq__job_chunks(j, 0, n, &k0, &k1);
+  for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
+    st = read_chunk(j, 0, n, c, 0, &len, err);
+    for (size_t q = 0; q < cols && st == MQ_OK; q++) { /* one chunk's Σ x², fixed order */
+      double d = 0.0;
+      for (size_t t = 0; t < len; t++) d += j->Xq[t * cols + q] * j->Xq[t * cols + q];
+      diag[q] = d;
+    }
+    if (st == MQ_OK) mq_exact_sum_add(&s, diag);
+  }
+  MQ_CHECK(mq__job_agree(j, st));
+  MQ_CHECK(mq_exact_sum_allreduce(&s, j->comm, err));
+  mq_exact_sum_result(&s, diag);
+  for (size_t q = 0; q < cols; q++) diag[q] /= (double)n;
+cleanup:
+  mq_exact_sum_free(&s);
+  return st;
+}
+
+/* Collective. Rows [p0, p0+h) of H = X̃ᵀX̃/n into panel [h, cols] on every rank: each chunk's
+ * X̃[:, p0:p0+h]ᵀ X̃ summed exactly over all ranks' chunks. P: scratch [h, cols]. */
+static mq_status samples_panel(job *j, size_t p0, size_t h, double *panel, double *P,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols, n = j->li->n, k0, k1, len;
+  mq_exact_sum s = {0};
+  st = mq_exact_sum_init(&s, h * cols, j->panel_scale, err);
+  mq__job_chunks(j, 0, n, &k0, &k1);
+  for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
+    st = read_chunk(j, 0, n, c, 0, &len, err);
+    if (st != MQ_OK) break;
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)cols, (int)len, 1.0,
+                j->Xq + p0, (int)cols, j->Xq, (int)cols, 0.0, P, (int)cols);
+    mq_exact_sum_add(&s, P);
+  }
+  MQ_CHECK(mq__job_agree(j, st));
+  MQ_CHECK(mq_exact_sum_allreduce(&s, j->comm, err));
+  mq_exact_sum_result(&s, panel);
+  for (size_t k = 0; k < h * cols; k++) panel[k] /= (double)n;
+cleanup:
+  mq_exact_sum_free(&s);
+  return st;
+}
+
+/* Collective (the factor calls it on every rank). H is summed panel by panel; each rank keeps
+ * the rows its columns of B need (B's column b is row perm[n−1−b] of H), dead diagonal entries
+ * patched as in the replicated path. No rank ever holds more than a panel of H. */
+static mq_status fill_from_samples(void *ctx, mq_dist_factor *f, const size_t *perm,
+                                   mq_error *err) {
+  job *j = ctx;
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols, h = panel_rows(cols), nloc = mq_dist_factor_local_cols(f);
+  double *panel = mq_alloc(h * cols, sizeof *panel), *P = mq_alloc(h * cols, sizeof *P);
+  double *row = mq_alloc(cols, sizeof *row);
+  st = panel && P && row ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H panel)");
+  MQ_CHECK(mq__job_agree(j, st));
+  for (size_t p0 = 0; p0 < cols; p0 += h) {
+    size_t hh = cols - p0 < h ? cols - p0 : h;
+    MQ_CHECK(samples_panel(j, p0, hh, panel, P, err));
+    for (size_t lj = 0; lj < nloc; lj++) {
+      size_t i = mq_dist_factor_column_source(f, lj, perm);
+      if (i < p0 || i >= p0 + hh) continue;
+      memcpy(row, panel + (i - p0) * cols, cols * sizeof *row);
+      if (row[i] == 0.0) row[i] = 1.0;
+      mq_dist_factor_set_column(f, lj, row, perm);
+    }
+  }
+cleanup:
+  mq_free(panel);
+  mq_free(P);
+  mq_free(row);
+  return st;
+}
+
 /* Local, the fill of a distributed H (dist/dist_factorizer.h): every local column of B is a
  * row of H (symmetric), read from the source one at a time, its dead diagonal patched (§3.1)
  * as the replicated path patches H. */
@@ -182,7 +275,8 @@ static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *
   mq_dist_factorizer_ctx dist_ctx;
   int scalapack = o->factor == MQ_FACTOR_SCALAPACK && o->method != MQ_METHOD_RTN;
   if (scalapack && H == NULL)
-    mq_dist_factorizer_filled(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB, fill_from_rows, j);
+    mq_dist_factorizer_filled(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB,
+                              j->li->has_x ? fill_from_samples : fill_from_rows, j);
   else if (scalapack)
     mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
   mq_layer_input in = {.name = j->li->name, .layer_id = j->src->layer_id, .rows = j->nrows,
@@ -359,9 +453,10 @@ static mq_status load_matrices(job *j, int need_g, double *H, double *G, double 
   int hit = 0;
   if (H == NULL) {
     j->Hdiag = mq_alloc(cols, sizeof *j->Hdiag);
-    st = j->Hdiag ? j->src->read_h_diag(j->src->ctx, j->Hdiag, err)
-                  : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (diag H)");
-    return mq__job_agree(j, st);
+    st = j->Hdiag ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (diag H)");
+    if ((st = mq__job_agree(j, st)) != MQ_OK) return st;
+    if (j->li->has_x) return samples_diag(j, j->Hdiag, err);
+    return mq__job_agree(j, j->src->read_h_diag(j->src->ctx, j->Hdiag, err));
   }
   if (j->li->has_x) {
     cache_fetch(j, H, G, Hxx, &hit);
@@ -444,9 +539,12 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   double t_start = mq_wtime();
   mq_dist_bytes_reset();
   resolve_factor(&j, &o);
-  /* H-only files with OPTQ on the ScaLAPACK factor: H is never whole on a rank */
-  int dist_h = !li->has_x && li->has_h && o.method == MQ_METHOD_OPTQ &&
-               o.factor == MQ_FACTOR_SCALAPACK && src->read_h_rows && src->read_h_diag;
+  /* OPTQ on the ScaLAPACK factor: H is never whole on a rank, summed from the samples panel by
+   * panel or read row by row from the file (--lambda auto needs it whole) */
+  int dist_h = o.method == MQ_METHOD_OPTQ && o.factor == MQ_FACTOR_SCALAPACK &&
+               (li->has_x ? o.lambda_mode != MQ_LAMBDA_AUTO
+                          : li->has_h && src->read_h_rows && src->read_h_diag);
+  gram = gram && !dist_h; /* the Grams are whole matrices: errors from the samples instead */
   double *H = dist_h ? NULL : mq_alloc(cols * cols, sizeof *H);
   double *G = need_g || gram ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hxx = gram ? mq_alloc(cols * cols, sizeof *Hxx) : NULL;
