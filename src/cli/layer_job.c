@@ -11,6 +11,7 @@
 #include "core/measure.h"
 #include "core/mem.h"
 #include "core/optq.h"
+#include "core/qronos.h"
 #include "core/status.h"
 #include "dist/comm_stats.h"
 #include "dist/dist_factorizer.h"
@@ -169,8 +170,10 @@ static mq_status samples_diag(job *j, double *diag, mq_error *err) {
   size_t cols = j->li->cols, n = j->li->n, k0, k1, len;
   mq_exact_sum s = {0};
   double mx[2];
-  MQ_CHECK(sample_bounds(j, 0, n, 0, mx, err));
+  int need_x = j->qronos && j->li->has_xq; /* Qronos' G panels need X's bound too */
+  MQ_CHECK(sample_bounds(j, 0, n, need_x, mx, err));
   j->panel_scale = mq_exact_sum_scale(fmax((double)n * mx[0] * mx[0], 1e-300));
+  j->panel_scale_g = mq_exact_sum_scale(fmax((double)n * mx[0] * mx[1], 1e-300));
   MQ_CHECK(mq_exact_sum_init(&s, cols, j->panel_scale, err));
   mq__job_chunks(j, 0, n, &k0, &k1);
   for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
@@ -191,20 +194,21 @@ cleanup:
   return st;
 }
 
-/* Collective. Rows [p0, p0+h) of H = X̃ᵀX̃/n into panel [h, cols] on every rank: each chunk's
- * X̃[:, p0:p0+h]ᵀ X̃ summed exactly over all ranks' chunks. P: scratch [h, cols]. */
-static mq_status samples_panel(job *j, size_t p0, size_t h, double *panel, double *P,
+/* Collective. Rows [p0, p0+h) of H = X̃ᵀX̃/n (or with g of G = X̃ᵀX/n) into panel [h, cols] on
+ * every rank: each chunk's X̃[:, p0:p0+h]ᵀ X̃ (X) summed exactly over all ranks' chunks.
+ * P: scratch [h, cols]. */
+static mq_status samples_panel(job *j, int g, size_t p0, size_t h, double *panel, double *P,
                                mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = j->li->cols, n = j->li->n, k0, k1, len;
   mq_exact_sum s = {0};
-  st = mq_exact_sum_init(&s, h * cols, j->panel_scale, err);
+  st = mq_exact_sum_init(&s, h * cols, g ? j->panel_scale_g : j->panel_scale, err);
   mq__job_chunks(j, 0, n, &k0, &k1);
   for (size_t c = k0; c < k1 && st == MQ_OK; c++) {
-    st = read_chunk(j, 0, n, c, 0, &len, err);
+    st = read_chunk(j, 0, n, c, g, &len, err);
     if (st != MQ_OK) break;
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)cols, (int)len, 1.0,
-                j->Xq + p0, (int)cols, j->Xq, (int)cols, 0.0, P, (int)cols);
+                j->Xq + p0, (int)cols, g ? j->X : j->Xq, (int)cols, 0.0, P, (int)cols);
     mq_exact_sum_add(&s, P);
   }
   MQ_CHECK(mq__job_agree(j, st));
@@ -230,7 +234,7 @@ static mq_status fill_from_samples(void *ctx, mq_dist_factor *f, const size_t *p
   MQ_CHECK(mq__job_agree(j, st));
   for (size_t p0 = 0; p0 < cols; p0 += h) {
     size_t hh = cols - p0 < h ? cols - p0 : h;
-    MQ_CHECK(samples_panel(j, p0, hh, panel, P, err));
+    MQ_CHECK(samples_panel(j, 0, p0, hh, panel, P, err));
     for (size_t lj = 0; lj < nloc; lj++) {
       size_t i = mq_dist_factor_column_source(f, lj, perm);
       if (i < p0 || i >= p0 + hh) continue;
@@ -243,6 +247,44 @@ cleanup:
   mq_free(panel);
   mq_free(P);
   mq_free(row);
+  return st;
+}
+
+/* Collective (layer.c calls it on every rank before the factor). Qronos with a distributed H:
+ * H and G in row panels give the first targets and V = W(G−H)ᵀ (qronos.h) without either
+ * being whole; G is H when X̃ = X (V is then NULL). */
+static mq_status qronos_from_samples(void *ctx, const size_t *perm, const float *Wcm,
+                                     size_t rows, double *target, float *V, mq_error *err) {
+  job *j = ctx;
+  mq_status st = MQ_OK;
+  size_t cols = j->li->cols, h = panel_rows(cols);
+  int mismatch = j->li->has_xq;
+  double *Hp = mq_alloc(h * cols, sizeof *Hp), *Gp = mq_alloc(h * cols, sizeof *Gp);
+  double *P = mq_alloc(h * cols, sizeof *P);
+  float *W0 = mq_alloc(rows * cols + 1, sizeof *W0);
+  float *scratch = mq_alloc(h * (cols + rows) + 1, sizeof *scratch);
+  size_t *pos = mq_alloc(cols, sizeof *pos);
+  st = Hp && Gp && P && W0 && scratch && pos && (V || !mismatch)
+           ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Qronos panels)");
+  MQ_CHECK(mq__job_agree(j, st));
+  for (size_t p = 0; p < cols; p++) {
+    pos[perm[p]] = p;
+    for (size_t r = 0; r < rows; r++) W0[r * cols + perm[p]] = Wcm[p * rows + r];
+  }
+  for (size_t p0 = 0; p0 < cols; p0 += h) {
+    size_t hh = cols - p0 < h ? cols - p0 : h;
+    MQ_CHECK(samples_panel(j, 0, p0, hh, Hp, P, err));
+    if (mismatch) MQ_CHECK(samples_panel(j, 1, p0, hh, Gp, P, err));
+    mq_qronos_panel(Hp, mismatch ? Gp : Hp, p0, hh, cols, perm, pos, Wcm, W0, rows, target,
+                    mismatch ? V : NULL, scratch);
+  }
+cleanup:
+  mq_free(Hp);
+  mq_free(Gp);
+  mq_free(P);
+  mq_free(W0);
+  mq_free(scratch);
+  mq_free(pos);
   return st;
 }
 
@@ -281,7 +323,9 @@ static mq_status quantize(job *j, double *H, double *G, const mq_quant_options *
     mq_dist_factorizer(&dist, &dist_ctx, j->comm, MQ_SCALAPACK_NB);
   mq_layer_input in = {.name = j->li->name, .layer_id = j->src->layer_id, .rows = j->nrows,
                        .cols = j->li->cols, .W = j->W, .H = H, .G = G, .row0 = j->row0,
-                       .factorizer = scalapack ? &dist : NULL, .Hdiag = j->Hdiag};
+                       .factorizer = scalapack ? &dist : NULL, .Hdiag = j->Hdiag,
+                       .qronos_panels = qronos_from_samples, .qronos_ctx = j,
+                       .qronos_mismatch = j->li->has_xq};
   mq_status st = mq_layer_quantize(&in, o, res, aux, err);
   if (scalapack) mq_dist_factorizer_release(&dist_ctx);
   return mq__job_agree(j, st);
@@ -541,16 +585,17 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   resolve_factor(&j, &o);
   /* OPTQ on the ScaLAPACK factor: H is never whole on a rank, summed from the samples panel by
    * panel or read row by row from the file (--lambda auto needs it whole) */
-  int dist_h = o.method == MQ_METHOD_OPTQ && o.factor == MQ_FACTOR_SCALAPACK &&
-               (li->has_x ? o.lambda_mode != MQ_LAMBDA_AUTO
-                          : li->has_h && src->read_h_rows && src->read_h_diag);
+  int dist_h = o.factor == MQ_FACTOR_SCALAPACK &&
+               (li->has_x ? o.lambda_mode != MQ_LAMBDA_AUTO && o.method != MQ_METHOD_RTN
+                          : o.method == MQ_METHOD_OPTQ && li->has_h && src->read_h_rows &&
+                                src->read_h_diag);
   gram = gram && !dist_h; /* the Grams are whole matrices: errors from the samples instead */
   double *H = dist_h ? NULL : mq_alloc(cols * cols, sizeof *H);
-  double *G = need_g || gram ? mq_alloc(cols * cols, sizeof *G) : NULL;
+  double *G = (need_g && !dist_h) || gram ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hxx = gram ? mq_alloc(cols * cols, sizeof *Hxx) : NULL;
   double *Hgiven = NULL;
   float *What_all = NULL; /* every row's Ŵ: src->dequant_out or owned */
-  st = (H || dist_h) && (G || !(need_g || gram)) && (Hxx || !gram) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
+  st = (H || dist_h) && (G || !((need_g && !dist_h) || gram)) && (Hxx || !gram) ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", cols * cols * sizeof *H);
   if (st == MQ_OK) st = job_open(&j, err);
   MQ_CHECK(mq__job_agree(&j, st));
   double t0 = mq_wtime();

@@ -20,7 +20,8 @@ typedef struct job {
   float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
   double *X, *Xq; /* [chunk, cols] sample buffers */
   double *Hdiag;  /* distributed H (H never whole on a rank): its diagonal [cols]; else NULL */
-  int panel_scale; /* distributed H from samples: the exact sums' scale (from samples_diag) */
+  int panel_scale, panel_scale_g; /* distributed H from samples: the exact sums' scales of H's
+                                     and G's panels (from samples_diag) */
   double *eH, *eG, *eHxx; /* errors from the Grams (data-parallel sources): X̃ᵀX̃, X̃ᵀX, XᵀX
                              over n, [cols, cols]; else NULL */
 } job;

@@ -187,6 +187,11 @@ cleanup:
 static mq_status qronos_prepare(const mq_layer_input *in, layer_work *w, double *target,
                                 float **V, mq_error *err) {
   mq_status st = MQ_OK;
+  if (in->H == NULL) { /* distributed H: from panels, never whole; collective, so a failed
+                         allocation of V is the callback's to agree on (V NULL with mismatch) */
+    if (in->qronos_mismatch) *V = mq_alloc(w->cols * w->rows + 1, sizeof **V);
+    return in->qronos_panels(in->qronos_ctx, w->perm, w->Wcm, w->rows, target, *V, err);
+  }
   mq_qronos_first_target(in->H, in->G != NULL ? in->G : in->H, w->cols, w->perm, w->Wcm, w->rows,
                          target);
   if (in->G == NULL) return MQ_OK;
@@ -287,9 +292,11 @@ mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *op
   double t_start = mq_wtime();
   MQ_CHECK(result_alloc(res, rows, cols, opts, err));
   if (in->H == NULL) { /* distributed H: OPTQ only, its factorizer holds H */
-    if (in->Hdiag == NULL || opts->method != MQ_METHOD_OPTQ || in->factorizer == NULL)
-      MQ_FAIL(err, MQ_EFAIL, "internal error: %s: distributed H needs OPTQ, Hdiag, a factorizer",
-              in->name);
+    int qronos_ok = opts->method == MQ_METHOD_QRONOS && in->qronos_panels != NULL;
+    if (in->Hdiag == NULL || in->factorizer == NULL ||
+        (opts->method != MQ_METHOD_OPTQ && !qronos_ok))
+      MQ_FAIL(err, MQ_EFAIL, "internal error: %s: distributed H needs OPTQ or Qronos with its "
+              "panels, Hdiag, a factorizer", in->name);
     w.diag = mq_alloc(cols, sizeof *w.diag);
     MQ_CHECK_ALLOC(err, w.diag, cols * sizeof *w.diag);
     memcpy(w.diag, in->Hdiag, cols * sizeof *w.diag);

@@ -25,10 +25,16 @@ typedef struct mq_layer_input {
   double *G;         /* [cols, cols] = X̃ᵀX/n for Qronos, NULL when X̃ = X (G = H). CONSUMED */
   size_t row0;       /* global index of W's first row: rows may be any slice of the layer */
   const mq_factorizer *factorizer; /* NULL: replicated, factored in place in H (LAPACK) */
-  /* Distributed H (OPTQ only): H is NULL, the factorizer fills its own blocks of H when asked
-   * to factor (H never whole on one rank), and Hdiag [cols] is H's diagonal, which is all the
-   * dead-input patch, the processing order and λ = damp·mean need. */
+  /* Distributed H (OPTQ, Qronos): H is NULL, the factorizer fills its own blocks of H when
+   * asked to factor (H never whole on one rank), and Hdiag [cols] is H's diagonal, which is all
+   * the dead-input patch, the processing order and λ = damp·mean need. Qronos then also needs
+   * qronos_panels: its first targets and, with mismatch, V (qronos.h), computed from panels
+   * of H and G (collective when the factorizer is); V is NULL when X̃ = X. */
   const double *Hdiag;
+  mq_status (*qronos_panels)(void *ctx, const size_t *perm, const float *Wcm, size_t rows,
+                             double *target, float *V, mq_error *err);
+  void *qronos_ctx;
+  int qronos_mismatch; /* distributed H: X̃ ≠ X, so V is needed */
 } mq_layer_input;
 
 /* What the caller needs after the sweep to finish the error accounting. */

@@ -1,15 +1,17 @@
 #include "core/qronos.h"
 
+#include <string.h>
+
 #include "core/blas.h"
 #include "core/hessian.h"
 #include "core/mem.h"
 #include "core/optq.h"
 #include "core/status.h"
 
-void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
-                            const float *Wcm, size_t rows, double *target) {
+/* The first targets from row c0 = perm[0] of G (g) and H (h). */
+static void first_target_rows(const double *h, const double *g, size_t cols, const size_t *perm,
+                              const float *Wcm, size_t rows, double *target) {
   size_t c0 = perm[0];
-  const double *g = G + c0 * cols, *h = H + c0 * cols;
   for (size_t r = 0; r < rows; r++) target[r] = 0.0;
   for (size_t p = 0; p < cols; p++) { /* column by column: Wcm's columns are contiguous */
     size_t k = perm[p];
@@ -18,6 +20,29 @@ void mq_qronos_first_target(const double *H, const double *G, size_t cols, const
     for (size_t r = 0; r < rows; r++) target[r] += coef * (double)w[r];
   }
   for (size_t r = 0; r < rows; r++) target[r] /= h[c0];
+}
+
+void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
+                            const float *Wcm, size_t rows, double *target) {
+  first_target_rows(H + perm[0] * cols, G + perm[0] * cols, cols, perm, Wcm, rows, target);
+}
+
+void mq_qronos_panel(const double *Hp, const double *Gp, size_t p0, size_t h, size_t cols,
+                     const size_t *perm, const size_t *pos, const float *Wcm, const float *W0,
+                     size_t rows, double *target, float *V, float *scratch) {
+  size_t c0 = perm[0];
+  if (c0 >= p0 && c0 < p0 + h)
+    first_target_rows(Hp + (c0 - p0) * cols, Gp + (c0 - p0) * cols, cols, perm, Wcm, rows, target);
+  if (V == NULL || rows == 0) return;
+  float *D = scratch, *Y = scratch + h * cols; /* [h, cols] G − H rows; [h, rows] their V rows */
+  for (size_t k = 0; k < h * cols; k++) D[k] = (float)(Gp[k] - Hp[k]);
+  for (size_t r0 = 0; r0 < rows; r0 += MQ_ROW_BLOCK) { /* one call per row block (optq.h) */
+    int m = (int)(rows - r0 < MQ_ROW_BLOCK ? rows - r0 : MQ_ROW_BLOCK);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)h, m, (int)cols, 1.0f, D,
+                (int)cols, W0 + r0 * cols, (int)cols, 0.0f, Y + r0, (int)rows);
+  }
+  for (size_t i = 0; i < h; i++) /* row i of the panel is processing position pos[p0 + i] */
+    memcpy(V + pos[p0 + i] * rows, Y + i * rows, rows * sizeof *V);
 }
 
 mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size_t *perm,

@@ -24,6 +24,15 @@
 void mq_qronos_first_target(const double *H, const double *G, size_t cols, const size_t *perm,
                             const float *Wcm, size_t rows, double *target);
 
+/* The same two from row panels when H and G are never whole (distributed H): rows
+ * [p0, p0+h) of H and G (Hp, Gp row-major [h, cols], original order) give V's rows at the
+ * processing positions pos[p0 … p0+h−1] and, when they hold row perm[0], the first targets.
+ * W0: W row-major [rows, cols] in original order (dead columns zero); V may be NULL (X̃ = X);
+ * scratch: floats [h·cols + h·rows]. */
+void mq_qronos_panel(const double *Hp, const double *Gp, size_t p0, size_t h, size_t cols,
+                     const size_t *perm, const size_t *pos, const float *Wcm, const float *W0,
+                     size_t rows, double *target, float *V, float *scratch);
+
 /* Before the factor: V [cols, rows] column-major in processing order = W(G−H)ᵀ, i.e.
  * V[p·rows + r] = Σ_k (G−H)[perm[p], k]·w_rk, in float like the sweep it feeds. G is consumed
  * (overwritten by G−H with its rows permuted). One SGEMM. */
