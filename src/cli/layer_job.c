@@ -539,13 +539,12 @@ static void reduce_phases(const job *j, const mq_layer_aux *aux, double t_hessia
       .sweep_gemm_flops = total[3], .comm_bytes = total[0]};
 }
 
-/* Collective. --factor auto: the replicated path holds about k·cols² doubles per rank besides
- * the rows — H, plus a copy for the errors (H files) or the sums' scratch and 16-byte exact
- * accumulators of the triangle (samples), plus G for Qronos — and switches to ScaLAPACK when
- * that exceeds the budget: --mem-per-rank, else the node's memory over its ranks. The budget
- * is the minimum over ranks, so all decide alike. */
-static void resolve_factor(const job *j, mq_quant_options *o) {
-  if (o->factor != MQ_FACTOR_AUTO) return;
+/* Collective. The replicated path holds about k·cols² doubles per rank besides the rows — H,
+ * plus a copy for the errors (H files) or the sums' scratch and 16-byte exact accumulators of
+ * the triangle (samples), plus G for Qronos. Returns 1 when that exceeds the budget
+ * (--mem-per-rank, else the node's memory over its ranks; the minimum over ranks, so all
+ * decide alike); --factor auto then becomes ScaLAPACK, else local. */
+static int resolve_factor(const job *j, mq_quant_options *o) {
   double budget = (double)o->mem_per_rank;
   if (budget <= 0) {
     MPI_Comm node;
@@ -559,9 +558,11 @@ static void resolve_factor(const job *j, mq_quant_options *o) {
   double c2 = (double)j->li->cols * (double)j->li->cols * sizeof(double);
   double k = (j->li->has_x ? 3.0 : 2.0) + (j->qronos ? (j->li->has_x ? 2.0 : 1.0) : 0.0);
   int big = k * c2 > budget && o->method != MQ_METHOD_RTN && j->nranks > 1;
-  o->factor = big ? MQ_FACTOR_SCALAPACK : MQ_FACTOR_LOCAL;
-  MQ_DEBUG("%s: replicated H needs ~%.3g GiB per rank, budget %.3g GiB: %s factor", j->li->name,
-           k * c2 / 1073741824.0, budget / 1073741824.0, big ? "ScaLAPACK" : "local");
+  if (o->factor == MQ_FACTOR_AUTO) o->factor = big ? MQ_FACTOR_SCALAPACK : MQ_FACTOR_LOCAL;
+  MQ_DEBUG("%s: replicated H needs ~%.3g GiB per rank, budget %.3g GiB: %s factor%s",
+           j->li->name, k * c2 / 1073741824.0, budget / 1073741824.0,
+           o->factor == MQ_FACTOR_SCALAPACK ? "ScaLAPACK" : "local", big ? ", H distributed" : "");
+  return big;
 }
 
 mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
@@ -582,11 +583,13 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
   int gram = src->samples_local && li->has_x && li->has_xq && !src->skip_errors;
   double t_start = mq_wtime();
   mq_dist_bytes_reset();
-  resolve_factor(&j, &o);
-  /* OPTQ on the ScaLAPACK factor: H is never whole on a rank, summed from the samples panel by
-   * panel or read row by row from the file (--lambda auto needs it whole) */
+  int too_big = resolve_factor(&j, &o);
+  /* On the ScaLAPACK factor H need never be whole on a rank: read row by row from a file that
+   * gives it (OPTQ), or — when replicated copies would not fit — summed from the samples panel
+   * by panel (OPTQ, Qronos; twice the flops of the replicated sums, so only when needed;
+   * --lambda auto needs H whole) */
   int dist_h = o.factor == MQ_FACTOR_SCALAPACK &&
-               (li->has_x ? o.lambda_mode != MQ_LAMBDA_AUTO && o.method != MQ_METHOD_RTN
+               (li->has_x ? too_big && o.lambda_mode != MQ_LAMBDA_AUTO && o.method != MQ_METHOD_RTN
                           : o.method == MQ_METHOD_OPTQ && li->has_h && src->read_h_rows &&
                                 src->read_h_diag);
   gram = gram && !dist_h; /* the Grams are whole matrices: errors from the samples instead */

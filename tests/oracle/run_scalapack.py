@@ -16,7 +16,10 @@ then `--factor scalapack` runs at every rank count of --nps and, per layer, asse
 Layers have 97, 130, 200 and 50 columns (not multiples of the block 64 nor of the process grid
 at 2, 3, 4 ranks; 50 fits in one block, 200 takes four panels, the last one 8 wide), rows not
 divisible by the rank counts, several 256-sample chunks, and one 3-row layer (empty row ranges
-at 4 ranks).  OPTQ and Qronos (file with X̃), nearest and stochastic rounding.
+at 4 ranks).  OPTQ and Qronos (file with X̃), nearest and stochastic rounding.  With H given
+(OPTQ) each rank reads only H's rows its blocks need; with --mem-per-rank 64K (below H's size)
+H is summed from the samples in row panels and never whole on a rank (OPTQ and Qronos, whose
+first targets and V then come from H and G panels too).
 Prints one line per case and finally `N passed, M failed`; exit status 1 if any failed.
 """
 import os
@@ -66,8 +69,11 @@ CASES = [
     ("xq", "--method qronos --bits 3 --group-size 32 --asym"),
     ("xq", "--method qronos --bits 4 --group-size -1 --sym --lambda 0"),
     ("hessian", "--method optq --bits 3 --group-size 32"),
+    # a budget below H's size: on samples H is then summed in panels, never whole on a rank
+    ("plain", "--method optq --bits 3 --group-size 32 --mem-per-rank 64K"),
+    ("xq", "--method qronos --bits 3 --group-size 32 --asym --mem-per-rank 64K"),
 ]
-QUICK = [0, 2, 4, 6]
+QUICK = [0, 2, 4, 6, 7, 8]
 
 
 def _rel(a, b):
