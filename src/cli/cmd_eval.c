@@ -174,6 +174,12 @@ mq_status mq_eval_run(mq_cli *cli, const mq_eval_args *a) {
   } else if (cfg.max_position_embeddings > 0 && L > (size_t)cfg.max_position_embeddings) {
     L = (size_t)cfg.max_position_embeddings;
   }
+  if (cfg.sliding_window > 0 && L > (size_t)cfg.sliding_window) { /* not implemented */
+    if (a->seqlen > 0)
+      MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's sliding_window (%d), whose "
+              "windowed attention is not implemented", L, cfg.sliding_window);
+    L = (size_t)cfg.sliding_window;
+  }
   size_t nwin = ntok / L;
   if (nwin == 0)
     MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of %zu (--seqlen)", a->tokens,

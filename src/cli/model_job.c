@@ -368,6 +368,11 @@ static mq_status open_local(pipeline *p, mq_error *err) {
   if (maxpos > 0 && p->L > maxpos)
     MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's max_position_embeddings (%zu)",
             p->L, maxpos);
+  size_t window = p->cfg.sliding_window > 0 ? (size_t)p->cfg.sliding_window : 0;
+  if (a->seqlen == 0 && window > 0 && p->L > window) p->L = window;
+  if (window > 0 && p->L > window)
+    MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's sliding_window (%zu), whose "
+            "windowed attention is not implemented", p->L, window);
   p->nwin = a->nsamples;
   /* Ranks get whole chunks of ~MQ_CHUNK_TOKENS tokens: each chunk's DSYRK is the same wherever
    * it runs (rank-count independence), and short windows do not pay one exact-sum conversion

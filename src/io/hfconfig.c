@@ -107,6 +107,35 @@ cleanup:
   return st;
 }
 
+/* Features that change the forward pass and are not implemented are refused here, so no model
+ * is evaluated or calibrated with the wrong math: scaled rotary embeddings (Llama 3's
+ * rope_scaling), activations other than SiLU. A sliding window is recorded: the commands
+ * refuse windows longer than it. */
+static mq_status check_unsupported(const char *path, const json_t *root, mq_llama_config *c,
+                                   mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *rs = json_object_get(root, "rope_scaling");
+  if (rs != NULL && !json_is_null(rs)) {
+    const json_t *t = json_object_get(rs, "rope_type");
+    if (t == NULL) t = json_object_get(rs, "type");
+    const char *type = json_is_string(t) ? json_string_value(t) : "?";
+    if (strcmp(type, "default") != 0)
+      MQ_FAIL(err, MQ_EINPUT, "%s: rope_scaling: type '%.40s' is not supported (only unscaled "
+              "rotary embeddings)", path, type);
+  }
+  const json_t *act = json_object_get(root, "hidden_act");
+  if (act != NULL && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
+    MQ_FAIL(err, MQ_EINPUT, "%s: hidden_act: '%.40s' is not supported (SwiGLU with silu only)",
+            path, json_is_string(act) ? json_string_value(act) : "?");
+  const json_t *use = json_object_get(root, "use_sliding_window");
+  const json_t *sw = json_object_get(root, "sliding_window");
+  c->sliding_window = 0;
+  if (json_is_integer(sw) && json_integer_value(sw) > 0 && !json_is_false(use))
+    c->sliding_window = json_integer_value(sw) > INT_MAX ? INT_MAX : (int)json_integer_value(sw);
+cleanup:
+  return st;
+}
+
 static mq_status parse(const char *path, const json_t *root, mq_llama_config *c, mq_error *err) {
   mq_status st = MQ_OK;
   if (!json_is_object(root)) MQ_FAIL(err, MQ_EINPUT, "%s: not a JSON object", path);
@@ -152,6 +181,7 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
       (!json_is_integer(hd) || json_integer_value(hd) != c->head_dim))
     MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: only hidden_size / num_attention_heads (%d) is supported",
             path, c->head_dim);
+  MQ_CHECK(check_unsupported(path, root, c, err));
   const json_t *dt = json_object_get(root, "torch_dtype");
   if (json_is_string(dt)) snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", json_string_value(dt));
 cleanup:

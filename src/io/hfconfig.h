@@ -18,6 +18,8 @@ typedef struct mq_llama_config {
   int head_dim;                 /* hidden_size / num_attention_heads */
   int vocab_size;
   int max_position_embeddings;  /* 0 when absent */
+  int sliding_window;           /* attention window of Mistral/Qwen2 configs; 0 = none (windows
+                                   longer than it are refused: not implemented) */
   double rms_norm_eps;          /* default 1e-6 */
   double rope_theta;            /* default 10000 */
   int tie_word_embeddings;      /* default 0 */

@@ -140,6 +140,25 @@ class Cases:
         json.dump(c, open(os.path.join(d, "config.json"), "w"))
         self.add("unsupported architecture", ev(d), 3, "unsupported architecture")
 
+        for label, key, value, text in (
+                ("Llama-3 rope_scaling", "rope_scaling",
+                 {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                 "rope_scaling"),
+                ("hidden_act gelu", "hidden_act", "gelu", "hidden_act")):
+            d = self.copy(base, key)
+            c = json.load(open(os.path.join(d, "config.json")))
+            c[key] = value
+            json.dump(c, open(os.path.join(d, "config.json"), "w"))
+            self.add("unsupported " + label, ev(d), 3, text)
+
+        d = self.copy(base, "window")
+        c = json.load(open(os.path.join(d, "config.json")))
+        c["sliding_window"] = 8
+        json.dump(c, open(os.path.join(d, "config.json"), "w"))
+        self.add("--seqlen beyond sliding_window", ev(d), 2,
+                 "sliding_window")
+
         d = self.copy("qwen2_bf16_gqa2", "qwen_nobias")
         Hq, Dq = read_st(st(d))
         write_st(st(d), *without(Hq, Dq, "model.layers.0.self_attn.k_proj.bias"))
