@@ -107,6 +107,47 @@ cleanup:
   return st;
 }
 
+/* A positive number field of rope_scaling. */
+static mq_status rope_number(const char *path, const json_t *rs, const char *field, double *out,
+                             mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *v = json_object_get(rs, field);
+  if (!json_is_number(v) || !(json_number_value(v) > 0) || !isfinite(json_number_value(v)))
+    MQ_FAIL(err, MQ_EINPUT, "%s: rope_scaling: %s: missing or not a positive number", path, field);
+  *out = json_number_value(v);
+cleanup:
+  return st;
+}
+
+/* rope_scaling as HF's modeling_rope_utils reads it: "default", "linear", "llama3". */
+static mq_status parse_rope_scaling(const char *path, const json_t *rs, mq_llama_config *c,
+                                    mq_error *err) {
+  mq_status st = MQ_OK;
+  c->rope_scaling = MQ_ROPE_PLAIN;
+  if (rs == NULL || json_is_null(rs)) return MQ_OK;
+  const json_t *t = json_object_get(rs, "rope_type");
+  if (t == NULL) t = json_object_get(rs, "type");
+  const char *type = json_is_string(t) ? json_string_value(t) : "?";
+  if (!strcmp(type, "default")) return MQ_OK;
+  if (!strcmp(type, "linear")) {
+    c->rope_scaling = MQ_ROPE_LINEAR;
+    return rope_number(path, rs, "factor", &c->rope_factor, err);
+  }
+  if (strcmp(type, "llama3") != 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: rope_scaling: type '%.40s' is not supported (default, linear, "
+            "llama3)", path, type);
+  c->rope_scaling = MQ_ROPE_LLAMA3;
+  MQ_CHECK(rope_number(path, rs, "factor", &c->rope_factor, err));
+  MQ_CHECK(rope_number(path, rs, "low_freq_factor", &c->rope_low_freq_factor, err));
+  MQ_CHECK(rope_number(path, rs, "high_freq_factor", &c->rope_high_freq_factor, err));
+  MQ_CHECK(rope_number(path, rs, "original_max_position_embeddings",
+                       &c->rope_original_max_positions, err));
+  if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
+    MQ_FAIL(err, MQ_EINPUT, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor", path);
+cleanup:
+  return st;
+}
+
 /* Features that change the forward pass and are not implemented are refused here, so no model
  * is evaluated or calibrated with the wrong math: scaled rotary embeddings (Llama 3's
  * rope_scaling), activations other than SiLU. A sliding window is recorded: the commands
@@ -114,15 +155,7 @@ cleanup:
 static mq_status check_unsupported(const char *path, const json_t *root, mq_llama_config *c,
                                    mq_error *err) {
   mq_status st = MQ_OK;
-  const json_t *rs = json_object_get(root, "rope_scaling");
-  if (rs != NULL && !json_is_null(rs)) {
-    const json_t *t = json_object_get(rs, "rope_type");
-    if (t == NULL) t = json_object_get(rs, "type");
-    const char *type = json_is_string(t) ? json_string_value(t) : "?";
-    if (strcmp(type, "default") != 0)
-      MQ_FAIL(err, MQ_EINPUT, "%s: rope_scaling: type '%.40s' is not supported (only unscaled "
-              "rotary embeddings)", path, type);
-  }
+  MQ_CHECK(parse_rope_scaling(path, json_object_get(root, "rope_scaling"), c, err));
   const json_t *act = json_object_get(root, "hidden_act");
   if (act != NULL && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
     MQ_FAIL(err, MQ_EINPUT, "%s: hidden_act: '%.40s' is not supported (SwiGLU with silu only)",

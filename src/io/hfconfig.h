@@ -20,6 +20,11 @@ typedef struct mq_llama_config {
   int max_position_embeddings;  /* 0 when absent */
   int sliding_window;           /* attention window of Mistral/Qwen2 configs; 0 = none (windows
                                    longer than it are refused: not implemented) */
+  /* rope_scaling: none, "linear" (positions / factor) or "llama3" (Llama 3.1+: long
+   * wavelengths / factor, short ones kept, a smooth blend between); others are refused */
+  enum { MQ_ROPE_PLAIN = 0, MQ_ROPE_LINEAR = 1, MQ_ROPE_LLAMA3 = 2 } rope_scaling;
+  double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+  double rope_original_max_positions;
   double rms_norm_eps;          /* default 1e-6 */
   double rope_theta;            /* default 10000 */
   int tie_word_embeddings;      /* default 0 */

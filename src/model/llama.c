@@ -59,6 +59,22 @@ static size_t mul_ovf(size_t a, size_t b, int *ovf) {
   return a * b;
 }
 
+/* rope_scaling (HF modeling_rope_utils): "linear" divides every frequency by the factor;
+ * "llama3" divides the long wavelengths (> original context / low_freq_factor) by it, keeps the
+ * short ones (< original context / high_freq_factor) and blends linearly in 1/wavelength
+ * between. */
+static double scaled_inv_freq(const mq_llama_config *cfg, double inv) {
+  if (cfg->rope_scaling == MQ_ROPE_LINEAR) return inv / cfg->rope_factor;
+  if (cfg->rope_scaling != MQ_ROPE_LLAMA3) return inv;
+  double ctx = cfg->rope_original_max_positions, factor = cfg->rope_factor;
+  double lo = cfg->rope_low_freq_factor, hi = cfg->rope_high_freq_factor;
+  double wavelen = 6.283185307179586476925286766559 / inv; /* 2π / inv */
+  if (wavelen < ctx / hi) return inv;
+  if (wavelen > ctx / lo) return inv / factor;
+  double smooth = (ctx / wavelen - lo) / (hi - lo);
+  return (1.0 - smooth) * inv / factor + smooth * inv;
+}
+
 mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_t seqlen,
                             mq_error *err) {
   mq_status st = MQ_OK;
@@ -86,7 +102,7 @@ mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_
                  ctx->scratch_len * sizeof(float));
   /* HF rotary: inv_freq[i] = 1 / theta^(2i/hd), angle(t, i) = t * inv_freq[i], in double. */
   for (size_t i = 0; i < half; i++) {
-    double inv = 1.0 / pow(cfg->rope_theta, (double)(2 * i) / (double)d.hd);
+    double inv = scaled_inv_freq(cfg, 1.0 / pow(cfg->rope_theta, (double)(2 * i) / (double)d.hd));
     for (size_t t = 0; t < T; t++) {
       double a = (double)t * inv;
       ctx->rope_cos[t * half + i] = cos(a);

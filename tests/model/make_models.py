@@ -12,6 +12,8 @@ Models (OUTDIR/<name>/):
                       8 q / 2 kv heads, sharded: model.safetensors.index.json + 2 shards
   mistral_bf16_gqa2   MistralForCausalLM, bfloat16, untied, 4 q / 2 kv heads, no
                       max_position_embeddings, 3 blocks
+  llama3_bf16_rope    LlamaForCausalLM, bfloat16, tied, 4 q / 2 kv heads, rope_scaling
+                      "llama3" (original context 256: kept, blended and scaled frequencies)
 
 Weights: embeddings N(0, 1), linear layers N(0, 1/in) (q and k a little larger so attention is
 not uniform), norms 1 + N(0, 0.1²), biases N(0, 0.1²), head N(0, 4/hidden): activations are
@@ -37,6 +39,14 @@ MODELS = {
     "mistral_bf16_gqa2": dict(arch="MistralForCausalLM", dtype="BF16", hidden=48, inter=96,
                               layers=3, nh=4, nkv=2, vocab=40, tied=False, bias=False, shards=1,
                               max_pos=None, theta=10000.0, eps=1e-5),
+    # Llama 3.1-style rotary scaling with a small original context, so that with head_dim 16
+    # the short wavelengths are kept, one falls in the blended band and the long ones scale
+    "llama3_bf16_rope": dict(arch="LlamaForCausalLM", dtype="BF16", hidden=64, inter=96,
+                             layers=2, nh=4, nkv=2, vocab=67, tied=True, bias=False, shards=1,
+                             max_pos=1024, theta=500000.0, eps=1e-5,
+                             rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                           "original_max_position_embeddings": 256}),
 }
 
 NP_DTYPE = {"F32": np.float32, "F16": np.float16}
@@ -108,6 +118,8 @@ def config(spec):
         c["attention_bias"] = spec["bias"]
     if spec["max_pos"]:
         c["max_position_embeddings"] = spec["max_pos"]
+    if spec.get("rope_scaling"):
+        c["rope_scaling"] = spec["rope_scaling"]
     return c
 
 

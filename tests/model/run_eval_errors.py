@@ -141,9 +141,8 @@ class Cases:
         self.add("unsupported architecture", ev(d), 3, "unsupported architecture")
 
         for label, key, value, text in (
-                ("Llama-3 rope_scaling", "rope_scaling",
-                 {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+                ("yarn rope_scaling", "rope_scaling",
+                 {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096},
                  "rope_scaling"),
                 ("hidden_act gelu", "hidden_act", "gelu", "hidden_act")):
             d = self.copy(base, key)

@@ -86,6 +86,28 @@ def rtn_quantize(w, bits, group):
     return out
 
 
+def rope_scaled(inv, rs):
+    """rope_scaling as transformers' modeling_rope_utils defines it: "linear" divides every
+    inverse frequency by factor; "llama3" (_compute_llama3_parameters) divides those whose
+    wavelength 2π/inv exceeds original_max_position_embeddings/low_freq_factor, keeps those
+    below original/high_freq_factor, and in between uses
+    (1 − s)·inv/factor + s·inv with s = (original/wavelength − low)/(high − low)."""
+    if not rs or rs.get("rope_type", rs.get("type", "default")) == "default":
+        return inv
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "linear":
+        return inv / rs["factor"]
+    if kind != "llama3":
+        raise ValueError("rope_scaling %r not supported by the reference" % kind)
+    factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+    old = rs["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv
+    out = np.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+    return np.where(medium, (1 - smooth) * out / factor + smooth * out, out)
+
+
 class Model:
     LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -142,7 +164,8 @@ class Model:
             tokens = tokens[None]
         B, T = tokens.shape
         hd, nh, nkv = self.hd, self.nh, self.nkv
-        inv = 1.0 / (self.theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+        inv = rope_scaled(1.0 / (self.theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd)),
+                          self.c.get("rope_scaling"))
         ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
         cos = np.cos(np.concatenate([ang, ang], -1))
         sin = np.sin(np.concatenate([ang, ang], -1))
