@@ -48,25 +48,21 @@ typedef mq_eval_args eval_args;
 static mq_status parse_eval_args(mq_cli *cli, int argc, char **argv, eval_args *a, int *help) {
   mq_status st = MQ_OK;
   mq_error *err = &cli->err;
-  const char *v = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      *help = 1;
-      return MQ_OK;
-    }
-    if (mq_cli_common_option(cli, argv[i])) continue;
+    int used = 0;
+    MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, NULL, help, &used, err));
+    if (*help) return MQ_OK;
+    if (used) continue;
     if (!strcmp(argv[i], "--model")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->model, err));
     else if (!strcmp(argv[i], "--tokens")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->tokens, err));
     else if (!strcmp(argv[i], "--quantized"))
       MQ_CHECK(mq_cli_value(argc, argv, &i, &a->quantized, err));
     else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
-    else if (!strcmp(argv[i], "--seqlen")) {
-      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
-      MQ_CHECK(mq_cli_parse_int("--seqlen", v, 2, 1L << 24, &a->seqlen, err));
-    } else if (!strcmp(argv[i], "--nwindows")) {
-      MQ_CHECK(mq_cli_value(argc, argv, &i, &v, err));
-      MQ_CHECK(mq_cli_parse_int("--nwindows", v, 1, 1L << 40, &a->nwindows, err));
-    } else
+    else if (!strcmp(argv[i], "--seqlen"))
+      MQ_CHECK(mq_cli_int_value(argc, argv, &i, 2, 1L << 24, &a->seqlen, err));
+    else if (!strcmp(argv[i], "--nwindows"))
+      MQ_CHECK(mq_cli_int_value(argc, argv, &i, 1, 1L << 40, &a->nwindows, err));
+    else
       MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant eval --help)", argv[i]);
   }
   if (a->model == NULL) MQ_FAIL(err, MQ_EUSAGE, "--model: missing (the checkpoint directory)");

@@ -122,11 +122,10 @@ static mq_status parse_export_args(mq_cli *cli, int argc, char **argv, export_ar
   const char *format = NULL, *dtype = NULL;
   a->format = -1;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      *help = 1;
-      return MQ_OK;
-    }
-    if (mq_cli_common_option(cli, argv[i])) continue;
+    int used = 0;
+    MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, NULL, help, &used, err));
+    if (*help) return MQ_OK;
+    if (used) continue;
     if (!strcmp(argv[i], "--in")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->in, err));
     else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
     else if (!strcmp(argv[i], "--model")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->model, err));
@@ -185,12 +184,9 @@ static mq_status write_json(const json_t *j, const char *path, mq_error *err) {
   FILE *f = fopen(path, "w");
   if (f == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create: %s", path, strerror(errno));
   created = 1;
-  if (json_dumpf(j, f, JSON_INDENT(2)) != 0 || fputc('\n', f) == EOF || fflush(f) != 0 ||
-      fsync(fileno(f)) != 0)
+  if (json_dumpf(j, f, JSON_INDENT(2)) != 0 || fputc('\n', f) == EOF)
     MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
-  int rc = fclose(f);
-  f = NULL;
-  if (rc != 0) MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
+  MQ_CHECK(mq_stw_finish_file(&f, path, err));
 cleanup:
   if (f != NULL) fclose(f);
   if (st != MQ_OK && created) (void)remove(path);

@@ -440,7 +440,7 @@ static mq_status job_open(job *j, mq_error *err) {
   j->Xq = mq_alloc(j->chunk * cols, sizeof *j->Xq);
   MQ_CHECK_ALLOC(err, j->W && j->X && j->Xq, j->nrows * cols * sizeof *j->W);
   MQ_CHECK(j->src->read_weight_rows(j->src->ctx, j->row0, j->nrows, j->W, err));
-  if (j->src->samples_local) {
+  if (j->need_all_rows) {
     j->Wall = mq_alloc(rows * cols + 1, sizeof *j->Wall);
     MQ_CHECK_ALLOC(err, j->Wall, rows * cols * sizeof *j->Wall);
     MQ_CHECK(j->src->read_weight_rows(j->src->ctx, 0, rows, j->Wall, err));
@@ -593,6 +593,8 @@ mq_status mq_layer_job_run(MPI_Comm comm, const mq_layer_source *src,
                           : o.method == MQ_METHOD_OPTQ && li->has_h && src->read_h_rows &&
                                 src->read_h_diag);
   gram = gram && !dist_h; /* the Grams are whole matrices: errors from the samples instead */
+  j.need_all_rows = src->samples_local &&
+                    (!gram || (j.qronos && o.lambda_mode == MQ_LAMBDA_AUTO));
   double *H = dist_h ? NULL : mq_alloc(cols * cols, sizeof *H);
   double *G = (need_g && !dist_h) || gram ? mq_alloc(cols * cols, sizeof *G) : NULL;
   double *Hxx = gram ? mq_alloc(cols * cols, sizeof *Hxx) : NULL;

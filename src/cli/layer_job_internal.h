@@ -17,7 +17,9 @@ typedef struct job {
   size_t row0, nrows; /* this rank's rows */
   size_t chunk;       /* samples per chunk of the sums (MQ_CHUNK or the source's) */
   float *W;       /* [nrows, cols] */
-  float *Wall;    /* data-parallel sources: every row of W [rows, cols]; else NULL */
+  float *Wall;    /* every row of W [rows, cols] when need_all_rows; else NULL */
+  int need_all_rows; /* data-parallel sources whose errors come from the samples (not the
+                        Grams), or --lambda auto with Qronos: they measure every row */
   double *X, *Xq; /* [chunk, cols] sample buffers */
   double *Hdiag;  /* distributed H (H never whole on a rank): its diagonal [cols]; else NULL */
   int panel_scale, panel_scale_g; /* distributed H from samples: the exact sums' scales of H's

@@ -122,7 +122,7 @@ cleanup:
 }
 
 /* Local: the handle with its own copy of path; comm stays MPI_COMM_NULL. */
-mq_status mq__h5_result_alloc(const char *path, mq_h5_result **out, mq_error *err) {
+static mq_status result_alloc(const char *path, mq_h5_result **out, mq_error *err) {
   mq_status st = MQ_OK;
   mq_h5_result *rf = mq_calloc(1, sizeof *rf);
   MQ_CHECK_ALLOC(err, rf, sizeof *rf);
@@ -167,7 +167,9 @@ cleanup:
   return st;
 }
 
-mq_status mq__h5_result_open_file(mq_h5_result *rf, int append, mq_error *err) {
+/* Collective: the file created (truncated) or, with append, opened read-write with its /layers
+ * group, through the MPI-IO driver; and the collective transfer property list. */
+static mq_status open_file(mq_h5_result *rf, int append, mq_error *err) {
   mq_status st = MQ_OK;
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   if (fapl < 0 || H5Pset_fapl_mpio(fapl, rf->comm, MPI_INFO_NULL) < 0)
@@ -199,6 +201,25 @@ cleanup:
   return st;
 }
 
+mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append, mq_h5_result **out,
+                             mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_h5_result *rf = NULL;
+  *out = NULL;
+  st = result_alloc(path, &rf, err);
+  if (st == MQ_OK && !append) st = check_not_open(path, err);
+  MQ_AGREE(comm);
+  MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
+  MPI_Comm_rank(rf->comm, &rf->rank);
+  st = open_file(rf, append, err);
+  MQ_AGREE(rf->comm);
+  *out = rf;
+  rf = NULL;
+cleanup:
+  mq_h5_result_abort(&rf); /* only files created here are deleted (rf->created) */
+  return st;
+}
+
 mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_meta *meta,
                               mq_h5_result **out, mq_error *err) {
   mq_status st = MQ_OK;
@@ -206,13 +227,7 @@ mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_m
   mq__h5_quiet_begin(&quiet);
   mq_h5_result *rf = NULL;
   *out = NULL;
-  st = mq__h5_result_alloc(path, &rf, err);
-  if (st == MQ_OK) st = check_not_open(path, err);
-  MQ_AGREE(comm);
-  MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
-  MPI_Comm_rank(rf->comm, &rf->rank);
-  st = mq__h5_result_open_file(rf, 0, err);
-  MQ_AGREE(rf->comm);
+  MQ_CHECK(mq__h5_result_open(comm, path, 0, &rf, err));
   st = root_create(rf, meta, err);
   MQ_AGREE(rf->comm);
   *out = rf;

@@ -17,12 +17,11 @@ struct mq_h5_result {
   hid_t dxpl;   /* dataset transfer: H5FD_MPIO_COLLECTIVE */
 };
 
-/* Local: the handle with its own copy of path; comm stays MPI_COMM_NULL. */
-mq_status mq__h5_result_alloc(const char *path, struct mq_h5_result **out, mq_error *err);
-
-/* Collective: the file created (truncated) or, with append, opened read-write with its
- * /layers group, through the MPI-IO driver; and the collective transfer property list. */
-mq_status mq__h5_result_open_file(struct mq_h5_result *rf, int append, mq_error *err);
+/* Collective. A handle on path for every rank of comm: the file created (truncated; it must
+ * not be open in this process) or, with append, opened read-write (never deleted by abort()).
+ * *out is NULL on every rank on failure. */
+mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append,
+                             struct mq_h5_result **out, mq_error *err);
 
 /* ---- agreement ---- */
 

@@ -92,7 +92,6 @@ cleanup:
 mq_status mq_h5_result_open_resume(MPI_Comm comm, const char *path, const char *key,
                                    mq_h5_result **out, mq_resume_state *state, mq_error *err) {
   mq_status st = MQ_OK;
-  mq_h5_result *rf = NULL;
   int rank = 0, verdict[2] = {MQ_OK, MQ_RESUME_NONE};
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
@@ -106,18 +105,8 @@ mq_status mq_h5_result_open_resume(MPI_Comm comm, const char *path, const char *
   MPI_Bcast(verdict, 2, MPI_INT, 0, comm);
   st = (mq_status)verdict[0];
   *state = (mq_resume_state)verdict[1];
-  if (st != MQ_OK || *state != MQ_RESUME_PARTIAL) goto cleanup;
-  st = mq__h5_result_alloc(path, &rf, err);
-  MQ_AGREE(comm);
-  MPI_Comm_dup(comm, &rf->comm);
-  MPI_Comm_rank(rf->comm, &rf->rank);
-  rf->created = 0; /* abort() keeps a resumed file: it holds the progress */
-  st = mq__h5_result_open_file(rf, 1, err);
-  MQ_AGREE(rf->comm);
-  *out = rf;
-  rf = NULL;
-cleanup:
-  mq_h5_result_abort(&rf);
+  /* abort() keeps a resumed file (created = 0): it holds the progress */
+  if (st == MQ_OK && *state == MQ_RESUME_PARTIAL) st = mq__h5_result_open(comm, path, 1, out, err);
   mq__h5_quiet_end(&quiet);
   return st;
 }

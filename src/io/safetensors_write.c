@@ -199,6 +199,16 @@ static int host_is_little_endian(void) {
   return b == 1;
 }
 
+mq_status mq_stw_finish_file(FILE **f, const char *path, mq_error *err) {
+  mq_status st = MQ_OK;
+  int ok = fflush(*f) == 0 && fsync(fileno(*f)) == 0;
+  int rc = fclose(*f);
+  *f = NULL;
+  if (!ok || rc != 0) MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
+cleanup:
+  return st;
+}
+
 mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
   mq_status st = MQ_OK;
   FILE *f = NULL;
@@ -228,11 +238,7 @@ mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
     if (fwrite(buf, 1, t->nbytes, f) != t->nbytes)
       MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
   }
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-    MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
-  int rc = fclose(f);
-  f = NULL;
-  if (rc != 0) MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
+  MQ_CHECK(mq_stw_finish_file(&f, path, err));
 cleanup:
   if (f != NULL) fclose(f);
   if (st != MQ_OK && created) (void)remove(path);

@@ -15,6 +15,7 @@
 #define MQ_IO_SAFETENSORS_WRITE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "mpiquant.h"
@@ -55,6 +56,10 @@ size_t mq_stw_count(const mq_st_writer *w);
  * fsyncs and closes it. On any failure path is removed. MQ_EFAIL "<path>: ..." on I/O errors;
  * a fill callback's own status otherwise. */
 mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err);
+
+/* Flushes, fsyncs and closes *f (nulled), so a file reported written is on disk; MQ_EFAIL
+ * "<path>: write failed: ..." otherwise. Shared by every writer of export. */
+mq_status mq_stw_finish_file(FILE **f, const char *path, mq_error *err);
 
 /* float32 -> binary16 / bfloat16, round to nearest, ties to even; overflow gives ±inf, NaN stays
  * NaN (quiet), subnormals are produced exactly. */

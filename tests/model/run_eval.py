@@ -10,7 +10,6 @@ same truncated tokens (first nwindows * L).
 usage: run_eval.py --mpiquant BIN --np N --models DIR --demo-model DIR --demo-tokens FILE
                    --workdir DIR [--mpirun "mpirun --oversubscribe"]
 """
-import argparse
 import json
 import math
 import os
@@ -20,30 +19,20 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+import common  # noqa: E402
 import llama_ref  # noqa: E402
 
 
 def run(a, np_, args):
     cmd = shlex.split(a.mpirun) + ["-np", str(np_), a.mpiquant, "eval"] + args
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env = common.subprocess_env()
     p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), \
         shlex.join(cmd)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mpiquant", required=True)
-    ap.add_argument("--mpirun", default="mpirun --oversubscribe")
-    ap.add_argument("--np", type=int, default=1)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--demo-model", required=True)
-    ap.add_argument("--demo-tokens", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--tol", type=float, default=1e-4)
-    a = ap.parse_args(argv)
+    a = common.parser(__doc__, "--demo-model", "--demo-tokens", tol=True).parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
     M = lambda n: os.path.join(a.models, n)  # noqa: E731
     T = lambda n: os.path.join(a.models, n, "tokens.npy")  # noqa: E731

@@ -8,7 +8,6 @@ print no perplexity. The broken checkpoints are copies of make_models.py's llama
 
 usage: run_eval_errors.py --mpiquant BIN --np N --models DIR --workdir DIR [--mpirun ...]
 """
-import argparse
 import json
 import os
 import shlex
@@ -19,6 +18,9 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 
 
 def read_st(path):
@@ -211,18 +213,9 @@ class Cases:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mpiquant", required=True)
-    ap.add_argument("--mpirun", default="mpirun --oversubscribe")
-    ap.add_argument("--np", type=int, default=1)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--timeout", type=float, default=60.0)
-    a = ap.parse_args(argv)
+    a = common.parser(__doc__, timeout=60.0).parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env = common.subprocess_env()
     helptext = subprocess.run([a.mpiquant, "eval", "--help"], env=env, stdout=subprocess.PIPE,
                               timeout=60).stdout.decode()
     a.quantized_supported = "not yet supported" not in helptext

@@ -11,7 +11,6 @@ a float32 checkpoint and runs tests/oracle/llama_ref.py on it. Asserts, at --np 
 usage: run_eval_quantized.py --mpiquant BIN --np N --models DIR --demo-model DIR
                              --demo-calib FILE --demo-tokens FILE --workdir DIR
 """
-import argparse
 import math
 import os
 import shlex
@@ -23,6 +22,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+import common  # noqa: E402
 import llama_ref  # noqa: E402
 import make_models  # noqa: E402
 
@@ -59,21 +59,10 @@ def write_dequantized(h5path, model_dir, out_dir):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mpiquant", required=True)
-    ap.add_argument("--mpirun", default="mpirun --oversubscribe")
-    ap.add_argument("--np", type=int, default=1)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--demo-model", required=True)
-    ap.add_argument("--demo-calib", required=True)
-    ap.add_argument("--demo-tokens", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--tol", type=float, default=1e-4)
-    a = ap.parse_args(argv)
+    a = common.parser(__doc__, "--demo-model", "--demo-calib", "--demo-tokens",
+                      tol=True).parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env = common.subprocess_env()
     qwen = os.path.join(a.models, "qwen2_bf16_gqa2")
     qtok = os.path.join(qwen, "tokens.npy")
     # (label, model, calib, eval tokens, seqlen, nwindows, quantize options)
