@@ -1,117 +1,128 @@
 /* mpiquant: MPI-distributed post-training quantization (OPTQ/GPTQ, Qronos, RTN).
  *
- * Public API. The numerics in this header need no MPI: a layer problem is quantized by
- * mq_layer_quantize() on whatever rows the caller holds. Status codes equal the program's exit
- * statuses (SPEC.md): 0 ok, 1 other failure, 2 usage, 3 bad input, 4 numerical failure. */
+ * Public API (docs/ARCHITECTURE.md). Everything collective runs on a context created on a
+ * communicator (mq_ctx_create / mq_ctx_destroy); a call marked "Collective" must be made by
+ * every rank of the context with the same arguments where it says so, and returns the status
+ * all ranks agreed on, the cause in mq_ctx_error() of the rank(s) that failed. Status codes
+ * equal the program's exit statuses (docs/CONTRACT.md): 0 ok, 1 other failure, 2 usage, 3 bad
+ * input, 4 numerical failure. */
 #ifndef MPIQUANT_H
 #define MPIQUANT_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mpiquant/numerics.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define MQ_VERSION_MAJOR 0
-#define MQ_VERSION_MINOR 1
-#define MQ_VERSION_PATCH 0
-#define MQ_VERSION_STRING "0.1.0"
-#define MQ_FORMAT_VERSION 1
-#define MQ_LAMBDA_AUTO_CANDIDATES 6 /* damp ∈ {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1} */
+/* ---- the context ---- */
 
-typedef enum mq_status {
-  MQ_OK = 0,
-  MQ_EFAIL = 1,    /* anything else: out of memory, I/O failure on write, internal error */
-  MQ_EUSAGE = 2,   /* bad command line */
-  MQ_EINPUT = 3,   /* unreadable, malformed or inconsistent input */
-  MQ_ENUMERIC = 4  /* numerical failure no fallback could fix */
-} mq_status;
+typedef struct mq_ctx mq_ctx;
 
-/* Error record threaded through every call: the first failure is kept with its origin. */
-typedef struct mq_error {
-  mq_status status;
-  char msg[512];    /* "<file or option>: <what is wrong>", no trailing newline */
-  const char *file; /* source location that raised it (for --verbose) */
-  int line;
-} mq_error;
+/* Collective over comm (duplicates it). Returns MQ_OK, or MQ_EFAIL with *ctx NULL. */
+int mq_ctx_create(MPI_Comm comm, mq_ctx **ctx);
+/* Collective. Accepts NULL and *ctx == NULL; nulls the handle. */
+void mq_ctx_destroy(mq_ctx **ctx);
+int mq_ctx_rank(const mq_ctx *ctx);
+int mq_ctx_size(const mq_ctx *ctx);
+MPI_Comm mq_ctx_comm(const mq_ctx *ctx);
+/* This rank's first failure (status MQ_OK when it had none: another rank failed). */
+const mq_error *mq_ctx_error(const mq_ctx *ctx);
+/* Log level of the library's progress lines (0 quiet … 3 info [default], 4 debug): "[mpiquant]"
+ * lines on stderr from rank 0. */
+void mq_ctx_set_verbosity(mq_ctx *ctx, int level);
 
-void mq_error_clear(mq_error *err);
-const char *mq_status_name(mq_status st);
+/* ---- one layer, distributed over the ranks of a context ---- */
 
-typedef enum mq_method { MQ_METHOD_RTN = 0, MQ_METHOD_OPTQ = 1, MQ_METHOD_QRONOS = 2 } mq_method;
-typedef enum mq_rounding { MQ_ROUND_NEAREST = 0, MQ_ROUND_STOCHASTIC = 1 } mq_rounding;
-typedef enum mq_lambda_mode {
-  MQ_LAMBDA_DAMP = 0,     /* λ = damp · mean(diag H) */
-  MQ_LAMBDA_ABSOLUTE = 1, /* λ = lambda */
-  MQ_LAMBDA_AUTO = 2      /* held-out selection (ALGORITHMS §3.3) */
-} mq_lambda_mode;
+/* Which calibration inputs: X of the full-precision model, or X̃ of the partially quantized
+ * one (defaults to X when a layer has none). */
+typedef enum mq_samples { MQ_SAMPLES_X = 0, MQ_SAMPLES_XQ = 1 } mq_samples;
+/* Which second-moment matrix a layer given without samples provides: H = X̃ᵀX̃/n, G = X̃ᵀX/n. */
+typedef enum mq_matrix { MQ_MATRIX_H = 0, MQ_MATRIX_G = 1 } mq_matrix;
 
-typedef enum mq_factor_mode {
-  MQ_FACTOR_AUTO = 0,     /* local while the layer fits comfortably on a rank */
-  MQ_FACTOR_LOCAL = 1,    /* every rank factors its own copy (LAPACK) */
-  MQ_FACTOR_SCALAPACK = 2 /* 2-D block-cyclic pdpotrf, panels fetched just in time */
-} mq_factor_mode;
+/* What a layer is: its shape and which data the source can serve. */
+typedef struct mq_layer_desc {
+  const char *name; /* for messages and results */
+  size_t rows, cols;
+  size_t n;         /* calibration samples; 0 when only H (and G) are given */
+  int has_x, has_xq, has_h, has_g;
+} mq_layer_desc;
 
-typedef struct mq_quant_options {
-  mq_method method;
-  mq_rounding rounding;
-  int bits;          /* 2..8 */
-  int group_size;    /* > 0, or -1 for one group per output row */
-  int sym;           /* 1 symmetric, 0 asymmetric */
-  int act_order;     /* process columns by decreasing diag(H) */
-  int static_groups; /* group parameters from the original W, original order */
-  int mse;           /* grid search of the clipping range */
-  mq_lambda_mode lambda_mode;
-  double damp;       /* for MQ_LAMBDA_DAMP */
-  double lambda;     /* for MQ_LAMBDA_ABSOLUTE */
-  int block_size;    /* sweep block size B */
-  uint64_t seed;     /* stochastic rounding key */
-  mq_factor_mode factor;
-  uint64_t mem_per_rank; /* bytes a rank may use for a layer (auto factor); 0 = node memory /
-                            ranks on the node */
-} mq_quant_options;
+/* Where a layer's data comes from. Callbacks are called on any rank, for any range, possibly
+ * several times; they return MQ_OK or a status with err filled. */
+typedef struct mq_layer_source {
+  mq_layer_desc desc;
+  uint64_t layer_id; /* stochastic-rounding key */
+  /* samples [first, first+count), row-major [count, cols] */
+  mq_status (*read_samples)(void *user, mq_samples which, size_t first, size_t count,
+                            double *buf, mq_error *err);
+  /* rows [first, first+count) of W, row-major [count, cols] */
+  mq_status (*read_weight_rows)(void *user, size_t first, size_t count, float *W,
+                                mq_error *err);
+  /* layers without samples: H or G, row-major [cols, cols] */
+  mq_status (*read_matrix)(void *user, mq_matrix which, double *buf, mq_error *err);
+  /* optional (NULL: H is read whole): rows [first, first+count) of H and its diagonal, so a
+   * distributed factor never needs H whole on a rank */
+  mq_status (*read_h_rows)(void *user, size_t first, size_t count, double *buf, mq_error *err);
+  mq_status (*read_h_diag)(void *user, double *diag, mq_error *err);
+  void *user;
+} mq_layer_source;
 
-/* The spellings of the enums on the command line and in result files (index = enum value). */
-extern const char *const mq_method_names[3];   /* "rtn", "optq", "qronos" */
-extern const char *const mq_rounding_names[2]; /* "nearest", "stochastic" */
+/* Collective. Quantizes a layer: H (and G) summed exactly from every rank's share of the
+ * samples (the same bits on any rank count), factored locally or with ScaLAPACK (opts->factor),
+ * the rows split over the ranks. res receives this rank's rows [*row0, *row0 + res->rows) of
+ * the packed result and the layer's scalars (errors, bounds, λ), identical on every rank. */
+mq_status mq_quantize_layer(mq_ctx *ctx, const mq_layer_source *src, const mq_quant_options *opts,
+                            mq_layer_result *res, size_t *row0);
 
-/* Fills the SPEC.md defaults: optq, nearest, 4 bits, group 128, sym, act-order, damp 0.01,
- * block 128, seed 0. */
-void mq_quant_options_init(mq_quant_options *opts);
-/* Checks ranges; on failure fills err (MQ_EUSAGE) naming the option. */
-mq_status mq_quant_options_check(const mq_quant_options *opts, mq_error *err);
+/* The same from arrays every rank holds whole: W [rows, cols] and either samples X [n, cols]
+ * (and X̃ = Xq, NULL for X̃ = X) or, with n = 0, H (and G for Qronos) [cols, cols]; all
+ * row-major. Collective. */
+typedef struct mq_layer_arrays {
+  const char *name;
+  size_t rows, cols, n;
+  const float *W, *X, *Xq;
+  const double *H, *G;
+} mq_layer_arrays;
+mq_status mq_quantize_layer_arrays(mq_ctx *ctx, const mq_layer_arrays *a,
+                                   const mq_quant_options *opts, mq_layer_result *res,
+                                   size_t *row0);
 
-/* Number of uint32 words of one packed row: ceil(cols·bits/32). */
-size_t mq_packed_words(size_t cols, int bits);
-/* Number of groups of a row. */
-size_t mq_ngroups(size_t cols, int group_size);
+/* ---- whole models ---- */
 
-/* The quantized layer and its error accounting (SPEC.md result format). Arrays owned by the
- * result, released by mq_layer_result_free(). Row-major. */
-typedef struct mq_layer_result {
-  size_t rows, cols, ngroups, words; /* words = mq_packed_words(cols, bits) */
-  int bits;
-  uint32_t *qweight; /* [rows, words]   packed codes, columns in original order */
-  float *scales;     /* [rows, ngroups] */
-  int32_t *zeros;    /* [rows, ngroups] */
-  int32_t *g_idx;    /* [cols]          group of each original column */
-  double lambda;     /* absolute λ actually used (after any escalation) */
-  double loss;       /* Σ_rows (w−q)ᵀ(H+λI)(w−q) accumulated by the sweep (Σ e²) */
-  double err;        /* ‖XWᵀ − X̃Ŵᵀ‖²_F / n (from H when no X was given) */
-  double rel_err;    /* ‖XWᵀ − X̃Ŵᵀ‖_F / ‖XWᵀ‖_F */
-  double bound_l2;   /* a-priori bound of ALGORITHMS §6 */
-  double bound_linf; /* NaN when not applicable */
-  double err_floor;  /* Qronos ‖r₁‖²; 0 otherwise */
-  int64_t clipped;   /* entries whose rounding hit the grid range */
-  int lambda_raises; /* times λ was multiplied by 10 after a failed Cholesky */
-  int lambda_ncand;  /* --lambda auto: candidates tried (0 otherwise) */
-  double lambda_cand[MQ_LAMBDA_AUTO_CANDIDATES];    /* absolute λ of each candidate */
-  double lambda_heldout[MQ_LAMBDA_AUTO_CANDIDATES]; /* held-out error of each candidate */
-  double seconds;
-} mq_layer_result;
+typedef struct mq_model_quantize_args {
+  const char *model_dir; /* Hugging Face layout: config.json, *.safetensors */
+  const char *calib;     /* calibration tokens (.npy, .h5 /tokens, raw bytes) */
+  const char *out;       /* result file (HDF5) */
+  const char *json;      /* per-layer report, or NULL */
+  size_t nsamples;       /* windows */
+  size_t seqlen;         /* tokens per window; 0 = 2048 capped by the model */
+  int resume;            /* continue a partial result file of the same settings */
+  mq_quant_options opts;
+} mq_model_quantize_args;
 
-void mq_layer_result_free(mq_layer_result *res);
+/* Collective. Quantizes every linear layer of the model block by block and writes a complete
+ * result file at args->out (or none). */
+mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args);
+
+typedef struct mq_perplexity_args {
+  const char *model_dir, *tokens;
+  const char *quantized; /* result file whose tensors replace the checkpoint's, or NULL */
+  size_t seqlen;         /* 0: 2048 capped by the model */
+  size_t nwindows;       /* 0: all */
+} mq_perplexity_args;
+
+typedef struct mq_perplexity {
+  double perplexity, nll; /* exp(mean NLL), mean NLL */
+  size_t tokens, seqlen;  /* predicted tokens, window length */
+} mq_perplexity;
+
+/* Collective. Perplexity over non-overlapping windows; the same value on any rank count. */
+mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *args, mq_perplexity *out);
 
 #ifdef __cplusplus
 }

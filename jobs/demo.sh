@@ -37,8 +37,9 @@ for method in rtn optq qronos; do
       --json "$work/$method-$bits.json" --quiet
     t1=$(date +%s%N)
     ppl=$(perplexity --quantized "$out")
-    # inspect's layer lines: name shape lambda loss bound_l2 ratio err rel_err ...
-    worst=$("$bin" inspect "$out" | awk '/^model\./ { if ($8 > w) w = $8 } END { print w }')
+    # inspect: a header line names the columns, then one line per layer
+    worst=$("$bin" inspect "$out" | awk '$1 == "layer" { for (i = 1; i <= NF; i++) if ($i == "rel_err") c = i }
+      /^model\./ { if ($c > w) w = $c } END { print w }')
     rows+=("$(printf '%-8s %4d %12.4f %16.4g %10.2f' "$method" "$bits" "$ppl" "$worst" \
       "$(awk -v ns=$((t1 - t0)) 'BEGIN { print ns / 1e9 }')")")
   done

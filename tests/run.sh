@@ -10,4 +10,4 @@ build=${MQ_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMQ_PYTHON=/usr/bin/python3 >/dev/null
 cmake --build "$build" -j "$(nproc)"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-ctest --test-dir "$build" -LE bench --output-on-failure -j "${MQ_TEST_JOBS:-1}"
+ctest --test-dir "$build" -LE bench --output-on-failure -j "${MQ_TEST_JOBS:-$(nproc)}"

@@ -188,14 +188,6 @@ cleanup:
   return st;
 }
 
-void mq_cli_blame(mq_error *err, const char *path) {
-  if (err->status == MQ_OK || !strncmp(err->msg, path, strlen(path))) return;
-  char buf[2 * sizeof err->msg];
-  snprintf(buf, sizeof buf, "%s: %s", path, err->msg);
-  memcpy(err->msg, buf, sizeof err->msg - 1); /* truncated to the message size */
-  err->msg[sizeof err->msg - 1] = '\0';
-}
-
 mq_status mq_cli_shared_option(mq_cli *cli, int argc, char **argv, int *i,
                                mq_quant_options *o, int *help, int *used, mq_error *err) {
   *used = 1;
@@ -220,15 +212,15 @@ cleanup:
 int mq_cli_prologue(mq_cli *cli, mq_status *st, int help, const char *help_text,
                     const char *help_extra) {
   if (help) {
-    if (cli->rank == 0) printf("%s%s", help_text, help_extra != NULL ? help_extra : "");
+    if (cli->ctx->rank == 0) printf("%s%s", help_text, help_extra != NULL ? help_extra : "");
     *st = MQ_OK;
     return 0;
   }
   if (*st != MQ_OK) {
-    *st = mq_cli_agree(cli, *st);
+    *st = mq_agree(cli->ctx->comm, *st);
     return 0;
   }
-  mq_log_setup(cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO, cli->rank, 0);
+  mq_ctx_set_verbosity(cli->ctx, cli->quiet ? MQ_LOG_WARN : cli->verbose ? MQ_LOG_DEBUG : MQ_LOG_INFO);
   return 1;
 }
 
@@ -237,10 +229,4 @@ int mq_cli_common_option(mq_cli *cli, const char *arg) {
   else if (!strcmp(arg, "--quiet") || !strcmp(arg, "-q")) cli->quiet = 1;
   else return 0;
   return 1;
-}
-
-mq_status mq_cli_agree(mq_cli *cli, mq_status st) {
-  int mine = (int)st, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, cli->comm);
-  return (mq_status)all;
 }

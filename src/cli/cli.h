@@ -1,6 +1,7 @@
-/* The command-line layer: argument parsing and the commands. The only place that may exit or
- * call MPI_Abort. Every command is collective over MPI_COMM_WORLD and returns the status all
- * ranks agreed on. */
+/* The command-line layer: argument parsing, the command table, printing; nothing else (the work
+ * is the library's, include/mpiquant.h and src/). The only place that may exit or call
+ * MPI_Abort. Every command is collective over MPI_COMM_WORLD and returns the status all ranks
+ * agreed on. */
 #ifndef MQ_CLI_H
 #define MQ_CLI_H
 
@@ -8,12 +9,13 @@
 #include <stdio.h>
 
 #include "mpiquant.h"
+#include "parallel/ctx.h"
 
+/* A command's view of the run: the context over MPI_COMM_WORLD (rank, size, the error record)
+ * and the verbosity options. */
 typedef struct mq_cli {
-  MPI_Comm comm;
-  int rank, nranks;
+  mq_ctx *ctx;
   int verbose, quiet;
-  mq_error err;
 } mq_cli;
 
 /* Option parsing helpers: each returns MQ_EUSAGE with "<option>: ..." in err on bad input. */
@@ -50,21 +52,15 @@ mq_status mq_cli_int_value(int argc, char **argv, int *i, long lo, long hi, long
 int mq_cli_common_option(mq_cli *cli, const char *arg);
 extern const char mq_cli_quant_help[];
 
-/* After a failed load: messages of the model layer name a tensor ("<name>: shape ..."), the
- * error line must name a file: prefixes path unless the message already starts with it. */
-void mq_cli_blame(mq_error *err, const char *path);
-
-/* Agree on a status across ranks (max), so all fail together. */
-mq_status mq_cli_agree(mq_cli *cli, mq_status st);
-
-/* `eval`: perplexity of a checkpoint, or of a result file over it (SPEC.md). Collective; the
- * last stdout line on rank 0 is "perplexity <value>". `quantize --eval` calls it too. */
+/* `eval`: perplexity of a checkpoint, or of a result file over it (mq_model_perplexity).
+ * Collective; the last stdout line on rank 0 is "perplexity <value>". `quantize --eval` calls
+ * it too. */
 typedef struct mq_eval_args {
   const char *model, *tokens, *quantized, *json;
   long seqlen;   /* 0: default (2048 capped by the model) */
   long nwindows; /* 0: all */
 } mq_eval_args;
-mq_status mq_eval_run(mq_cli *cli, const mq_eval_args *a);
+mq_status mq_cli_eval(mq_cli *cli, const mq_eval_args *a);
 
 int mq_cmd_layer(mq_cli *cli, int argc, char **argv);
 int mq_cmd_quantize(mq_cli *cli, int argc, char **argv);

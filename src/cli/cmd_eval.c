@@ -1,29 +1,13 @@
-/* `mpiquant eval --model DIR --tokens TOKENS [--quantized O.h5]`: perplexity (SPEC.md
- * "Command line"). The text is cut into windows of seqlen tokens; ranks take contiguous ranges
- * of windows and run them block by block, only one block's weights resident at a time, the
- * hidden states of a rank's windows kept [nwin_local, seqlen, hidden]. Every window is computed
- * with the same shapes wherever it runs, and rank 0 sums the per-window NLLs in window order,
- * so the printed perplexity does not depend on the number of ranks. */
+/* `mpiquant eval --model DIR --tokens TOKENS [--quantized O.h5]`: perplexity (docs/CONTRACT.md),
+ * computed by mq_model_perplexity (src/model/perplexity.c); this file parses, prints the last
+ * stdout line `perplexity <value>` and writes --json. */
 #include <jansson.h>
-#include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/log.h"
-#include "core/mem.h"
 #include "core/status.h"
-#include "dist/partition.h"
-#include "io/checkpoint_source.h"
-#include "io/hfconfig.h"
-#include "io/tokens.h"
-#include "model/llama.h"
-
-/* --quantized: io/result_tensors.h serves a `quantize` result file as a tensor source
- * ("<module>.weight" of quantized layers dequantized, every other stored tensor as is), stacked
- * over the --model checkpoint. */
-#include "io/result_tensors.h"
+#include "parallel/ctx.h"
 
 static const char eval_help[] =
     "usage: mpiquant eval --model DIR --tokens TOKENS [options]\n"
@@ -47,7 +31,7 @@ typedef mq_eval_args eval_args;
 
 static mq_status parse_eval_args(mq_cli *cli, int argc, char **argv, eval_args *a, int *help) {
   mq_status st = MQ_OK;
-  mq_error *err = &cli->err;
+  mq_error *err = &cli->ctx->err;
   for (int i = 1; i < argc; i++) {
     int used = 0;
     MQ_CHECK(mq_cli_shared_option(cli, argc, argv, &i, NULL, help, &used, err));
@@ -71,220 +55,27 @@ cleanup:
   return st;
 }
 
-/* Two sources stacked: a tensor is looked up in `top` (the result file) first. */
-typedef struct overlay {
-  mq_tensor_source top, base;
-} overlay;
-
-static int overlay_find(void *ctx, const char *name, int *ndim, size_t shape[2]) {
-  overlay *o = ctx;
-  return o->top.find(o->top.ctx, name, ndim, shape) || o->base.find(o->base.ctx, name, ndim, shape);
-}
-
-static mq_status overlay_read(void *ctx, const char *name, float *out, size_t count,
-                              mq_error *err) {
-  overlay *o = ctx;
-  if (o->top.find(o->top.ctx, name, NULL, NULL)) return o->top.read(o->top.ctx, name, out, count, err);
-  return o->base.read(o->base.ctx, name, out, count, err);
-}
-
-/* After a failed load: messages of the model layer name a tensor ("<name>: shape ..."), the
- * CLI's line names a file, so prefix the checkpoint directory unless the message already starts
- * with one of our paths (read errors name the shard file). */
-static void blame(mq_error *err, const eval_args *a) {
-  if (a->quantized && !strncmp(err->msg, a->quantized, strlen(a->quantized))) return;
-  mq_cli_blame(err, a->model);
-}
-
-/* Rank 0 reads the token file and broadcasts it. Collective. */
-static mq_status read_tokens(mq_cli *cli, const char *path, int vocab, int32_t **tokens,
-                             size_t *ntok) {
-  mq_status st = MQ_OK;
-  uint64_t n = 0;
-  if (cli->rank == 0) {
-    st = mq_tokens_read(path, vocab, tokens, ntok, &cli->err);
-    n = *ntok;
-  }
-  st = mq_cli_agree(cli, st);
-  if (st != MQ_OK) return st;
-  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, cli->comm);
-  if (cli->rank != 0) {
-    *ntok = (size_t)n;
-    *tokens = mq_alloc(*ntok, sizeof(int32_t));
-    if (*tokens == NULL)
-      st = mq__fail(&cli->err, MQ_EFAIL, __FILE__, __LINE__,
-                    "out of memory allocating %zu bytes", *ntok * sizeof(int32_t));
-  }
-  st = mq_cli_agree(cli, st);
-  if (st != MQ_OK) return st;
-  for (size_t off = 0; off < *ntok; off += (size_t)1 << 28) {
-    size_t len = *ntok - off < ((size_t)1 << 28) ? *ntok - off : (size_t)1 << 28;
-    MPI_Bcast(*tokens + off, (int)len, MPI_INT32_T, 0, cli->comm);
-  }
-  return MQ_OK;
-}
-
-static mq_status write_json(const char *path, double ppl, double nll, size_t count, size_t L,
-                            mq_error *err) {
-  json_t *root = json_pack("{s:f, s:f, s:I, s:I}", "perplexity", ppl, "nll", nll, "tokens",
-                           (json_int_t)count, "seqlen", (json_int_t)L);
+static mq_status write_json(const char *path, const mq_perplexity *p, mq_error *err) {
+  json_t *root = json_pack("{s:f, s:f, s:I, s:I}", "perplexity", p->perplexity, "nll", p->nll,
+                           "tokens", (json_int_t)p->tokens, "seqlen", (json_int_t)p->seqlen);
   int bad = root == NULL || json_dump_file(root, path, JSON_INDENT(2)) != 0;
   json_decref(root);
   if (bad) return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot write the JSON file", path);
   return MQ_OK;
 }
 
-/* Collective over cli->comm; every failure is agreed on before the next collective. */
-mq_status mq_eval_run(mq_cli *cli, const mq_eval_args *a) {
-  mq_status st = MQ_OK;
-  mq_error *err = &cli->err;
-  mq_llama_config cfg;
-  mq_tensor_source src = {0};
-  overlay ov = {{0}, {0}};
-  int32_t *tokens = NULL;
-  size_t ntok = 0;
-  float *H = NULL;
-  double *wnll = NULL, *all = NULL;
-  int *counts = NULL, *displs = NULL;
-  mq_llama_ctx ctx = {0};
-  mq_llama_block blk = {0};
-  mq_llama_outer outer = {0};
-  memset(&cfg, 0, sizeof cfg);
-  double t0 = mq_wtime();
-
-  MQ_CHECK(mq_cli_agree(cli, mq_llama_config_read_dir(a->model, &cfg, err)));
-  MQ_CHECK(mq_cli_agree(cli, mq_checkpoint_source_open(a->model, &ov.base, err)));
-  src = ov.base;
-  if (a->quantized) {
-    MQ_CHECK(mq_cli_agree(cli, mq_result_tensors_open(a->quantized, &ov.top, err)));
-    src = (mq_tensor_source){.find = overlay_find, .read = overlay_read, .ctx = &ov};
+mq_status mq_cli_eval(mq_cli *cli, const mq_eval_args *a) {
+  mq_perplexity ppl = {0};
+  mq_perplexity_args pa = {.model_dir = a->model, .tokens = a->tokens, .quantized = a->quantized,
+                           .seqlen = (size_t)a->seqlen, .nwindows = (size_t)a->nwindows};
+  mq_status st = mq_model_perplexity(cli->ctx, &pa, &ppl);
+  if (st != MQ_OK) return st;
+  if (cli->ctx->rank == 0 && a->json) st = write_json(a->json, &ppl, &cli->ctx->err);
+  if (cli->ctx->rank == 0 && st == MQ_OK) {
+    printf("perplexity %.8f\n", ppl.perplexity);
+    fflush(stdout);
   }
-  MQ_CHECK(read_tokens(cli, a->tokens, cfg.vocab_size, &tokens, &ntok));
-
-  size_t L = 2048;
-  if (a->seqlen > 0) {
-    L = (size_t)a->seqlen;
-    if (cfg.max_position_embeddings > 0 && L > (size_t)cfg.max_position_embeddings)
-      MQ_WARN("--seqlen %zu exceeds the model's max_position_embeddings (%d)", L,
-              cfg.max_position_embeddings);
-  } else if (cfg.max_position_embeddings > 0 && L > (size_t)cfg.max_position_embeddings) {
-    L = (size_t)cfg.max_position_embeddings;
-  }
-  if (cfg.sliding_window > 0 && L > (size_t)cfg.sliding_window) { /* not implemented */
-    if (a->seqlen > 0)
-      MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's sliding_window (%d), whose "
-              "windowed attention is not implemented", L, cfg.sliding_window);
-    L = (size_t)cfg.sliding_window;
-  }
-  size_t nwin = ntok / L;
-  if (nwin == 0)
-    MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of %zu (--seqlen)", a->tokens,
-            ntok, L);
-  if (a->nwindows > 0 && (size_t)a->nwindows < nwin) nwin = (size_t)a->nwindows;
-  if (nwin > (size_t)INT32_MAX) MQ_FAIL(err, MQ_EINPUT, "%s: too many windows", a->tokens);
-  size_t first = 0, count = 0, hid = (size_t)cfg.hidden_size;
-  mq_partition(nwin, cli->nranks, cli->rank, &first, &count);
-  MQ_INFO("eval %s: %d blocks, hidden %d, vocab %d; %zu tokens -> %zu windows of %zu, %zu on "
-          "rank 0, %d ranks",
-          a->model, cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size, ntok, nwin, L, count,
-          cli->nranks);
-
-  /* Workspace and the hidden states of this rank's windows, H [count, L, hidden]. */
-  if (count > 0) {
-    st = mq_llama_ctx_init(&ctx, &cfg, L, err);
-    if (st == MQ_OK) {
-      H = mq_alloc(count * L, hid * sizeof(float));
-      wnll = mq_alloc(count, sizeof(double));
-      if (!H || !wnll)
-        st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
-                      count * L * hid * sizeof(float));
-    }
-  }
-  MQ_CHECK(mq_cli_agree(cli, st));
-
-  /* Embedding (the outer tensors are loaded again for the head, so that neither stays
-   * resident while the blocks run). */
-  if (count > 0) {
-    st = mq_llama_outer_load(&src, &cfg, &outer, err);
-    blame(err, a);
-    if (st == MQ_OK)
-      for (size_t w = 0; w < count; w++)
-        mq_llama_embed(&ctx, &outer, tokens + (first + w) * L, H + w * L * hid);
-    mq_llama_outer_free(&outer);
-  }
-  MQ_CHECK(mq_cli_agree(cli, st));
-
-  for (int layer = 0; layer < cfg.num_hidden_layers; layer++) {
-    double tb = mq_wtime();
-    if (count > 0) {
-      st = mq_llama_block_load(&src, &cfg, layer, &blk, err);
-      blame(err, a);
-      if (st == MQ_OK)
-        for (size_t w = 0; w < count; w++) mq_llama_block_forward(&ctx, &blk, H + w * L * hid);
-      mq_llama_block_free(&blk);
-    }
-    MQ_CHECK(mq_cli_agree(cli, st));
-    double el = mq_wtime() - t0;
-    MQ_INFO("block %d/%d: %.2fs  elapsed %.1fs  ETA %.1fs", layer + 1, cfg.num_hidden_layers,
-            mq_wtime() - tb, el, el / (layer + 1) * (cfg.num_hidden_layers - layer - 1));
-  }
-
-  if (count > 0) {
-    st = mq_llama_outer_load(&src, &cfg, &outer, err);
-    blame(err, a);
-    if (st == MQ_OK)
-      for (size_t w = 0; w < count; w++)
-        wnll[w] = mq_llama_window_nll(&ctx, &outer, tokens + (first + w) * L, H + w * L * hid,
-                                      NULL);
-    mq_llama_outer_free(&outer);
-  }
-  MQ_CHECK(mq_cli_agree(cli, st));
-
-  /* Per-window sums to rank 0, added in window order: the same bits at any rank count. */
-  if (cli->rank == 0) {
-    all = mq_alloc(nwin, sizeof(double));
-    counts = mq_alloc((size_t)cli->nranks, sizeof(int));
-    displs = mq_alloc((size_t)cli->nranks, sizeof(int));
-    if (!all || !counts || !displs)
-      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
-                    nwin * sizeof(double));
-    for (int r = 0; st == MQ_OK && r < cli->nranks; r++) {
-      size_t f = 0, c = 0;
-      mq_partition(nwin, cli->nranks, r, &f, &c);
-      counts[r] = (int)c;
-      displs[r] = (int)f;
-    }
-  }
-  MQ_CHECK(mq_cli_agree(cli, st));
-  MPI_Gatherv(wnll, (int)count, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, cli->comm);
-  if (cli->rank == 0) {
-    double total = 0.0;
-    for (size_t w = 0; w < nwin; w++) total += all[w];
-    size_t predicted = nwin * (L - 1);
-    double mean = total / (double)predicted, ppl = exp(mean);
-    MQ_INFO("%zu windows, %zu predicted tokens: mean NLL %.6f  %.1fs", nwin, predicted, mean,
-            mq_wtime() - t0);
-    if (a->json) st = write_json(a->json, ppl, mean, predicted, L, err);
-    if (st == MQ_OK) {
-      printf("perplexity %.8f\n", ppl);
-      fflush(stdout);
-    }
-  }
-  MQ_CHECK(mq_cli_agree(cli, st));
-cleanup:
-  mq_llama_block_free(&blk);
-  mq_llama_outer_free(&outer);
-  mq_llama_ctx_free(&ctx);
-  mq_free(H);
-  mq_free(wnll);
-  mq_free(all);
-  mq_free(counts);
-  mq_free(displs);
-  mq_free(tokens);
-  mq_result_tensors_close(&ov.top);
-  mq_checkpoint_source_close(&ov.base);
-  mq_llama_config_free(&cfg);
-  return st;
+  return mq_agree(cli->ctx->comm, st);
 }
 
 int mq_cmd_eval(mq_cli *cli, int argc, char **argv) {
@@ -292,5 +83,5 @@ int mq_cmd_eval(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_eval_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, eval_help, NULL)) return st;
-  return mq_cli_agree(cli, mq_eval_run(cli, &a));
+  return mq_cli_eval(cli, &a);
 }

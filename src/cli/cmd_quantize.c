@@ -1,12 +1,16 @@
 /* `mpiquant quantize --model DIR --calib TOKENS --out O.h5 [options]`: a whole model, block by
- * block (cli/model_job.h). */
+ * block (mq_quantize_model, src/model/calibrate.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/model_job.h"
-#include "core/log.h"
 #include "core/status.h"
+#include "parallel/ctx.h"
+
+typedef struct quantize_args {
+  mq_model_quantize_args run;
+  const char *eval; /* --eval TOKENS: perplexity of the result afterwards */
+} quantize_args;
 
 static const char quantize_help[] =
     "usage: mpiquant quantize --model DIR --calib TOKENS --out O.h5 [options]\n"
@@ -46,10 +50,11 @@ static mq_status parse_size(int argc, char **argv, int *i, long lo, long hi, siz
   return st;
 }
 
-static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, mq_model_job_args *a,
+static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, quantize_args *qa,
                                      int *help) {
   mq_status st = MQ_OK;
-  mq_error *err = &cli->err;
+  mq_model_quantize_args *a = &qa->run;
+  mq_error *err = &cli->ctx->err;
   mq_quant_options_init(&a->opts);
   a->nsamples = 128;
   for (int i = 1; i < argc; i++) {
@@ -61,7 +66,7 @@ static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, mq_mode
     else if (!strcmp(argv[i], "--calib")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->calib, err));
     else if (!strcmp(argv[i], "--out")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->out, err));
     else if (!strcmp(argv[i], "--json")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->json, err));
-    else if (!strcmp(argv[i], "--eval")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->eval, err));
+    else if (!strcmp(argv[i], "--eval")) MQ_CHECK(mq_cli_value(argc, argv, &i, &qa->eval, err));
     else if (!strcmp(argv[i], "--resume")) a->resume = 1;
     else if (!strcmp(argv[i], "--nsamples"))
       MQ_CHECK(parse_size(argc, argv, &i, 1, 1L << 24, &a->nsamples, err));
@@ -78,13 +83,13 @@ cleanup:
 }
 
 int mq_cmd_quantize(mq_cli *cli, int argc, char **argv) {
-  mq_model_job_args a = {0};
+  quantize_args a = {0};
   int help = 0;
   mq_status st = parse_quantize_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, quantize_help, mq_cli_quant_help)) return st;
-  st = mq_cli_agree(cli, mq_model_job_run(cli->comm, &a, &cli->err));
+  st = mq_quantize_model(cli->ctx, &a.run);
   if (st != MQ_OK || a.eval == NULL) return st;
-  mq_eval_args e = {.model = a.model_dir, .tokens = a.eval, .quantized = a.out,
-                    .seqlen = (long)a.seqlen};
-  return mq_cli_agree(cli, mq_eval_run(cli, &e));
+  mq_eval_args e = {.model = a.run.model_dir, .tokens = a.eval, .quantized = a.run.out,
+                    .seqlen = (long)a.run.seqlen};
+  return mq_cli_eval(cli, &e);
 }

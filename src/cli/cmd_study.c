@@ -6,10 +6,11 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "cli/layer_job.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "io/h5problem.h"
+#include "io/problem_source.h"
+#include "parallel/ctx.h"
 
 enum { MQ_STUDY_MAX = 16 };
 
@@ -80,7 +81,7 @@ static mq_status parse_rounding(const char *opt, const char *tok, int k, void *o
 
 static mq_status parse_study_args(mq_cli *cli, int argc, char **argv, study_args *a, int *help) {
   mq_status st = MQ_OK;
-  mq_error *err = &cli->err;
+  mq_error *err = &cli->ctx->err;
   mq_quant_options_init(&a->opts);
   const double damps[] = {1e-4, 1e-3, 1e-2, 1e-1};
   memcpy(a->damps, damps, sizeof damps);
@@ -120,14 +121,14 @@ cleanup:
 }
 
 /* Collective. One run: quantize layer `index` with o; rank 0 appends its CSV row. */
-static mq_status study_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
-                           const mq_quant_options *o, double damp, FILE *out, mq_error *err) {
+static mq_status study_run(mq_ctx *ctx, mq_h5_problem *pf, size_t index,
+                           const mq_quant_options *o, double damp, FILE *out) {
   mq_layer_result res = {0};
   size_t row0 = 0;
-  mq_h5_source_ctx src_ctx;
+  mq_problem_source_ctx src_ctx;
   mq_layer_source src;
-  mq_layer_source_h5(&src, &src_ctx, pf, index);
-  mq_status st = mq_layer_job_run(comm, &src, o, &res, &row0, NULL, err);
+  mq_problem_source(&src, &src_ctx, pf, index);
+  mq_status st = mq_quantize_layer(ctx, &src, o, &res, &row0);
   if (st == MQ_OK && out != NULL) {
     fprintf(out, "%s,%s,%s,%.6g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%lld,%.4f\n",
             mq_h5_problem_layer(pf, index)->name, mq_method_names[o->method],
@@ -141,18 +142,18 @@ static mq_status study_run(MPI_Comm comm, mq_h5_problem *pf, size_t index,
 /* Collective; rank 0 writes the table. */
 static mq_status run_study(mq_cli *cli, const study_args *a) {
   mq_status st = MQ_OK;
-  mq_error *err = &cli->err;
+  mq_error *err = &cli->ctx->err;
   mq_h5_problem *pf = NULL;
   char tmp[4096];
   FILE *out = NULL;
-  MQ_CHECK(mq_cli_agree(cli, mq_h5_problem_open(a->in, &pf, err)));
+  MQ_AGREE(cli->ctx->comm, mq_h5_problem_open(a->in, &pf, err));
   snprintf(tmp, sizeof tmp, "%s.partial", a->csv); /* renamed only when complete */
-  if (cli->rank == 0) {
+  if (cli->ctx->rank == 0) {
     out = fopen(tmp, "w");
     if (out == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot create", tmp);
     else fprintf(out, "layer,method,rounding,damp,lambda,err,rel_err,loss,bound_l2,err_floor,clipped,seconds\n");
   }
-  MQ_CHECK(mq_cli_agree(cli, st));
+  MQ_AGREE(cli->ctx->comm, st);
   size_t nl = mq_h5_problem_nlayers(pf), total = nl * (size_t)(a->ndamps * a->nmethods * a->nroundings), done = 0;
   double t0 = mq_wtime();
   for (size_t i = 0; i < nl; i++)
@@ -164,7 +165,7 @@ static mq_status run_study(mq_cli *cli, const study_args *a) {
           o.rounding = a->roundings[r];
           o.lambda_mode = MQ_LAMBDA_DAMP;
           o.damp = a->damps[d];
-          MQ_CHECK(study_run(cli->comm, pf, i, &o, a->damps[d], out, err));
+          MQ_CHECK(study_run(cli->ctx, pf, i, &o, a->damps[d], out));
           double el = mq_wtime() - t0;
           done++;
           MQ_INFO("study %zu/%zu: %s %s %s damp %g  elapsed %.1fs  ETA %.1fs", done, total,
@@ -178,10 +179,10 @@ static mq_status run_study(mq_cli *cli, const study_args *a) {
     else if (rename(tmp, a->csv) != 0)
       st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot rename to %s", tmp, a->csv);
   }
-  MQ_CHECK(mq_cli_agree(cli, st));
+  MQ_AGREE(cli->ctx->comm, st);
 cleanup:
   if (out != NULL) fclose(out);
-  if (st != MQ_OK && cli->rank == 0) remove(tmp);
+  if (st != MQ_OK && cli->ctx->rank == 0) remove(tmp);
   mq_h5_problem_close(&pf);
   return st;
 }
@@ -191,5 +192,5 @@ int mq_cmd_study(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_study_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, study_help, mq_cli_quant_help)) return st;
-  return mq_cli_agree(cli, run_study(cli, &a)); /* every rank: the layers are distributed */
+  return run_study(cli, &a); /* every rank: the layers are distributed */
 }

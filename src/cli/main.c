@@ -39,36 +39,44 @@ static command_fn find_command(const char *name) {
 }
 
 /* The lowest failing rank prints the one error line, so it appears exactly once. */
+/* The lowest rank that recorded a failure prints its own cause, so the line appears exactly
+ * once and names what went wrong (healthy ranks never record anything: parallel/ctx.h). */
 static void report_error(mq_cli *cli, mq_status agreed) {
-  int mine = cli->err.status != MQ_OK ? cli->rank : cli->nranks, first = 0;
-  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, cli->comm);
-  if (cli->rank != first) return;
-  if (cli->err.status == MQ_OK) return;
-  if (cli->nranks > 1 && first != 0) /* SPEC: "<file or option>: <what>" first; rank last */
-    fprintf(stderr, "mpiquant: error: %s (on rank %d)\n", cli->err.msg, cli->rank);
+  const mq_ctx *ctx = cli->ctx;
+  int mine = ctx->err.status != MQ_OK ? ctx->rank : ctx->size, first = 0;
+  MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, ctx->comm);
+  if (first == ctx->size) { /* agreed failure without a recorded cause: a bug, say so */
+    if (ctx->rank == 0)
+      fprintf(stderr, "mpiquant: error: internal error: %s without a message\n",
+              mq_status_name(agreed));
+    return;
+  }
+  if (ctx->rank != first) return;
+  if (ctx->size > 1 && first != 0) /* "<file or option>: <what>" first; rank last */
+    fprintf(stderr, "mpiquant: error: %s (on rank %d)\n", ctx->err.msg, ctx->rank);
   else
-    fprintf(stderr, "mpiquant: error: %s\n", cli->err.msg);
-  if (cli->verbose) fprintf(stderr, "mpiquant: (raised at %s:%d)\n", cli->err.file, cli->err.line);
-  (void)agreed;
+    fprintf(stderr, "mpiquant: error: %s\n", ctx->err.msg);
+  if (cli->verbose) fprintf(stderr, "mpiquant: (raised at %s:%d)\n", ctx->err.file, ctx->err.line);
 }
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
-  mq_cli cli = {.comm = MPI_COMM_WORLD};
-  MPI_Comm_rank(cli.comm, &cli.rank);
-  MPI_Comm_size(cli.comm, &cli.nranks);
-  mq_error_clear(&cli.err);
-  mq_log_setup(MQ_LOG_INFO, cli.rank, 0);
+  mq_cli cli = {0};
+  if (mq_ctx_create(MPI_COMM_WORLD, &cli.ctx) != MQ_OK) {
+    fprintf(stderr, "mpiquant: error: out of memory (context)\n");
+    MPI_Abort(MPI_COMM_WORLD, MQ_EFAIL);
+  }
+  mq_ctx_set_verbosity(cli.ctx, MQ_LOG_INFO);
   int status = MQ_OK;
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    if (cli.rank == 0) fputs(usage, argc < 2 ? stderr : stdout);
+    if (cli.ctx->rank == 0) fputs(usage, argc < 2 ? stderr : stdout);
     status = argc < 2 ? MQ_EUSAGE : MQ_OK;
   } else if (!strcmp(argv[1], "--version")) {
-    if (cli.rank == 0) printf("mpiquant %s (result format %d)\n", MQ_VERSION_STRING, MQ_FORMAT_VERSION);
+    if (cli.ctx->rank == 0) printf("mpiquant %s (result format %d)\n", MQ_VERSION_STRING, MQ_FORMAT_VERSION);
   } else {
     command_fn cmd = find_command(argv[1]);
     if (cmd == NULL) {
-      if (cli.rank == 0)
+      if (cli.ctx->rank == 0)
         fprintf(stderr, "mpiquant: error: %s: unknown command (try mpiquant --help)\n", argv[1]);
       status = MQ_EUSAGE;
     } else {
@@ -76,6 +84,7 @@ int main(int argc, char **argv) {
       if (status != MQ_OK) report_error(&cli, (mq_status)status);
     }
   }
+  mq_ctx_destroy(&cli.ctx);
   MPI_Finalize();
   return status;
 }

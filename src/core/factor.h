@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 /* Overwrites H (row-major [cols, cols], symmetric, original column order) with R: column-major,
  * upper triangle valid (the strict lower part is scratch), R Rᵀ = Hp + λI where

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 typedef struct mq_factorizer {
   /* Factors Hp + λI, Hp[i,j] = H[perm[i], perm[j]] (H row-major [cols, cols], original order;
@@ -21,8 +21,17 @@ typedef struct mq_factorizer {
   mq_status (*panel)(void *ctx, size_t i1, size_t width, double *panel, mq_error *err);
   /* The whole R (column-major upper, [cols, cols]) when this rank holds it, else NULL. */
   const double *(*full)(void *ctx);
+  /* Collective factorizers: the worst status of all ranks, called before each collective step
+   * that follows a step which can fail on one rank only (an allocation), so every rank leaves
+   * together instead of one waiting in a collective the other never enters. NULL: local. */
+  mq_status (*agree)(void *ctx, mq_status mine);
   void *ctx;
 } mq_factorizer;
+
+/* st agreed over the factorizer's ranks (st itself for a local factorizer or f = NULL). */
+static inline mq_status mq_factorizer_agree(const mq_factorizer *f, mq_status st) {
+  return f != NULL && f->agree != NULL ? f->agree(f->ctx, st) : st;
+}
 
 /* The replicated factorizer: factors in place in H's buffer (mq_factor_reverse_cholesky), then
  * panels are copies out of it. ctx points to an mq_local_factor owned by the caller. */

@@ -184,7 +184,7 @@ cleanup:
 }
 
 /* Qronos before the factor: step 1's targets and V = W(G−H)ᵀ (G = NULL: X̃ = X, no V). */
-static mq_status qronos_prepare(const mq_layer_input *in, layer_work *w, double *target,
+static mq_status qronos_prepare(const mq_rows_input *in, layer_work *w, double *target,
                                 float **V, mq_error *err) {
   mq_status st = MQ_OK;
   if (in->H == NULL) { /* distributed H: from panels, never whole; collective, so a failed
@@ -203,23 +203,15 @@ cleanup:
 }
 
 /* OPTQ and Qronos: factor H+λI in place (escalating λ on failure), then the blocked sweep. */
-static mq_status sweep_quantize(const mq_layer_input *in, layer_work *w,
+static mq_status sweep_quantize(const mq_rows_input *in, layer_work *w,
                                 const mq_quant_options *o, mq_layer_result *res,
-                                mq_layer_aux *aux, mq_error *err) {
+                                mq_rows_info *info, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = w->rows, cols = w->cols;
-  mq_layer_timing *t = &aux->timing;
+  mq_rows_timing *t = &info->timing;
   int qronos = o->method == MQ_METHOD_QRONOS;
   double *target = NULL;
   float *V = NULL; /* becomes T after the factor */
-  if (qronos) {
-    target = mq_alloc(rows, sizeof *target);
-    MQ_CHECK_ALLOC(err, target, rows * sizeof *target);
-    double t0 = mq_wtime();
-    MQ_CHECK(qronos_prepare(in, w, target, &V, err));
-    t->refit = mq_wtime() - t0;
-  }
-  double t0 = mq_wtime();
   mq_local_factor local_ctx;
   mq_factorizer local;
   const mq_factorizer *f = in->factorizer;
@@ -227,14 +219,26 @@ static mq_status sweep_quantize(const mq_layer_input *in, layer_work *w,
     mq_local_factorizer(&local, &local_ctx);
     f = &local;
   }
+  if (qronos) {
+    target = mq_alloc(rows, sizeof *target);
+    if (target == NULL)
+      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                    rows * sizeof *target);
+    MQ_CHECK(mq_factorizer_agree(f, st)); /* the panels of a distributed H are collective */
+    double t0 = mq_wtime();
+    st = qronos_prepare(in, w, target, &V, err);
+    t->refit = mq_wtime() - t0;
+  }
+  MQ_CHECK(mq_factorizer_agree(f, st)); /* the factor may be collective */
+  double t0 = mq_wtime();
   MQ_CHECK(f->factor(f->ctx, in->H, cols, w->perm, &res->lambda, &res->lambda_raises, in->name,
                      err));
-  aux->R = f->full != NULL ? f->full(f->ctx) : NULL;
+  info->R = f->full != NULL ? f->full(f->ctx) : NULL;
   t->factor = mq_wtime() - t0;
   t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
   if (V != NULL) {
     t0 = mq_wtime();
-    MQ_CHECK(mq_qronos_refit_share(f, cols, V, rows, o->block_size, &aux->t_sq, err));
+    MQ_CHECK(mq_qronos_refit_share(f, cols, V, rows, o->block_size, &info->t_sq, err));
     t->refit += mq_wtime() - t0;
     t->refit_flops = 3.0 * (double)rows * (double)cols * (double)cols; /* GEMM + TRSM */
   }
@@ -255,8 +259,8 @@ static mq_status sweep_quantize(const mq_layer_input *in, layer_work *w,
   res->loss = s.loss;
   res->bound_l2 = qronos ? s.bound - s.bound0 : s.bound; /* Qronos: + err_floor later */
   res->clipped = s.clipped;
-  aux->e0_sq = s.e0_sq;
-  aux->bound0 = s.bound0;
+  info->e0_sq = s.e0_sq;
+  info->bound0 = s.bound0;
 cleanup:
   mq_free(target);
   mq_free(V);
@@ -283,56 +287,69 @@ cleanup:
   return st;
 }
 
-mq_status mq_layer_quantize(const mq_layer_input *in, const mq_quant_options *opts,
-                            mq_layer_result *res, mq_layer_aux *aux_out, mq_error *err) {
+/* Local: the result's arrays, the processing order, dead inputs, λ, static group parameters. */
+static mq_status prepare(const mq_rows_input *in, const mq_quant_options *opts, layer_work *w,
+                         mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  size_t rows = in->rows, cols = in->cols;
-  layer_work w = {.rows = rows, .cols = cols, .row0 = in->row0};
-  mq_layer_aux aux = {0};
-  double t_start = mq_wtime();
-  MQ_CHECK(result_alloc(res, rows, cols, opts, err));
+  size_t cols = in->cols;
+  MQ_CHECK(result_alloc(res, in->rows, cols, opts, err));
   if (in->H == NULL) { /* distributed H: OPTQ only, its factorizer holds H */
     int qronos_ok = opts->method == MQ_METHOD_QRONOS && in->qronos_panels != NULL;
     if (in->Hdiag == NULL || in->factorizer == NULL ||
         (opts->method != MQ_METHOD_OPTQ && !qronos_ok))
       MQ_FAIL(err, MQ_EFAIL, "internal error: %s: distributed H needs OPTQ or Qronos with its "
               "panels, Hdiag, a factorizer", in->name);
-    w.diag = mq_alloc(cols, sizeof *w.diag);
-    MQ_CHECK_ALLOC(err, w.diag, cols * sizeof *w.diag);
-    memcpy(w.diag, in->Hdiag, cols * sizeof *w.diag);
+    w->diag = mq_alloc(cols, sizeof *w->diag);
+    MQ_CHECK_ALLOC(err, w->diag, cols * sizeof *w->diag);
+    memcpy(w->diag, in->Hdiag, cols * sizeof *w->diag);
   }
-  MQ_CHECK(work_prepare(&w, in->W, in->H, opts, in->layer_id, err));
-  w.ngroups = res->ngroups;
+  MQ_CHECK(work_prepare(w, in->W, in->H, opts, in->layer_id, err));
+  w->ngroups = res->ngroups;
   res->lambda = opts->lambda_mode == MQ_LAMBDA_ABSOLUTE ? opts->lambda
                 : opts->damp * (in->H != NULL ? mq_hessian_mean_diag(in->H, cols)
-                                              : mean_of(w.diag, cols));
+                                              : mean_of(w->diag, cols));
   if (opts->static_groups || opts->method == MQ_METHOD_RTN)
-    MQ_CHECK(original_order_params(&w, res, err));
-  aux.timing.prepare = mq_wtime() - t_start;
+    MQ_CHECK(original_order_params(w, res, err));
+cleanup:
+  return st;
+}
+
+mq_status mq_quantize_rows(const mq_rows_input *in, const mq_quant_options *opts,
+                            mq_layer_result *res, mq_rows_info *info_out, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t rows = in->rows, cols = in->cols;
+  layer_work w = {.rows = rows, .cols = cols, .row0 = in->row0};
+  mq_rows_info info = {0};
+  double t_start = mq_wtime();
+  /* Local preparation; with a collective factorizer every rank agrees on its outcome before
+   * the first collective step of the sweep. */
+  st = prepare(in, opts, &w, res, err);
+  MQ_CHECK(mq_factorizer_agree(opts->method == MQ_METHOD_RTN ? NULL : in->factorizer, st));
+  info.timing.prepare = mq_wtime() - t_start;
   if (opts->method == MQ_METHOD_RTN) {
     double t0 = mq_wtime();
     MQ_CHECK(rtn_quantize(&w, in->H, res, err));
-    aux.timing.sweep = mq_wtime() - t0;
+    info.timing.sweep = mq_wtime() - t0;
   } else {
-    MQ_CHECK(sweep_quantize(in, &w, opts, res, &aux, err));
+    MQ_CHECK(sweep_quantize(in, &w, opts, res, &info, err));
   }
   double t0 = mq_wtime();
   MQ_CHECK(pack_result(&w, res, err));
-  aux.timing.pack = mq_wtime() - t0;
+  info.timing.pack = mq_wtime() - t0;
   res->seconds = mq_wtime() - t_start;
 cleanup:
-  if (aux_out != NULL) { /* hand the processing order over instead of freeing it */
-    aux.perm = w.perm;
+  if (info_out != NULL) { /* hand the processing order over instead of freeing it */
+    info.perm = w.perm;
     w.perm = NULL;
-    *aux_out = aux;
+    *info_out = info;
   }
   work_free(&w);
   return st;
 }
 
-void mq_layer_aux_free(mq_layer_aux *aux) {
-  mq_free(aux->perm);
-  aux->perm = NULL;
+void mq_rows_info_free(mq_rows_info *info) {
+  mq_free(info->perm);
+  info->perm = NULL;
 }
 
 mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq_error *err) {

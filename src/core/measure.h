@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 /* Σ_rows dᵀ A d for D row-major [rows, cols], A symmetric [cols, cols]. scratch: [rows, cols].
  * One DSYMM. */

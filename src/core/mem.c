@@ -10,6 +10,12 @@ enum { MQ_MEM_ALIGN = 64 };
 
 static atomic_size_t mem_current;
 static atomic_size_t mem_peak;
+static atomic_long fail_countdown; /* > 0: that many allocations until one fails (tests) */
+
+void mq_mem_fail_nth(long k) { atomic_store(&fail_countdown, k); }
+
+/* The injected failure, out of line so a debugger can stop on it (break mq__mem_injected). */
+__attribute__((noinline)) void *mq__mem_injected(void) { return NULL; }
 
 static void note_alloc(size_t bytes) {
   size_t now = atomic_fetch_add(&mem_current, bytes) + bytes;
@@ -22,6 +28,8 @@ void *mq_alloc(size_t count, size_t size) {
   if (size != 0 && count > (SIZE_MAX - MQ_MEM_ALIGN) / size) return NULL;
   size_t bytes = count * size;
   void *base = NULL;
+  if (atomic_load(&fail_countdown) > 0 && atomic_fetch_sub(&fail_countdown, 1) == 1)
+    return mq__mem_injected();
   if (posix_memalign(&base, MQ_MEM_ALIGN, bytes + MQ_MEM_ALIGN) != 0) return NULL;
   *(size_t *)base = bytes;
   note_alloc(bytes);

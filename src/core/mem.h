@@ -14,5 +14,8 @@ void mq_free(void *ptr);
 /* Bytes currently allocated through mq_alloc, and the high-water mark. */
 size_t mq_mem_current(void);
 size_t mq_mem_peak(void);
+/* Test hook: the k-th allocation from now (k > 0) returns NULL, once. */
+void mq_mem_fail_nth(long k);
+void *mq__mem_injected(void);
 
 #endif

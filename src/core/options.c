@@ -1,4 +1,4 @@
-/* Quantization options: SPEC.md defaults and range checks. */
+/* Quantization options: the documented defaults (docs/CONTRACT.md) and range checks. */
 #include "core/status.h"
 
 const char *const mq_method_names[3] = {"rtn", "optq", "qronos"};
@@ -19,6 +19,7 @@ void mq_quant_options_init(mq_quant_options *opts) {
   opts->block_size = 128;
   opts->seed = 0;
   opts->factor = MQ_FACTOR_AUTO;
+  opts->mem_per_rank = 0; /* node memory over the ranks on the node */
 }
 
 mq_status mq_quant_options_check(const mq_quant_options *opts, mq_error *err) {

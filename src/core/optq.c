@@ -283,8 +283,10 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
   float *tmp = mq_alloc((size_t)threads * g, sizeof *tmp); /* one group's values per thread */
   size_t ntiles = (rows + MQ_ROW_TILE - 1) / MQ_ROW_TILE;
   tile_sums *sums = mq_calloc(ntiles, sizeof *sums);
-  MQ_CHECK_ALLOC(err, C && U && Utmp && rdiag && tmp && panel && dpanel && sums,
-                 cols * maxw * sizeof *dpanel);
+  if (!(C && U && Utmp && rdiag && tmp && panel && dpanel && sums))
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                  cols * maxw * sizeof *dpanel);
+  MQ_CHECK(mq_factorizer_agree(s->factor, st)); /* the panel fetches below may be collective */
   s->loss = s->bound = s->e0_sq = s->bound0 = 0.0;
   s->clipped = 0;
   s->gemm_seconds = s->gemm_flops = 0.0;

@@ -17,7 +17,7 @@
 
 #include "core/factorizer.h"
 #include "core/grid.h"
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 /* Rows per BLAS call on W's rows. OpenBLAS computes a row of a GEMM differently depending on
  * the call's shape (its small-matrix kernels), so a row's result would depend on how many rows

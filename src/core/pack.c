@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 void mq_pack_row(const uint8_t *codes, size_t cols, int bits, uint32_t *words) {
   size_t nwords = mq_packed_words(cols, bits);

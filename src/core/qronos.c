@@ -83,7 +83,10 @@ mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, s
   size_t B = (size_t)block;
   double *dpanel = mq_alloc(cols * B, sizeof *dpanel);
   float *panel = mq_alloc(cols * B, sizeof *panel);
-  MQ_CHECK_ALLOC(err, dpanel && panel, cols * B * sizeof *dpanel);
+  if (!(dpanel && panel))
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                  cols * B * sizeof *dpanel);
+  MQ_CHECK(mq_factorizer_agree(f, st)); /* the panel fetches below may be collective */
   *t_sq = 0.0;
   for (size_t k2 = cols, k1; k2 > 0; k2 = k1) {
     k1 = k2 > B ? k2 - B : 0;

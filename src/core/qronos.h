@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "core/factorizer.h"
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 /* target[r] = (G[c0,:]·w_r − Σ_{k≠c0} H[c0,k]·w_rk) / H[c0,c0], c0 = perm[0]; H, G row-major
  * [cols, cols] in original order (H without λ); Wcm [cols, rows] column-major in processing

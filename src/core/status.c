@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void mq_error_clear(mq_error *err) {
   err->status = MQ_OK;
@@ -31,4 +32,12 @@ mq_status mq__fail(mq_error *err, mq_status st, const char *file, int line, cons
   vsnprintf(err->msg, sizeof err->msg, fmt, ap);
   va_end(ap);
   return st;
+}
+
+void mq__error_blame(mq_error *err, const char *path) {
+  if (err->status == MQ_OK || !strncmp(err->msg, path, strlen(path))) return;
+  char buf[2 * sizeof err->msg];
+  snprintf(buf, sizeof buf, "%s: %s", path, err->msg);
+  memcpy(err->msg, buf, sizeof err->msg - 1); /* truncated to the message size */
+  err->msg[sizeof err->msg - 1] = '\0';
 }

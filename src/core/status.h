@@ -3,12 +3,16 @@
 #ifndef MQ_CORE_STATUS_H
 #define MQ_CORE_STATUS_H
 
-#include "mpiquant.h"
+#include "mpiquant/numerics.h"
 
 /* Records a failure in err (the first one wins) and returns its status. printf-style message:
  * "<file or option>: <what is wrong>". */
 mq_status mq__fail(mq_error *err, mq_status st, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Messages of the model layer name a tensor ("<name>: shape ..."); an error line must name a
+ * file: prefixes path unless the message already starts with it. */
+void mq__error_blame(mq_error *err, const char *path);
 
 /* Inside a function with `mq_status st` and a `cleanup:` label. */
 #define MQ_FAIL(err, code, ...)                                      \

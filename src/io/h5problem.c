@@ -17,7 +17,7 @@ struct mq_h5_problem {
   hid_t file;
   hid_t layers;           /* the /layers group */
   mq_h5_names names;      /* layer names, strcmp order */
-  mq_h5_layer_info *info; /* [names.n] */
+  mq_layer_desc *info; /* [names.n] */
 };
 
 /* Shape of one dataset of a layer as found by open(). */
@@ -125,7 +125,7 @@ static mq_status check_layer(mq_h5_problem *pf, size_t index, mq_error *err) {
   MQ_CHECK(probe(pf->path, layer, group, "H", &h, err));
   MQ_CHECK(probe(pf->path, layer, group, "G", &g, err));
   MQ_CHECK(check_shapes(pf->path, layer, &w, &x, &xq, &h, &g, err));
-  mq_h5_layer_info *li = &pf->info[index];
+  mq_layer_desc *li = &pf->info[index];
   li->name = layer;
   li->rows = w.d0;
   li->cols = w.d1;
@@ -194,7 +194,7 @@ void mq_h5_problem_close(mq_h5_problem **pfp) {
 
 size_t mq_h5_problem_nlayers(const mq_h5_problem *pf) { return pf ? pf->names.n : 0; }
 
-const mq_h5_layer_info *mq_h5_problem_layer(const mq_h5_problem *pf, size_t index) {
+const mq_layer_desc *mq_h5_problem_layer(const mq_h5_problem *pf, size_t index) {
   return (pf && index < pf->names.n) ? &pf->info[index] : NULL;
 }
 
@@ -263,7 +263,7 @@ cleanup:
 static mq_status read_w_f64(mq_h5_problem *pf, size_t index, hid_t ds, size_t first,
                             size_t count, float *W, mq_error *err) {
   mq_status st = MQ_OK;
-  const mq_h5_layer_info *li = &pf->info[index];
+  const mq_layer_desc *li = &pf->info[index];
   size_t block = li->cols >= W_BLOCK_ELEMS ? 1 : W_BLOCK_ELEMS / li->cols;
   if (block > count) block = count;
   double *tmp = mq_alloc(block * li->cols, sizeof *tmp); /* [block, cols] */
@@ -300,7 +300,7 @@ mq_status mq_h5_read_weight_rows(mq_h5_problem *pf, size_t index, size_t first, 
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
   MQ_CHECK(check_index(pf, index, err));
-  const mq_h5_layer_info *li = &pf->info[index];
+  const mq_layer_desc *li = &pf->info[index];
   if (first > li->rows || count > li->rows - first)
     MQ_FAIL(err, MQ_EFAIL, "internal error: rows [%zu, %zu) of /layers/%s/W, which has %zu", first,
             first + count, li->name, li->rows);
@@ -327,22 +327,22 @@ mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error
   return st != MQ_OK ? st : mq_h5_read_weight_rows(pf, index, 0, pf->info[index].rows, W, err);
 }
 
-mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,
+mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, mq_samples which, size_t first,
                              size_t count, double *buf, mq_error *err) {
   mq_status st = MQ_OK;
   hid_t ds = H5I_INVALID_HID;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
   MQ_CHECK(check_index(pf, index, err));
-  const mq_h5_layer_info *li = &pf->info[index];
-  if ((which != 'X' && which != 'Q') || !li->has_x)
-    MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: no samples '%c' to read", pf->path,
-            li->name, which);
+  const mq_layer_desc *li = &pf->info[index];
+  if ((which != MQ_SAMPLES_X && which != MQ_SAMPLES_XQ) || !li->has_x)
+    MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: no samples to read", pf->path,
+            li->name);
   if (first > li->n || count > li->n - first)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: samples [%zu, %zu) beyond n = %zu",
             pf->path, li->name, first, first + count, li->n);
   if (count == 0) goto cleanup;
-  const char *name = (which == 'Q' && li->has_xq) ? "Xq" : "X";
+  const char *name = (which == MQ_SAMPLES_XQ && li->has_xq) ? "Xq" : "X";
   MQ_CHECK(open_dataset(pf, index, name, &ds, err));
   if (read_rows(ds, first, count, li->cols, H5T_NATIVE_DOUBLE, buf) < 0)
     MQ_CHECK(read_failed(pf, index, name, err));
@@ -429,24 +429,24 @@ cleanup:
   return st;
 }
 
-mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, char which, double *buf,
+mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, mq_matrix which, double *buf,
                             mq_error *err) {
   mq_status st = MQ_OK;
   hid_t ds = H5I_INVALID_HID;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
   MQ_CHECK(check_index(pf, index, err));
-  const mq_h5_layer_info *li = &pf->info[index];
-  int present = which == 'H' ? li->has_h : which == 'G' ? li->has_g : 0;
+  const mq_layer_desc *li = &pf->info[index];
+  int present = which == MQ_MATRIX_H ? li->has_h : which == MQ_MATRIX_G ? li->has_g : 0;
+  const char *name = which == MQ_MATRIX_H ? "H" : "G";
   if (!present)
-    MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: no matrix '%c' to read", pf->path,
-            li->name, which);
-  const char *name = which == 'H' ? "H" : "G";
+    MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: no matrix %s to read", pf->path,
+            li->name, name);
   MQ_CHECK(open_dataset(pf, index, name, &ds, err));
   if (read_rows(ds, 0, li->cols, li->cols, H5T_NATIVE_DOUBLE, buf) < 0)
     MQ_CHECK(read_failed(pf, index, name, err));
   MQ_CHECK(check_finite(pf, index, name, buf, li->cols, li->cols, 0, err));
-  if (which == 'H') MQ_CHECK(check_symmetric(pf, index, buf, li->cols, err));
+  if (which == MQ_MATRIX_H) MQ_CHECK(check_symmetric(pf, index, buf, li->cols, err));
 cleanup:
   mq__h5_close(&ds);
   mq__h5_quiet_end(&quiet);

@@ -10,12 +10,6 @@
 
 typedef struct mq_h5_problem mq_h5_problem;
 
-typedef struct mq_h5_layer_info {
-  const char *name; /* group name under /layers/, owned by the problem handle */
-  size_t rows, cols;
-  size_t n;         /* calibration samples (rows of X); 0 when only H is given */
-  int has_x, has_xq, has_h, has_g;
-} mq_h5_layer_info;
 
 /* Opens and validates the structure (not yet the values) of every layer. Errors: MQ_EINPUT
  * with "<path>: <reason>" (not HDF5, no /layers group, no layers, missing W, missing X and H,
@@ -24,7 +18,9 @@ mq_status mq_h5_problem_open(const char *path, mq_h5_problem **out, mq_error *er
 void mq_h5_problem_close(mq_h5_problem **pf); /* accepts NULL / *pf == NULL; nulls the handle */
 
 size_t mq_h5_problem_nlayers(const mq_h5_problem *pf);
-const mq_h5_layer_info *mq_h5_problem_layer(const mq_h5_problem *pf, size_t index);
+/* The layer's description (mpiquant.h); its name is the group name under /layers/, owned by
+ * the problem handle. n = 0 when only H is given. */
+const mq_layer_desc *mq_h5_problem_layer(const mq_h5_problem *pf, size_t index);
 
 /* W as float32, row-major [rows, cols]. MQ_EINPUT if any value is NaN/Inf. */
 mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error *err);
@@ -33,9 +29,9 @@ mq_status mq_h5_read_weights(mq_h5_problem *pf, size_t index, float *W, mq_error
 mq_status mq_h5_read_weight_rows(mq_h5_problem *pf, size_t index, size_t first, size_t count,
                                  float *W, mq_error *err);
 
-/* Samples [first, first+count) of X (which = 'X') or Xq (which = 'Q'; falls back to X when the
- * layer has no Xq) as double, row-major [count, cols]. MQ_EINPUT on NaN/Inf. */
-mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, char which, size_t first,
+/* Samples [first, first+count) of X or Xq (falls back to X when the layer has no Xq) as double,
+ * row-major [count, cols]. MQ_EINPUT on NaN/Inf. */
+mq_status mq_h5_read_samples(mq_h5_problem *pf, size_t index, mq_samples which, size_t first,
                              size_t count, double *buf, mq_error *err);
 
 /* For callers that never hold H whole (ScaLAPACK with distributed H): rows [first,
@@ -45,9 +41,9 @@ mq_status mq_h5_read_matrix_rows(mq_h5_problem *pf, size_t index, size_t first, 
                                  double *buf, mq_error *err);
 mq_status mq_h5_read_matrix_diag(mq_h5_problem *pf, size_t index, double *diag, mq_error *err);
 
-/* H (which = 'H') or G (which = 'G') as double, row-major [cols, cols]. MQ_EINPUT on NaN/Inf
- * or (H only) asymmetry beyond 1e-6 relative. */
-mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, char which, double *buf,
+/* H or G as double, row-major [cols, cols]. MQ_EINPUT on NaN/Inf or (H only) asymmetry beyond
+ * 1e-6 relative. */
+mq_status mq_h5_read_matrix(mq_h5_problem *pf, size_t index, mq_matrix which, double *buf,
                             mq_error *err);
 
 #endif

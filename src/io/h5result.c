@@ -6,8 +6,8 @@
  * (creating groups, datasets, attributes; writing attributes) to be made by all ranks with
  * identical arguments; the row data goes through collective hyperslab writes in which a rank
  * without rows selects nothing. Each public writer is a sequence of steps; after every step
- * that can fail on one rank alone, the ranks agree on the status (agree()) before the next one,
- * so no rank enters a collective alone. */
+ * that can fail on one rank alone, the ranks agree on the status (MQ_AGREE, parallel/ctx.h)
+ * before the next one, so no rank enters a collective alone. */
 #include "io/h5result.h"
 
 #include <math.h>
@@ -18,21 +18,24 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/layer_scalars.h"
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/h5common.h"
 #include "io/h5result_internal.h"
 
-
-
 /* ---- attribute writing (metadata: every rank, identical arguments) ---- */
 
-/* Scalar attribute `name` on loc, created or overwritten (complete is written twice). `obj`
- * names loc in messages ("/" or "/layers/<name>"). */
+/* Attribute `name` on loc, created or overwritten (complete is written twice): a scalar when
+ * n = 0, else 1-D [n] (the --lambda auto trace). `obj` names loc in messages ("/" or
+ * "/layers/<name>"). */
 static mq_status attr_write(const mq_h5_result *rf, hid_t loc, const char *obj, const char *name,
-                            hid_t file_type, hid_t mem_type, const void *value, mq_error *err) {
+                            hid_t file_type, hid_t mem_type, const void *value, size_t n,
+                            mq_error *err) {
   mq_status st = MQ_OK;
-  hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
+  hsize_t dim = n;
+  hid_t space = n > 0 ? H5Screate_simple(1, &dim, NULL) : H5Screate(H5S_SCALAR);
+  hid_t attr = H5I_INVALID_HID;
   htri_t exists = H5Aexists(loc, name);
   if (space >= 0 && exists >= 0)
     attr = exists ? H5Aopen(loc, name, H5P_DEFAULT)
@@ -47,37 +50,22 @@ cleanup:
 
 static mq_status attr_i64(const mq_h5_result *rf, hid_t loc, const char *obj, const char *name,
                           int64_t v, mq_error *err) {
-  return attr_write(rf, loc, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, err);
+  return attr_write(rf, loc, obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, 0, err);
 }
 
 static mq_status attr_f64(const mq_h5_result *rf, hid_t loc, const char *obj, const char *name,
                           double v, mq_error *err) {
-  return attr_write(rf, loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
-}
-
-/* 1-D float64 attribute [n] (the --lambda auto trace). */
-static mq_status attr_f64_array(const mq_h5_result *rf, hid_t loc, const char *obj,
-                                const char *name, const double *v, size_t n, mq_error *err) {
-  mq_status st = MQ_OK;
-  hsize_t dim = n;
-  hid_t space = H5Screate_simple(1, &dim, NULL), attr = H5I_INVALID_HID;
-  if (space >= 0) attr = H5Acreate2(loc, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (attr < 0 || H5Awrite(attr, H5T_NATIVE_DOUBLE, v) < 0)
-    MQ_FAIL(err, MQ_EFAIL, "%s: %s: cannot write attribute '%s'", rf->path, obj, name);
-cleanup:
-  mq__h5_close(&attr);
-  mq__h5_close(&space);
-  return st;
+  return attr_write(rf, loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, 0, err);
 }
 
 /* Variable-length UTF-8: h5py reads it as str, not bytes. */
-static mq_status attr_str(const mq_h5_result *rf, hid_t loc, const char *obj, const char *name,
-                          const char *v, mq_error *err) {
+mq_status mq__h5_result_attr_str(const mq_h5_result *rf, hid_t loc, const char *obj,
+                                 const char *name, const char *v, mq_error *err) {
   mq_status st = MQ_OK;
   hid_t type = H5Tcopy(H5T_C_S1);
   if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
     MQ_FAIL(err, MQ_EFAIL, "%s: cannot make a string type", rf->path);
-  MQ_CHECK(attr_write(rf, loc, obj, name, type, type, &v, err));
+  MQ_CHECK(attr_write(rf, loc, obj, name, type, type, &v, 0, err));
 cleanup:
   mq__h5_close(&type);
   return st;
@@ -97,11 +85,15 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
   if ((unsigned)o->method > MQ_METHOD_QRONOS || (unsigned)o->rounding > MQ_ROUND_STOCHASTIC ||
       (unsigned)o->lambda_mode > MQ_LAMBDA_AUTO)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: options out of range", rf->path);
-  MQ_CHECK(attr_str(rf, rf->file, "/", "format", "mpiquant", err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "mpiquant_version", MQ_VERSION_STRING, err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "method", mq_method_names[o->method], err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "rounding", mq_rounding_names[o->rounding], err));
-  MQ_CHECK(attr_str(rf, rf->file, "/", "lambda_mode", mq__h5_lambda_mode_names[o->lambda_mode], err));
+  const char *const strs[][2] = {
+      {"format", "mpiquant"},
+      {"mpiquant_version", MQ_VERSION_STRING},
+      {"method", mq_method_names[o->method]},
+      {"rounding", mq_rounding_names[o->rounding]},
+      {"lambda_mode", mq__h5_lambda_mode_names[o->lambda_mode]},
+  };
+  for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+    MQ_CHECK(mq__h5_result_attr_str(rf, rf->file, "/", strs[i][0], strs[i][1], err));
   const named_i64 ints[] = {
       {"format_version", MQ_FORMAT_VERSION}, {"bits", o->bits},
       {"group_size", o->group_size},         {"sym", o->sym},
@@ -114,9 +106,10 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
   MQ_CHECK(attr_f64(rf, rf->file, "/", "damp", o->damp, err));
   if (o->lambda_mode == MQ_LAMBDA_ABSOLUTE)
     MQ_CHECK(attr_f64(rf, rf->file, "/", "lambda_abs", o->lambda, err));
-  MQ_CHECK(attr_write(rf, rf->file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &o->seed, err));
+  MQ_CHECK(attr_write(rf, rf->file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &o->seed, 0,
+                      err));
   if (meta->resume_key != NULL)
-    MQ_CHECK(attr_str(rf, rf->file, "/", "resume_key", meta->resume_key, err));
+    MQ_CHECK(mq__h5_result_attr_str(rf, rf->file, "/", "resume_key", meta->resume_key, err));
 cleanup:
   return st;
 }
@@ -208,11 +201,10 @@ mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append, mq_h5_
   *out = NULL;
   st = result_alloc(path, &rf, err);
   if (st == MQ_OK && !append) st = check_not_open(path, err);
-  MQ_AGREE(comm);
+  MQ_AGREE(comm, st);
   MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
   MPI_Comm_rank(rf->comm, &rf->rank);
-  st = open_file(rf, append, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, open_file(rf, append, err));
   *out = rf;
   rf = NULL;
 cleanup:
@@ -228,8 +220,7 @@ mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_m
   mq_h5_result *rf = NULL;
   *out = NULL;
   MQ_CHECK(mq__h5_result_open(comm, path, 0, &rf, err));
-  st = root_create(rf, meta, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, root_create(rf, meta, err));
   *out = rf;
   rf = NULL;
 cleanup:
@@ -249,19 +240,20 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
   return h;
 }
 
-/* Hash of everything that must be identical on every rank: the name, the shape and the
- * attribute values (bit patterns; they come from reductions or broadcasts). */
+/* Hash of everything that must be identical on every rank: the name, the shape, the --lambda
+ * auto trace and every scalar of the table (bit patterns; they come from reductions or
+ * broadcasts). */
 static uint64_t layer_hash(const char *name, size_t total_rows, const mq_layer_result *res) {
   uint64_t h = fnv1a(14695981039346656037u, name, strlen(name) + 1);
-  const uint64_t sizes[] = {total_rows, res->cols, res->ngroups, res->words, (uint64_t)res->bits,
-                            (uint64_t)res->clipped, (uint64_t)res->lambda_raises};
-  const double dbls[] = {res->lambda,     res->loss,       res->err,       res->rel_err,
-                         res->bound_l2,   res->bound_linf, res->err_floor, res->seconds};
+  const uint64_t sizes[] = {total_rows, res->cols, res->ngroups, res->words, (uint64_t)res->bits};
   h = fnv1a(h, sizes, sizeof sizes);
   h = fnv1a(h, &res->lambda_ncand, sizeof res->lambda_ncand);
   h = fnv1a(h, res->lambda_cand, sizeof res->lambda_cand);
   h = fnv1a(h, res->lambda_heldout, sizeof res->lambda_heldout);
-  return fnv1a(h, dbls, sizeof dbls);
+#define HASH_SCALAR(field, kind) h = fnv1a(h, &res->field, sizeof res->field);
+  MQ_LAYER_SCALARS(HASH_SCALAR)
+#undef HASH_SCALAR
+  return h;
 }
 
 /* What each rank claims for a layer, gathered on every rank by check_layout(). */
@@ -328,18 +320,12 @@ cleanup:
   return st;
 }
 
-/* Contiguous, allocated at creation (parallel HDF5 requires it) and never filled: every
- * element is written. */
+/* A [d0] (ndims 1) or [d0, d1] dataset of a layer (mq__h5_dataset_create's layout). */
 static hid_t create_dataset(hid_t group, const char *name, hid_t file_type, int ndims, size_t d0,
                             size_t d1) {
   hsize_t dims[2] = {(hsize_t)d0, (hsize_t)d1};
-  hid_t space = H5Screate_simple(ndims, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  hid_t ds = H5I_INVALID_HID;
-  if (space >= 0 && dcpl >= 0 && H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 &&
-      H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 &&
-      H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0)
-    ds = H5Dcreate2(group, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  mq__h5_close(&dcpl);
+  hid_t space = H5Screate_simple(ndims, dims, NULL), ds = H5I_INVALID_HID;
+  if (space >= 0) ds = mq__h5_dataset_create(group, name, file_type, space);
   mq__h5_close(&space);
   return ds;
 }
@@ -394,34 +380,34 @@ cleanup:
   return st;
 }
 
-typedef struct named_f64 {
-  const char *name;
-  double value;
-} named_f64;
+/* Expands x when a row of MQ_LAYER_SCALARS has the kind asked for (the first one). */
+#define IF_KIND_I64_I64(x) x
+#define IF_KIND_I64_F64(x)
+#define IF_KIND_F64_I64(x)
+#define IF_KIND_F64_F64(x) x
 
+/* The attributes, in the order of format_version 1 (creation order is the order in the object
+ * header, so it is part of the file's bytes): rows, cols, the table's int64 scalars, then its
+ * float64 scalars, each in the table's order. */
 static mq_status write_layer_attrs(const mq_h5_result *rf, hid_t g, const char *obj,
                                    size_t total_rows, const mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  const named_i64 ints[] = {
-      {"rows", (int64_t)total_rows},
-      {"cols", (int64_t)res->cols},
-      {"clipped", res->clipped},
-      {"lambda_raises", res->lambda_raises},
-  };
-  const named_f64 dbls[] = {
-      {"lambda", res->lambda},     {"loss", res->loss},
-      {"err", res->err},           {"rel_err", res->rel_err},
-      {"bound_l2", res->bound_l2}, {"bound_linf", res->bound_linf},
-      {"err_floor", res->err_floor}, {"seconds", res->seconds},
-  };
-  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-    MQ_CHECK(attr_i64(rf, g, obj, ints[i].name, ints[i].value, err));
-  for (size_t i = 0; i < sizeof dbls / sizeof dbls[0]; i++)
-    MQ_CHECK(attr_f64(rf, g, obj, dbls[i].name, dbls[i].value, err));
+  MQ_CHECK(attr_i64(rf, g, obj, "rows", (int64_t)total_rows, err));
+  MQ_CHECK(attr_i64(rf, g, obj, "cols", (int64_t)res->cols, err));
+#define WRITE_I64(field, kind) \
+  IF_KIND_I64_##kind(MQ_CHECK(attr_i64(rf, g, obj, #field, (int64_t)res->field, err));)
+#define WRITE_F64(field, kind) \
+  IF_KIND_F64_##kind(MQ_CHECK(attr_f64(rf, g, obj, #field, res->field, err));)
+  MQ_LAYER_SCALARS(WRITE_I64)
+  MQ_LAYER_SCALARS(WRITE_F64)
+#undef WRITE_I64
+#undef WRITE_F64
   if (res->lambda_ncand > 0) {
     size_t n = (size_t)res->lambda_ncand;
-    MQ_CHECK(attr_f64_array(rf, g, obj, "lambda_candidates", res->lambda_cand, n, err));
-    MQ_CHECK(attr_f64_array(rf, g, obj, "lambda_heldout_err", res->lambda_heldout, n, err));
+    MQ_CHECK(attr_write(rf, g, obj, "lambda_candidates", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                        res->lambda_cand, n, err));
+    MQ_CHECK(attr_write(rf, g, obj, "lambda_heldout_err", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                        res->lambda_heldout, n, err));
   }
 cleanup:
   return st;
@@ -447,34 +433,33 @@ mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t to
       st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
                     (size_t)nranks * sizeof *claims);
   }
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
   MQ_CHECK(check_layout(rf, name, total_rows, row0, res, claims, err)); /* same on all ranks */
   snprintf(obj, sizeof obj, "/layers/%s", name);
   if (H5Lexists(rf->layers, name, H5P_DEFAULT) > 0 && H5Ldelete(rf->layers, name, H5P_DEFAULT) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: %s: cannot replace", rf->path, obj);
-  MQ_AGREE(rf->comm);
-  st = layer_create(rf, name, obj, total_rows, res, &g, ds, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
+  MQ_AGREE(rf->comm, layer_create(rf, name, obj, total_rows, res, &g, ds, err));
   /* Each rank its own rows; a rank without rows selects nothing. */
-  st = write_block(rf, ds[DS_QWEIGHT], obj, "qweight", H5T_NATIVE_UINT32, 2, row0, res->rows,
-                   res->words, res->qweight, err);
-  MQ_AGREE(rf->comm);
-  st = write_block(rf, ds[DS_SCALES], obj, "scales", H5T_NATIVE_FLOAT, 2, row0, res->rows,
-                   res->ngroups, res->scales, err);
-  MQ_AGREE(rf->comm);
-  st = write_block(rf, ds[DS_ZEROS], obj, "zeros", H5T_NATIVE_INT32, 2, row0, res->rows,
-                   res->ngroups, res->zeros, err);
-  MQ_AGREE(rf->comm);
+  const struct {
+    hid_t mem_type;
+    size_t d1;
+    const void *buf;
+  } rows_of[DS_GIDX] = {{H5T_NATIVE_UINT32, res->words, res->qweight},
+                        {H5T_NATIVE_FLOAT, res->ngroups, res->scales},
+                        {H5T_NATIVE_INT32, res->ngroups, res->zeros}};
+  for (int i = 0; i < DS_GIDX; i++)
+    MQ_AGREE(rf->comm, write_block(rf, ds[i], obj, ds_names[i], rows_of[i].mem_type, 2, row0,
+                                   res->rows, rows_of[i].d1, rows_of[i].buf, err));
   /* g_idx is the same everywhere: rank 0 writes it, the others select nothing. */
-  st = write_block(rf, ds[DS_GIDX], obj, "g_idx", H5T_NATIVE_INT32, 1, 0,
-                   rf->rank == 0 ? res->cols : 0, 0, res->g_idx, err);
-  MQ_AGREE(rf->comm);
-  st = write_layer_attrs(rf, g, obj, total_rows, res, err); /* every rank, same values */
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, write_block(rf, ds[DS_GIDX], obj, ds_names[DS_GIDX], H5T_NATIVE_INT32, 1, 0,
+                                 rf->rank == 0 ? res->cols : 0, 0, res->g_idx, err));
+  /* every rank, same values */
+  MQ_AGREE(rf->comm, write_layer_attrs(rf, g, obj, total_rows, res, err));
   st = attr_i64(rf, g, obj, "layer_complete", 1, err); /* last: what --resume trusts */
   if (st == MQ_OK && H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
 cleanup:
   for (int i = 0; i < DS_COUNT; i++) mq__h5_close(&ds[i]);
   mq__h5_close(&g);
@@ -495,15 +480,15 @@ mq_status mq_h5_result_finish(mq_h5_result **prf, mq_error *err) {
    * the barrier: no rank writes complete=1 before every rank's flush has returned. */
   if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
-  MQ_AGREE(rf->comm);
-  st = attr_i64(rf, rf->file, "/", "complete", 1, err); /* every rank, one collective write */
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
+  /* every rank, one collective write */
+  MQ_AGREE(rf->comm, attr_i64(rf, rf->file, "/", "complete", 1, err));
   mq__h5_close(&rf->dxpl);
   mq__h5_close(&rf->layers);
   herr_t rc = H5Fclose(rf->file); /* collective */
   rf->file = H5I_INVALID_HID;
   if (rc < 0) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot close file", rf->path);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
   MPI_Comm_free(&rf->comm);
   mq_free(rf->path);
   mq_free(rf);

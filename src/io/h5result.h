@@ -3,9 +3,10 @@
  * Writing is collective over the communicator given to mq_h5_result_create() (parallel HDF5,
  * MPI-IO driver): every rank calls create, write_layer, finish and abort in the same order, and
  * each rank writes only its own rows of each layer. Every call ends with the ranks agreeing on
- * the status (MPI_Allreduce MAX), so all succeed or all fail together and none is left alone in
- * a collective. On failure the message is in err only on the rank(s) that failed; the others get
- * the failing status with err untouched (the CLI prints the lowest rank that has a message).
+ * the status (mq_agree, parallel/ctx.h), so all succeed or all fail together and none is left
+ * alone in a collective. On failure the message is in err only on the rank(s) that failed; the
+ * others get the failing status with err untouched (the CLI prints the lowest rank that has a
+ * message).
  *
  * A result is created with complete=0; complete=1 is written only by mq_h5_result_finish(),
  * after every layer is in place. mq_h5_result_abort() closes and deletes a partial file so a
@@ -68,9 +69,13 @@ typedef enum mq_resume_state {
 mq_status mq_h5_result_open_resume(MPI_Comm comm, const char *path, const char *key,
                                    mq_h5_result **out, mq_resume_state *state, mq_error *err);
 /* Local (every rank reads the same file, so all agree): 1 when /layers/<name> was written
- * completely (its attribute layer_complete = 1). */
+ * completely (its attribute layer_complete a single integer equal to 1; anything else, malformed
+ * included, is 0: the group is then replaced). */
 int mq_h5_result_layer_done(const mq_h5_result *rf, const char *name);
-/* Local. Every row of a written layer into res (arrays owned by res, rows = the layer's). */
+/* Local. Every row of a written layer into res (arrays owned by res, rows = the layer's), read
+ * by mq__h5_layer_read (io/h5common.h): shapes checked against bits before any buffer is sized,
+ * values checked (g_idx, finite scales, zeros in [0, 2^bits − 1]); MQ_EINPUT
+ * "<path>: /layers/<name>: <reason>" naming the result file. */
 mq_status mq_h5_result_read_layer(const mq_h5_result *rf, const char *name, int bits,
                                   mq_layer_result *res, mq_error *err);
 /* Collective. Removes /model (rewritten whole on resume: it is small next to the layers). */
@@ -101,11 +106,14 @@ mq_status mq_h5_result_write_tensor(mq_h5_result *rf, const char *name, const fl
 
 /* --- reading (for `inspect` and tests) --- */
 
+/* One layer of a result file: its name (truncated to 255 bytes), the attribute rows, and in res
+ * the attribute cols and every scalar of MQ_LAYER_SCALARS (core/layer_scalars.h; a missing
+ * float64 scalar reads as NaN, a missing int64 one as -1, missing rows/cols as 0); res's other
+ * sizes are 0 and its arrays NULL (nothing to free). */
 typedef struct mq_result_layer_summary {
   char name[256];
-  size_t rows, cols;
-  double lambda, loss, err, rel_err, bound_l2, bound_linf, err_floor, seconds;
-  long long clipped;
+  size_t rows;
+  mq_layer_result res;
 } mq_result_layer_summary;
 
 typedef struct mq_result_summary {
@@ -118,7 +126,10 @@ typedef struct mq_result_summary {
 } mq_result_summary;
 
 /* MQ_EINPUT when path is not an mpiquant result file (missing format attribute, wrong
- * format_version). An incomplete file is read (complete=0 reported), not rejected. */
+ * format_version) or an attribute it reads is malformed (wrong class, more than one element, a
+ * string longer than its field, an integer out of its field's range). Missing optional
+ * attributes keep their defaults. An incomplete file is read (complete=0 reported), not
+ * rejected. */
 mq_status mq_h5_result_read_summary(const char *path, mq_result_summary *sum, mq_error *err);
 void mq_result_summary_free(mq_result_summary *sum);
 

@@ -1,4 +1,8 @@
-/* The result-file handle's insides, shared by the writers of src/io/h5result*.c only. */
+/* The result-file handle's insides, shared by the writers of src/io/h5result*.c only.
+ *
+ * Every step of a collective writer that can fail on one rank alone is followed by
+ * MQ_AGREE(comm, status) (parallel/ctx.h): the ranks agree on the worst status before the next
+ * collective, and a rank that did not fail keeps its error record untouched. */
 #ifndef MQ_IO_H5RESULT_INTERNAL_H
 #define MQ_IO_H5RESULT_INTERNAL_H
 
@@ -6,6 +10,7 @@
 
 #include "hdf5.h"
 #include "mpiquant.h"
+#include "parallel/ctx.h"
 
 struct mq_h5_result {
   char *path;    /* for messages and abort()'s unlink */
@@ -23,21 +28,10 @@ struct mq_h5_result {
 mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append,
                              struct mq_h5_result **out, mq_error *err);
 
-/* ---- agreement ---- */
-
-/* The worst status of all ranks. A rank that did not fail keeps its err untouched: the message
- * belongs to the rank that failed. Collective over comm. */
-static inline mq_status agree(MPI_Comm comm, mq_status st) {
-  int mine = (int)st, all = 0;
-  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MAX, comm);
-  return (mq_status)all;
-}
-
-/* After a step: st becomes the agreed status; on failure every rank goes to cleanup. */
-#define MQ_AGREE(comm)                          \
-  do {                                          \
-    st = agree((comm), st);                     \
-    if (st != MQ_OK) goto cleanup;              \
-  } while (0)
+/* Metadata (every rank, identical arguments). Scalar attribute `name` of loc, a variable-length
+ * UTF-8 string (h5py reads str), created or overwritten. `obj` names loc in messages ("/",
+ * "/layers/<name>", "/model/tensors/<name>"). */
+mq_status mq__h5_result_attr_str(const struct mq_h5_result *rf, hid_t loc, const char *obj,
+                                 const char *name, const char *v, mq_error *err);
 
 #endif

@@ -27,17 +27,6 @@ cleanup:
   return st;
 }
 
-/* Early allocation, no fill: every element is written (parallel HDF5 wants this). */
-static hid_t create_dataset(hid_t loc, const char *name, hid_t type, hid_t space) {
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), ds = H5I_INVALID_HID;
-  if (dcpl >= 0 && H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 &&
-      H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 &&
-      H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0)
-    ds = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  mq__h5_close(&dcpl);
-  return ds;
-}
-
 /* Rank 0 writes the whole dataset; the others do not call H5Dwrite (independent transfer). */
 static mq_status write_rank0(const mq_h5_result *rf, hid_t ds, hid_t mem_type, const void *buf,
                              const char *obj, mq_error *err) {
@@ -55,17 +44,15 @@ mq_status mq_h5_result_write_config(mq_h5_result *rf, const char *json, size_t l
   hid_t space = H5I_INVALID_HID, ds = H5I_INVALID_HID;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
-  st = open_groups(rf, &model, &tensors, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, open_groups(rf, &model, &tensors, err));
   type = H5Tcopy(H5T_C_S1);
   space = H5Screate(H5S_SCALAR);
   if (type < 0 || space < 0 || H5Tset_size(type, len > 0 ? len : 1) < 0 ||
       H5Tset_strpad(type, H5T_STR_NULLPAD) < 0 ||
-      (ds = create_dataset(model, "config", type, space)) < 0)
+      (ds = mq__h5_dataset_create(model, "config", type, space)) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot create /model/config", rf->path);
-  MQ_AGREE(rf->comm);
-  st = write_rank0(rf, ds, type, len > 0 ? json : "", "/model/config", err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
+  MQ_AGREE(rf->comm, write_rank0(rf, ds, type, len > 0 ? json : "", "/model/config", err));
 cleanup:
   mq__h5_close(&ds);
   mq__h5_close(&space);
@@ -73,22 +60,6 @@ cleanup:
   mq__h5_close(&tensors);
   mq__h5_close(&model);
   mq__h5_quiet_end(&quiet);
-  return st;
-}
-
-static mq_status dtype_attr(const mq_h5_result *rf, hid_t ds, const char *dtype, const char *obj,
-                            mq_error *err) {
-  mq_status st = MQ_OK;
-  hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-  if (type >= 0 && space >= 0 && H5Tset_size(type, H5T_VARIABLE) >= 0 &&
-      H5Tset_cset(type, H5T_CSET_UTF8) >= 0)
-    attr = H5Acreate2(ds, "dtype", type, space, H5P_DEFAULT, H5P_DEFAULT);
-  if (attr < 0 || H5Awrite(attr, type, &dtype) < 0)
-    MQ_FAIL(err, MQ_EFAIL, "%s: %s: cannot write the dtype attribute", rf->path, obj);
-cleanup:
-  mq__h5_close(&attr);
-  mq__h5_close(&space);
-  mq__h5_close(&type);
   return st;
 }
 
@@ -105,16 +76,14 @@ mq_status mq_h5_result_write_tensor(mq_h5_result *rf, const char *name, const fl
   if (ndim < 1 || ndim > 2 || (rf->rank == 0 && data == NULL))
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "internal error: %s: bad tensor", obj);
   if (st == MQ_OK) st = open_groups(rf, &model, &tensors, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
   hsize_t dims[2] = {(hsize_t)shape[0], ndim > 1 ? (hsize_t)shape[1] : 1};
   space = H5Screate_simple(ndim, dims, NULL);
-  ds = space >= 0 ? create_dataset(tensors, name, H5T_IEEE_F32LE, space) : H5I_INVALID_HID;
+  ds = space >= 0 ? mq__h5_dataset_create(tensors, name, H5T_IEEE_F32LE, space) : H5I_INVALID_HID;
   if (ds < 0) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: %s: cannot create", rf->path, obj);
-  MQ_AGREE(rf->comm);
-  st = dtype_attr(rf, ds, dtype, obj, err);
-  MQ_AGREE(rf->comm);
-  st = write_rank0(rf, ds, H5T_NATIVE_FLOAT, data, obj, err);
-  MQ_AGREE(rf->comm);
+  MQ_AGREE(rf->comm, st);
+  MQ_AGREE(rf->comm, mq__h5_result_attr_str(rf, ds, obj, "dtype", dtype, err));
+  MQ_AGREE(rf->comm, write_rank0(rf, ds, H5T_NATIVE_FLOAT, data, obj, err));
 cleanup:
   mq__h5_close(&ds);
   mq__h5_close(&space);

@@ -1,18 +1,19 @@
 /* A tensor source (io/tensor_source.h) over a result file (SPEC.md "Result file"):
  *   "<module>.weight"  for every group /layers/<module>: the dequantized weight
  *                      Ŵ[r,c] = scales[r,g]·(code[r,c] − zeros[r,g]), g = g_idx[c], as float32
- *                      [rows, cols] (one float32 multiply of the float32 scale by the exact
- *                      integer code − zero);
+ *                      [rows, cols] (mq_layer_result_dequantize, the one definition of Ŵ);
  *   "<name>"           for every dataset /model/tensors/<name> (written by `quantize`: the
  *                      tensors that were not quantized), converted to float32.
  * plus /model/config (config.json's text; a scalar string dataset, or a string attribute
  * "config" of /model) when present.
  *
  * Serial HDF5, rank-local: every rank that needs weights opens the file read-only itself. The
- * file is treated as hostile: open() accepts only a complete mpiquant result file (complete=1,
- * bits 2..8) and checks every layer's shapes (qweight [rows, ceil(cols·bits/32)], scales and
- * zeros [rows, ngroups], g_idx [cols]); read() checks g_idx ∈ [0, ngroups) and finite scales.
- * Failures are MQ_EINPUT "<path>: /layers/<name>: <reason>" (or "<path>: <reason>"). */
+ * file is treated as hostile (io/h5common.h): open() accepts only a complete mpiquant result file
+ * (complete=1, bits 2..8) and checks every layer's shapes (qweight [rows, ceil(cols·bits/32)],
+ * scales and zeros [rows, ngroups], g_idx [cols], the attributes rows and cols) and every
+ * attribute and string it reads (class, one element); reading a layer checks g_idx ∈
+ * [0, ngroups), finite scales and zeros ∈ [0, 2^bits − 1]. Failures are MQ_EINPUT
+ * "<path>: /layers/<name>: <reason>" (or "<path>: <object>: <reason>"). */
 #ifndef MQ_IO_RESULT_TENSORS_H
 #define MQ_IO_RESULT_TENSORS_H
 
@@ -55,7 +56,8 @@ int mq_result_tensors_info(const mq_tensor_source *src, size_t i, mq_result_tens
 
 /* The packed layer /layers/<module> as stored: res->{rows, cols, ngroups, words, bits, qweight,
  * scales, zeros, g_idx} (arrays mq_alloc'd, released by mq_layer_result_free; the error
- * attributes are left 0). Checks g_idx ∈ [0, ngroups) and finite scales. */
+ * attributes are left 0), read by mq__h5_layer_read (io/h5common.h): checks g_idx ∈ [0, ngroups),
+ * finite scales and zeros ∈ [0, 2^bits − 1]. */
 mq_status mq_result_tensors_read_layer(const mq_tensor_source *src, const char *module,
                                        mq_layer_result *res, mq_error *err);
 

@@ -21,10 +21,12 @@ O(1) and the logits have a spread of a few units (checked by the drivers).
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from safetensors_np import st_blob, to_bytes  # noqa: E402
 
 MODELS = {
     "llama_f32_gqa1": dict(arch="LlamaForCausalLM", dtype="F32", hidden=32, inter=48, layers=2,
@@ -48,31 +50,6 @@ MODELS = {
                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                            "original_max_position_embeddings": 256}),
 }
-
-NP_DTYPE = {"F32": np.float32, "F16": np.float16}
-
-
-def to_bytes(arr, dtype):
-    a = np.ascontiguousarray(arr, dtype=np.float32)
-    if dtype == "BF16":  # round to nearest even
-        u = a.view(np.uint32).astype(np.uint64)
-        r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-        return r.astype("<u2").tobytes()
-    return a.astype(NP_DTYPE[dtype]).astype(np.dtype(NP_DTYPE[dtype]).newbyteorder("<")).tobytes()
-
-
-def st_blob(tensors):
-    """tensors: list of (name, dtype, shape, raw bytes) -> safetensors file bytes."""
-    header, data, off = {}, b"", 0
-    for name, dtype, shape, raw in tensors:
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        data += raw
-        off += len(raw)
-    header["__metadata__"] = {"format": "pt"}
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    return struct.pack("<Q", len(h)) + h + data
-
 
 def model_tensors(spec, rng):
     H, I, nh, nkv = spec["hidden"], spec["inter"], spec["nh"], spec["nkv"]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""`mpiquant eval` vs the numpy reference (tests/oracle/llama_ref.py, float64) at --np ranks.
+"""`mpiquant eval` vs the numpy reference (tests/lib/llama_ref.py, float64) at --np ranks.
 
 For every case: the last stdout line is `perplexity X` with |X - ref| / ref <= --tol (1e-4),
 the --json file holds {"perplexity": X, "nll": log X, "tokens": nwin*(L-1), "seqlen": L}, and
@@ -17,10 +17,9 @@ import shlex
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
-import common  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import llama_ref  # noqa: E402
+import model_drivers as common  # noqa: E402
 
 
 def run(a, np_, args):

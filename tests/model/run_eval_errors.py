@@ -12,43 +12,15 @@ import json
 import os
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
-
-def read_st(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
-
-
-def write_st(path, header, data, header_len=None, pad=True):
-    h = json.dumps(header).encode()
-    if pad:
-        h += b" " * ((8 - len(h) % 8) % 8)
-    n = len(h) if header_len is None else header_len
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", n) + h + data)
-
-
-def without(header, data, name):
-    """The checkpoint rebuilt without tensor `name` (data repacked, no holes)."""
-    out_h, out_d, off = {}, b"", 0
-    for k, v in header.items():
-        if k == "__metadata__" or k == name:
-            continue
-        a, b = v["data_offsets"]
-        out_h[k] = dict(v, data_offsets=[off, off + b - a])
-        out_d += data[a:b]
-        off += b - a
-    return out_h, out_d
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import model_drivers as common  # noqa: E402
+from safetensors_np import read_st, without, write_st  # noqa: E402
 
 
 class Cases:

@@ -4,7 +4,7 @@
 Quantizes a model with `mpiquant quantize` (demo model and the Qwen2 random model with q/k/v
 biases: biases and norms come from /model/tensors), dequantizes O.h5 here with numpy straight
 from SPEC.md "Result file" (bit streams of qweight, scales, zeros, g_idx), writes the result as
-a float32 checkpoint and runs tests/oracle/llama_ref.py on it. Asserts, at --np ranks:
+a float32 checkpoint and runs tests/lib/llama_ref.py on it. Asserts, at --np ranks:
   - eval --quantized prints a perplexity within --tol (1e-4) of the reference's;
   - it differs from the original model's perplexity (the overlay is really used).
 
@@ -20,11 +20,10 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
-import common  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import llama_ref  # noqa: E402
-import make_models  # noqa: E402
+import model_drivers as common  # noqa: E402
+from safetensors_np import st_blob, to_bytes  # noqa: E402
 
 
 def dequantize(g, bits):
@@ -52,8 +51,8 @@ def write_dequantized(h5path, model_dir, out_dir):
             tensors[name + ".weight"] = dequantize(g, bits)
         for name, d in f["model/tensors"].items():
             tensors[name] = np.asarray(d, dtype=np.float32)
-    blob = make_models.st_blob([(n, "F32", tensors[n].shape, make_models.to_bytes(tensors[n], "F32"))
-                                for n in sorted(tensors)])
+    blob = st_blob([(n, "F32", tensors[n].shape, to_bytes(tensors[n], "F32"))
+                    for n in sorted(tensors)])
     with open(os.path.join(out_dir, "model.safetensors"), "wb") as fo:
         fo.write(blob)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Forward pass of src/model vs the numpy reference tests/oracle/llama_ref.py (float64).
+"""Forward pass of src/model vs the numpy reference tests/lib/llama_ref.py (float64).
 
 Runs test_forward (C) on each random checkpoint of make_models.py and on the bundled demo model,
 reads its float32 logits [nwin, seqlen, vocab] and compares with Model(dir).logits(windows):
@@ -19,8 +19,7 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "oracle"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import llama_ref  # noqa: E402
 
 

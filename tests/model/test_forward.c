@@ -80,19 +80,20 @@ static void check_stages(const mq_tensor_source *src, const mq_llama_config *cfg
   mq_llama_block_forward(&ctx, &blk, h1);
   mq_llama_attn_input(&ctx, &blk, h2, x);
   mq_llama_rmsnorm(h2, blk.attn_norm, T, hid, cfg->rms_norm_eps, x2);
-  MQ_EXPECT(memcmp(x, x2, T * hid * sizeof(float)) == 0);
+  MQ_EXPECT_MEM_EQ(x, x2, T * hid * sizeof(float));
   memcpy(x2, h2, T * hid * sizeof(float));
   mq_llama_rmsnorm(x2, blk.attn_norm, T, hid, cfg->rms_norm_eps, x2); /* in place */
-  MQ_EXPECT(memcmp(x, x2, T * hid * sizeof(float)) == 0);
+  MQ_EXPECT_MEM_EQ(x, x2, T * hid * sizeof(float));
   mq_llama_attention(&ctx, &blk, x, ya);
   mq_llama_residual(&ctx, &blk, MQ_LIN_O, ya, h2);
   mq_llama_mlp_input(&ctx, &blk, h2, x);
   mq_llama_mlp_act(&ctx, &blk, x, ym);
   mq_llama_residual(&ctx, &blk, MQ_LIN_DOWN, ym, h2);
-  MQ_EXPECT(memcmp(h1, h2, T * hid * sizeof(float)) == 0);
+  MQ_EXPECT_MEM_EQ(h1, h2, T * hid * sizeof(float));
   double ss = 0.0;
   for (size_t i = 0; i < T * hid; i++) ss += (double)h1[i] * h1[i];
-  MQ_EXPECT(isfinite(ss) && ss > 0.0);
+  MQ_EXPECT(isfinite(ss));
+  MQ_EXPECT_GT(ss, 0.0);
   mq_free(h1), mq_free(h2), mq_free(x), mq_free(ya), mq_free(ym), mq_free(x2);
   mq_llama_block_free(&blk);
   mq_llama_outer_free(&outer);
@@ -124,8 +125,8 @@ int main(int argc, char **argv) {
   if (!logits || !alone || !nll) return 1;
   run_windows(&src, &cfg, tokens, T, nwin, logits, nll);
   run_windows(&src, &cfg, tokens, T, 1, alone, &nll_alone);
-  MQ_EXPECT(memcmp(alone, logits, T * vocab * sizeof(float)) == 0);
-  MQ_EXPECT(nll_alone == nll[0]);
+  MQ_EXPECT_MEM_EQ(alone, logits, T * vocab * sizeof(float));
+  MQ_EXPECT_EQ_DBL(nll_alone, nll[0]);
   for (size_t w = 0; w < nwin; w++) {
     double s = 0.0; /* recompute from the returned logits */
     for (size_t t = 0; t + 1 < T; t++) {

@@ -1,0 +1,39 @@
+/* Deployable checkpoints from a complete result file (`mpiquant export`, docs/CONTRACT.md):
+ * plain dequantized weights, or the GPTQ layouts of AutoGPTQ/transformers (v1) and GPTQModel
+ * (v2), written as DIR/model.safetensors + config.json (+ quantize_config.json). Local: one
+ * rank does all the work. */
+#ifndef MQ_IO_EXPORT_H
+#define MQ_IO_EXPORT_H
+
+#include "mpiquant.h"
+
+typedef enum mq_export_format {
+  MQ_EXPORT_GPTQ = 0,    /* AutoGPTQ / transformers: zero points stored minus 1 */
+  MQ_EXPORT_GPTQ_V2 = 1, /* GPTQModel v2: zero points as they are */
+  MQ_EXPORT_DEQUANT = 2  /* every weight dequantized in the model's dtype */
+} mq_export_format;
+
+typedef enum mq_export_dtype {
+  MQ_EXPORT_DTYPE_AUTO = 0, /* config.json's torch_dtype (or dtype), float32 when unknown */
+  MQ_EXPORT_DTYPE_F32 = 1,
+  MQ_EXPORT_DTYPE_F16 = 2,
+  MQ_EXPORT_DTYPE_BF16 = 3
+} mq_export_dtype;
+
+/* Spellings on the command line (index = enum value). */
+extern const char *const mq_export_format_names[3]; /* "gptq", "gptq_v2", "dequant" */
+extern const char *const mq_export_dtype_names[4];  /* "auto", "float32", "float16", "bfloat16" */
+
+typedef struct mq_export_args {
+  const char *in;    /* result file */
+  const char *out;   /* output directory (created if missing) */
+  const char *model; /* original checkpoint for what the result file lacks, or NULL */
+  mq_export_format format;
+  mq_export_dtype dtype; /* dequant only */
+} mq_export_args;
+
+/* Local. Files are written under temporary names and renamed only when everything is written
+ * (model.safetensors last), so a failed export leaves nothing that looks complete. */
+mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err);
+
+#endif

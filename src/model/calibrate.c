@@ -1,0 +1,469 @@
+/* Whole-model quantization (`mpiquant quantize`, mq_quantize_model in mpiquant.h): calibration windows drawn from a
+ * token file and split across ranks (data parallel), then block by block two streams of hidden
+ * states — the full-precision model's (X) and the quantized-so-far model's (X̃) — feed the
+ * layer engine (parallel/layer_engine.h) in the true-sequential order [q,k,v] -> [o] -> [gate,up] ->
+ * [down], each group's inputs recomputed after the previous group is quantized. Every rank
+ * receives each layer's Ŵ and advances both streams for its windows.
+ *
+ * Results do not depend on the rank count: a window's activations are computed alike wherever
+ * it lives (model/llama.h), and each window is one chunk of the exact Hessian sums.
+ *
+ * Memory per rank: the block being processed (fp and quantized weights) + the non-block tensors
+ * of the rank 0 writer, and for its w windows of L tokens
+ *   4 bytes · w · L · (2·hidden + 4·max(hidden, heads·head_dim, intermediate)),
+ * plus the layer engine's cols² doubles for H (and G) and every row's W, Ŵ in double for the
+ * error pass. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/layer.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/status.h"
+#include "io/checkpoint_source.h"
+#include "io/h5result.h"
+#include "io/hfconfig.h"
+#include "io/report.h"
+#include "io/tokens.h"
+#include "model/llama.h"
+#include "parallel/ctx.h"
+#include "parallel/layer_engine.h"
+#include "parallel/partition.h"
+
+enum { MQ_CHUNK_TOKENS = 1024 };
+
+/* Everything the blocks share. Activations are row-major, one row per token, the rank's
+ * windows one after the other. */
+typedef struct pipeline {
+  mq_ctx *ctx;
+  MPI_Comm comm; /* ctx->comm */
+  int rank, nranks;
+  const mq_model_quantize_args *args;
+  mq_quant_options opts;
+  mq_llama_config cfg;
+  mq_tensor_source ckpt;
+  size_t L, nwin, w0, nw; /* tokens per window; windows: all, this rank's first and count */
+  size_t chunk_windows;   /* windows per chunk of the exact Hessian sums */
+  int32_t *tokens;        /* this rank's windows [nw, L] */
+  mq_llama_ctx fwd;       /* forward-pass workspace of one window */
+  size_t width;           /* max(hidden, heads·head_dim, intermediate) */
+  float *hf, *hq;         /* residual streams, full precision / quantized [nw·L, hidden] */
+  float *af, *aq, *bf, *bq; /* stage outputs of each stream [nw·L, width] */
+  const float *xf, *xq;   /* the current group's inputs (one of the above) */
+  size_t xcols;           /* their columns */
+  const float *w_src;     /* the weights of the layer being quantized [rows, cols] */
+  const char *layer_name; /* its module name (messages) */
+  mq_hessian_cache cache;
+  mq_h5_result *rf;
+  int resumed;            /* rf is a partial file of an earlier run: written layers are read */
+  uint64_t calib_hash;    /* FNV-1a of the calibration tokens (part of the resume key) */
+  mq_report *report;
+  size_t layers_done, layers_total;
+  double t_start, t_forward, t_layers;
+} pipeline;
+
+/* ---- calibration windows ---- */
+
+/* splitmix64: a documented, seedable mixer; the window starts are the same on every rank. */
+static uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const unsigned char *b = data;
+  for (size_t k = 0; k < n; k++) h = (h ^ b[k]) * 0x100000001B3ULL;
+  return h;
+}
+
+/* Local. Window i starts at a uniformly drawn offset in [0, ntok − L] (mixer(seed, i)). */
+static mq_status draw_windows(pipeline *p, mq_error *err) {
+  mq_status st = MQ_OK;
+  int32_t *all = NULL;
+  size_t ntok = 0, L = p->L;
+  MQ_CHECK(mq_tokens_read(p->args->calib, p->cfg.vocab_size, &all, &ntok, err));
+  if (ntok < L)
+    MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of --seqlen %zu",
+            p->args->calib, ntok, L);
+  p->calib_hash = fnv1a(0xcbf29ce484222325ULL, all, ntok * sizeof *all);
+  p->tokens = mq_alloc(p->nw * L + 1, sizeof *p->tokens);
+  MQ_CHECK_ALLOC(err, p->tokens, p->nw * L * sizeof *p->tokens);
+  for (size_t w = 0; w < p->nw; w++) {
+    uint64_t key = splitmix64(p->opts.seed ^ splitmix64((uint64_t)(p->w0 + w)));
+    size_t start = (size_t)(key % (uint64_t)(ntok - L + 1));
+    memcpy(p->tokens + w * L, all + start, L * sizeof *all);
+  }
+cleanup:
+  mq_free(all);
+  return st;
+}
+
+/* ---- the layer engine's view of the activations ---- */
+
+static mq_status act_samples(void *user, mq_samples which, size_t first, size_t count,
+                             double *buf, mq_error *err) {
+  const pipeline *p = user;
+  const float *x = which == MQ_SAMPLES_X ? p->xf : p->xq;
+  size_t lo = p->w0 * p->L, cols = p->xcols;
+  if (first < lo || first + count > lo + p->nw * p->L)
+    return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
+                    "internal error: samples %zu..%zu are not on this rank", first, first + count);
+  const float *src = x + (first - lo) * cols;
+  for (size_t k = 0; k < count * cols; k++) {
+    buf[k] = src[k];
+    if (!isfinite(buf[k])) /* float32 overflow in the forward pass: no result is trustworthy */
+      return mq__fail(err, MQ_ENUMERIC, __FILE__, __LINE__,
+                      "%s: non-finite activation (token %zu of the calibration windows, %s "
+                      "stream) entering this layer", p->layer_name, first + k / cols,
+                      which == MQ_SAMPLES_X ? "full-precision" : "quantized");
+  }
+  return MQ_OK;
+}
+
+static mq_status act_weight_rows(void *user, size_t first, size_t count, float *W,
+                                 mq_error *err) {
+  const pipeline *p = user;
+  (void)err;
+  memcpy(W, p->w_src + first * p->xcols, count * p->xcols * sizeof *W);
+  return MQ_OK;
+}
+
+/* ---- one layer ---- */
+
+static void progress(pipeline *p, int block, const char *name, const mq_layer_result *res) {
+  p->layers_done++;
+  double elapsed = mq_wtime() - p->t_start;
+  double eta = elapsed / (double)p->layers_done * (double)(p->layers_total - p->layers_done);
+  MQ_INFO("block %d/%d %s: rel_err %.4g  bound %.4g  lambda %.3g  %.2fs  elapsed %.1fs  ETA %.1fs",
+          block + 1, p->cfg.num_hidden_layers, name, res->rel_err, res->bound_l2, res->lambda,
+          res->seconds, elapsed, eta);
+}
+
+/* Collective. A layer an interrupted run already wrote (--resume): its Ŵ from the file, read
+ * by every rank, instead of quantizing it again — the same bits the engine would give. */
+static mq_status resume_linear(pipeline *p, int block, const char *name, size_t rows,
+                               size_t cols, float *What, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_layer_result res = {0};
+  st = mq_h5_result_read_layer(p->rf, name, p->opts.bits, &res, err);
+  if (st == MQ_OK && (res.rows != rows || res.cols != cols))
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__, "%s: /layers/%s: --resume: shape %zux%zu, "
+                  "the model has %zux%zu", p->args->out, name, res.rows, res.cols, rows, cols);
+  if (st == MQ_OK) st = mq_layer_result_dequantize(&res, What, err);
+  MQ_AGREE(p->comm, st);
+  p->layers_done++;
+  MQ_INFO("block %d/%d %s: written by the interrupted run, read back", block + 1,
+          p->cfg.num_hidden_layers, name);
+cleanup:
+  mq_layer_result_free(&res);
+  return st;
+}
+
+/* Collective. Quantizes linear `which` of block `block` from the current inputs; its Ŵ (every
+ * row) goes into q->w[which]. */
+static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
+                                 const mq_llama_block *fp, mq_llama_block *q, mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[160];
+  size_t rows, cols, row0 = 0;
+  mq_layer_result res = {0};
+  mq_layer_phases phases;
+  snprintf(name, sizeof name, "model.layers.%d.%s", block, mq_llama_linear_names[which]);
+  mq_llama_linear_shape(&p->cfg, which, &rows, &cols);
+  q->w[which] = mq_alloc(rows * cols, sizeof *q->w[which]);
+  st = q->w[which] ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (%s)", name);
+  MQ_AGREE(p->comm, st);
+  int done = p->resumed && mq_h5_result_layer_done(p->rf, name);
+  MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, p->comm);
+  if (done) {
+    p->cache.valid = 0; /* the next layer of the group computes its own H */
+    return resume_linear(p, block, name, rows, cols, q->w[which], err);
+  }
+  p->w_src = fp->w[which];
+  p->layer_name = name;
+  mq_layer_source src = {
+      .desc = {.name = name, .rows = rows, .cols = cols, .n = p->nwin * p->L, .has_x = 1,
+               .has_xq = 1},
+      .layer_id = (uint64_t)block * MQ_LIN_COUNT + (uint64_t)which,
+      .read_samples = act_samples, .read_weight_rows = act_weight_rows, .user = p};
+  mq_layer_extras extras = {
+      .samples_local = 1, .local_first = p->w0 * p->L, .local_count = p->nw * p->L,
+      .chunk = p->chunk_windows * p->L, .dequant_out = q->w[which], .cache = &p->cache};
+  double t0 = mq_wtime();
+  MQ_CHECK(mq__layer_engine_run(p->ctx, &src, &extras, &p->opts, &res, &row0, &phases));
+  p->t_layers += mq_wtime() - t0;
+  MQ_CHECK(mq_h5_result_write_layer(p->rf, name, rows, row0, &res, err));
+  mq_report_layer(p->report, name, &res, rows, &phases);
+  progress(p, block, name, &res);
+cleanup:
+  mq_layer_result_free(&res);
+  return st;
+}
+
+/* ---- one block ---- */
+
+typedef void (*stage_fn)(mq_llama_ctx *, const mq_llama_block *, const float *in, float *out);
+
+static void stage_attn_input(mq_llama_ctx *c, const mq_llama_block *b, const float *in, float *out) {
+  mq_llama_attn_input(c, b, in, out);
+}
+static void stage_mlp_input(mq_llama_ctx *c, const mq_llama_block *b, const float *in, float *out) {
+  mq_llama_mlp_input(c, b, in, out);
+}
+
+/* Local. out = stage(in) window by window for both streams (fp weights on the fp stream,
+ * quantized-so-far weights on the other); the next group reads out. */
+static void run_stage(pipeline *p, stage_fn fn, const mq_llama_block *fp, const mq_llama_block *q,
+                      const float *in_f, const float *in_q, size_t in_cols, float *out_f,
+                      float *out_q, size_t out_cols) {
+  double t0 = mq_wtime();
+  for (size_t w = 0; w < p->nw; w++) {
+    size_t a = w * p->L;
+    fn(&p->fwd, fp, in_f + a * in_cols, out_f + a * out_cols);
+    fn(&p->fwd, q, in_q + a * in_cols, out_q + a * out_cols);
+  }
+  p->xf = out_f;
+  p->xq = out_q;
+  p->xcols = out_cols;
+  p->t_forward += mq_wtime() - t0;
+}
+
+/* Local. h += x·Wᵀ for linear `which`, both streams. */
+static void run_residual(pipeline *p, mq_llama_linear which, const mq_llama_block *fp,
+                         const mq_llama_block *q) {
+  double t0 = mq_wtime();
+  size_t hid = (size_t)p->cfg.hidden_size;
+  for (size_t w = 0; w < p->nw; w++) {
+    size_t a = w * p->L;
+    mq_llama_residual(&p->fwd, fp, which, p->xf + a * p->xcols, p->hf + a * hid);
+    mq_llama_residual(&p->fwd, q, which, p->xq + a * p->xcols, p->hq + a * hid);
+  }
+  p->t_forward += mq_wtime() - t0;
+}
+
+static void attention_stage(mq_llama_ctx *c, const mq_llama_block *b, const float *in, float *out) {
+  mq_llama_attention(c, b, in, out);
+}
+static void mlp_act_stage(mq_llama_ctx *c, const mq_llama_block *b, const float *in, float *out) {
+  mq_llama_mlp_act(c, b, in, out);
+}
+
+/* Collective. Quantizes linears [first, last] from the current inputs; they share them, so
+ * they share H (and G). */
+static mq_status quantize_group(pipeline *p, int block, mq_llama_linear first,
+                                mq_llama_linear last, const mq_llama_block *fp,
+                                mq_llama_block *q, mq_error *err) {
+  mq_status st = MQ_OK;
+  p->cache.valid = 0; /* new inputs */
+  for (int k = (int)first; k <= (int)last; k++) {
+    p->cache.keep = k < (int)last;
+    MQ_CHECK(quantize_linear(p, block, (mq_llama_linear)k, fp, q, err));
+  }
+cleanup:
+  return st;
+}
+
+/* Collective. One block: the four groups in the true-sequential order, then both streams
+ * advanced through it. */
+static mq_status run_block(pipeline *p, int block, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_llama_block fp = {0}, q = {0};
+  size_t hid = (size_t)p->cfg.hidden_size, inter = (size_t)p->cfg.intermediate_size;
+  size_t attn = (size_t)p->cfg.num_attention_heads * (size_t)p->cfg.head_dim;
+  st = mq_llama_block_load(&p->ckpt, &p->cfg, block, &fp, err);
+  if (st != MQ_OK) mq__error_blame(err, p->args->model_dir);
+  MQ_AGREE(p->comm, st);
+  q = fp; /* norms and biases shared; the weights are replaced as they are quantized */
+  memset(q.w, 0, sizeof q.w);
+  run_stage(p, stage_attn_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
+  MQ_CHECK(quantize_group(p, block, MQ_LIN_Q, MQ_LIN_V, &fp, &q, err));
+  run_stage(p, attention_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, attn);
+  MQ_CHECK(quantize_group(p, block, MQ_LIN_O, MQ_LIN_O, &fp, &q, err));
+  run_residual(p, MQ_LIN_O, &fp, &q);
+  run_stage(p, stage_mlp_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
+  MQ_CHECK(quantize_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, &fp, &q, err));
+  run_stage(p, mlp_act_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, inter);
+  MQ_CHECK(quantize_group(p, block, MQ_LIN_DOWN, MQ_LIN_DOWN, &fp, &q, err));
+  run_residual(p, MQ_LIN_DOWN, &fp, &q);
+cleanup:
+  for (int k = 0; k < MQ_LIN_COUNT; k++) mq_free(q.w[k]);
+  mq_llama_block_free(&fp);
+  mq_hessian_cache_free(&p->cache); /* also after an interruption inside a group */
+  return st;
+}
+
+/* ---- what is not quantized ---- */
+
+static const char *storage_dtype(const mq_llama_config *cfg) {
+  if (!strcmp(cfg->torch_dtype, "bfloat16")) return "BF16";
+  if (!strcmp(cfg->torch_dtype, "float16")) return "F16";
+  return "F32";
+}
+
+/* Collective. Copies tensor `name` (when the checkpoint has it) into /model/tensors: rank 0
+ * reads, everyone takes part in the write. */
+static mq_status copy_tensor(pipeline *p, const char *name, mq_error *err) {
+  mq_status st = MQ_OK;
+  int ndim = 0;
+  size_t shape[2] = {0, 0};
+  float *data = NULL;
+  if (!p->ckpt.find(p->ckpt.ctx, name, &ndim, shape)) return MQ_OK; /* same on every rank */
+  size_t count = shape[0] * (ndim > 1 ? shape[1] : 1);
+  if (p->rank == 0) {
+    data = mq_alloc(count + 1, sizeof *data);
+    st = data ? p->ckpt.read(p->ckpt.ctx, name, data, count, err)
+              : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (%s)", name);
+  }
+  MQ_AGREE(p->comm, st);
+  MQ_CHECK(mq_h5_result_write_tensor(p->rf, name, data, ndim < 1 ? 1 : ndim, shape,
+                                     storage_dtype(&p->cfg), err));
+cleanup:
+  mq_free(data);
+  return st;
+}
+
+/* Collective. /model/config and every tensor that is not a quantized linear's weight. */
+static mq_status write_model_part(pipeline *p, mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[200];
+  static const char *const outer[] = {"model.embed_tokens.weight", "model.norm.weight",
+                                      "lm_head.weight"};
+  static const char *const norms[] = {"input_layernorm.weight", "post_attention_layernorm.weight"};
+  MQ_CHECK(mq_h5_result_write_config(p->rf, p->cfg.json_text, p->cfg.json_len, err));
+  for (size_t i = 0; i < sizeof outer / sizeof outer[0]; i++)
+    MQ_CHECK(copy_tensor(p, outer[i], err));
+  for (int b = 0; b < p->cfg.num_hidden_layers; b++) {
+    for (int k = 0; k < 2; k++) {
+      snprintf(name, sizeof name, "model.layers.%d.%s", b, norms[k]);
+      MQ_CHECK(copy_tensor(p, name, err));
+    }
+    for (int k = 0; k < MQ_LIN_COUNT; k++) {
+      snprintf(name, sizeof name, "model.layers.%d.%s.bias", b, mq_llama_linear_names[k]);
+      MQ_CHECK(copy_tensor(p, name, err));
+    }
+  }
+cleanup:
+  return st;
+}
+
+/* Everything the codes depend on; --resume continues only a file with the same key. */
+static void resume_key(const pipeline *p, char *key, size_t len) {
+  const mq_quant_options *o = &p->opts;
+  uint64_t cfg_hash = fnv1a(0xcbf29ce484222325ULL, p->cfg.json_text, p->cfg.json_len);
+  snprintf(key, len,
+           "method=%s rounding=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d "
+           "mse=%d lambda_mode=%d damp=%.17g lambda=%.17g block_size=%d seed=%llu factor=%d "
+           "nsamples=%zu seqlen=%zu calib=%016llx config=%016llx",
+           mq_method_names[o->method], mq_rounding_names[o->rounding], o->bits, o->group_size,
+           o->sym, o->act_order, o->static_groups, o->mse, (int)o->lambda_mode, o->damp, o->lambda,
+           o->block_size, (unsigned long long)o->seed, (int)o->factor, p->nwin, p->L,
+           (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash);
+}
+
+/* ---- setup ---- */
+
+/* Local. Config, checkpoint, windows, buffers; both streams start as the embeddings. */
+static mq_status open_local(pipeline *p, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_llama_outer outer = {0};
+  const mq_model_quantize_args *a = p->args;
+  MQ_CHECK(mq_llama_config_read_dir(a->model_dir, &p->cfg, err));
+  MQ_CHECK(mq_checkpoint_source_open(a->model_dir, &p->ckpt, err));
+  size_t maxpos = p->cfg.max_position_embeddings > 0 ? (size_t)p->cfg.max_position_embeddings : 0;
+  p->L = a->seqlen > 0 ? a->seqlen : 2048;
+  if (a->seqlen == 0 && maxpos > 0 && p->L > maxpos) p->L = maxpos;
+  if (maxpos > 0 && p->L > maxpos)
+    MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's max_position_embeddings (%zu)",
+            p->L, maxpos);
+  size_t window = p->cfg.sliding_window > 0 ? (size_t)p->cfg.sliding_window : 0;
+  if (a->seqlen == 0 && window > 0 && p->L > window) p->L = window;
+  if (window > 0 && p->L > window)
+    MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's sliding_window (%zu), whose "
+            "windowed attention is not implemented", p->L, window);
+  p->nwin = a->nsamples;
+  /* Ranks get whole chunks of ~MQ_CHUNK_TOKENS tokens: each chunk's DSYRK is the same wherever
+   * it runs (rank-count independence), and short windows do not pay one exact-sum conversion
+   * of cols² per window. */
+  p->chunk_windows = p->L >= MQ_CHUNK_TOKENS ? 1 : MQ_CHUNK_TOKENS / p->L;
+  size_t nchunks = (p->nwin + p->chunk_windows - 1) / p->chunk_windows, c0, nc;
+  mq_partition(nchunks, p->nranks, p->rank, &c0, &nc);
+  p->w0 = c0 * p->chunk_windows < p->nwin ? c0 * p->chunk_windows : p->nwin;
+  size_t wend = (c0 + nc) * p->chunk_windows < p->nwin ? (c0 + nc) * p->chunk_windows : p->nwin;
+  p->nw = wend - p->w0;
+  MQ_CHECK(draw_windows(p, err));
+  MQ_CHECK(mq_llama_ctx_init(&p->fwd, &p->cfg, p->L, err));
+  size_t hid = (size_t)p->cfg.hidden_size, attn = (size_t)p->cfg.num_attention_heads * (size_t)p->cfg.head_dim;
+  size_t inter = (size_t)p->cfg.intermediate_size, ntok = p->nw * p->L;
+  p->width = hid > attn ? hid : attn;
+  if (inter > p->width) p->width = inter;
+  p->hf = mq_alloc(ntok * hid + 1, sizeof *p->hf);
+  p->hq = mq_alloc(ntok * hid + 1, sizeof *p->hq);
+  float **bufs[4] = {&p->af, &p->aq, &p->bf, &p->bq};
+  for (int k = 0; k < 4; k++) *bufs[k] = mq_alloc(ntok * p->width + 1, sizeof **bufs[k]);
+  MQ_CHECK_ALLOC(err, p->hf && p->hq && p->af && p->aq && p->bf && p->bq,
+                 ntok * (2 * hid + 4 * p->width) * sizeof(float));
+  st = mq_llama_outer_load(&p->ckpt, &p->cfg, &outer, err);
+  if (st != MQ_OK) mq__error_blame(err, a->model_dir);
+  MQ_CHECK(st);
+  for (size_t w = 0; w < p->nw; w++)
+    mq_llama_embed(&p->fwd, &outer, p->tokens + w * p->L, p->hf + w * p->L * hid);
+  memcpy(p->hq, p->hf, ntok * hid * sizeof *p->hq);
+cleanup:
+  mq_llama_outer_free(&outer);
+  return st;
+}
+
+static void pipeline_close(pipeline *p) {
+  mq_report_discard(&p->report);
+  mq_h5_result_abort(&p->rf); /* collective; NULL after a successful finish */
+  mq_hessian_cache_free(&p->cache);
+  mq_llama_ctx_free(&p->fwd);
+  float *bufs[6] = {p->hf, p->hq, p->af, p->aq, p->bf, p->bq};
+  for (int k = 0; k < 6; k++) mq_free(bufs[k]);
+  mq_free(p->tokens);
+  mq_checkpoint_source_close(&p->ckpt);
+  mq_llama_config_free(&p->cfg);
+}
+
+mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
+  mq_status st = MQ_OK;
+  mq_error *err = &ctx->err;
+  MPI_Comm comm = ctx->comm;
+  pipeline p = {.ctx = ctx, .comm = comm, .rank = ctx->rank, .nranks = ctx->size, .args = args,
+                .opts = args->opts};
+  MQ_AGREE(comm, mq_quant_options_check(&args->opts, err));
+  p.t_start = mq_wtime();
+  st = open_local(&p, err);
+  MQ_AGREE(comm, st);
+  int nb = p.cfg.num_hidden_layers;
+  p.layers_total = (size_t)nb * MQ_LIN_COUNT;
+  MQ_INFO("%s: %d blocks, hidden %d, %zu windows x %zu tokens (%zu on this rank), %d ranks",
+          args->model_dir, nb, p.cfg.hidden_size, p.nwin, p.L, p.nw, p.nranks);
+  p.report = mq_report_create(args->json, p.rank, p.nranks, &p.opts);
+  char key[512];
+  resume_key(&p, key, sizeof key);
+  mq_result_meta meta = {.opts = p.opts, .nranks = p.nranks, .resume_key = key};
+  mq_resume_state state = MQ_RESUME_NONE;
+  if (args->resume) MQ_CHECK(mq_h5_result_open_resume(comm, args->out, key, &p.rf, &state, err));
+  if (state == MQ_RESUME_COMPLETE) {
+    MQ_INFO("%s: complete already; nothing to resume", args->out);
+    goto cleanup;
+  }
+  p.resumed = state == MQ_RESUME_PARTIAL;
+  if (p.resumed) MQ_CHECK(mq_h5_result_clear_model(p.rf, err));
+  else MQ_CHECK(mq_h5_result_create(comm, args->out, &meta, &p.rf, err));
+  MQ_CHECK(write_model_part(&p, err));
+  for (int b = 0; b < nb; b++) MQ_CHECK(run_block(&p, b, err));
+  MQ_CHECK(mq_h5_result_finish(&p.rf, err));
+  MQ_AGREE(comm, mq_report_finish(&p.report, comm, err));
+  double total = mq_wtime() - p.t_start, fwd = p.t_forward, eng = p.t_layers;
+  MPI_Allreduce(MPI_IN_PLACE, &fwd, 1, MPI_DOUBLE, MPI_MAX, comm);
+  MQ_INFO("done: %zu layers in %.1fs (forward passes %.1fs, layer engine %.1fs, rest %.1fs)",
+          p.layers_total, total, fwd, eng, total - fwd - eng);
+cleanup:
+  pipeline_close(&p);
+  return st;
+}

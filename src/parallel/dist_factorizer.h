@@ -1,0 +1,31 @@
+/* The ScaLAPACK factorizer (core/factorizer.h on top of scalapack_factor.h): pdpotrf on a 2-D
+ * block-cyclic grid over the communicator, panels fetched collectively just in time. */
+#ifndef MQ_DIST_DIST_FACTORIZER_H
+#define MQ_DIST_DIST_FACTORIZER_H
+
+#include <mpi.h>
+
+#include "core/factorizer.h"
+#include "parallel/scalapack_factor.h"
+
+/* Distributed H: fills this rank's blocks of B (scalapack_factor.h) when factor() is called
+ * with H = NULL. Local; the factorizer agrees on the status before the Cholesky. */
+typedef mq_status (*mq_dist_fill_fn)(void *fill_ctx, mq_dist_factor *f, const size_t *perm,
+                                     mq_error *err);
+
+typedef struct mq_dist_factorizer_ctx {
+  mq_ctx *ctx;        /* the ranks factoring together */
+  int nb;             /* block size of the block-cyclic layout */
+  mq_dist_fill_fn fill; /* NULL unless H is distributed */
+  void *fill_ctx;
+  mq_dist_factor *f;  /* created by factor(), destroyed by mq_dist_factorizer_release() */
+} mq_dist_factorizer_ctx;
+
+void mq_dist_factorizer(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, mq_ctx *mctx, int nb);
+/* The same for a distributed H, filled by fill(fill_ctx, ...) instead of from a replicated H. */
+void mq_dist_factorizer_filled(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, mq_ctx *mctx,
+                               int nb, mq_dist_fill_fn fill, void *fill_ctx);
+/* Collective. */
+void mq_dist_factorizer_release(mq_dist_factorizer_ctx *ctx);
+
+#endif

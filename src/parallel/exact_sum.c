@@ -1,0 +1,223 @@
+#include "parallel/exact_sum.h"
+#include "parallel/ctx.h"
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "core/status.h"
+
+/* Arithmetic is done on the unsigned type: additions wrap modulo 2^128 (defined behaviour), so
+ * the integer sum is associative and commutative even if a partial sum leaves the signed range;
+ * only the final sum has to fit, and reading it back as two's complement is exact. */
+typedef unsigned __int128 u128;
+
+enum { FIXED_BYTES = 16 };
+
+/* The hot loop works on the two 64-bit words of an accumulator: GCC spills __int128 variable
+ * shifts and negations to the stack, which made it ~5x slower. may_alias (GCC/Clang, like
+ * __int128 itself) makes reading and writing the __int128 objects through this type defined. */
+typedef uint64_t __attribute__((may_alias)) word;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+enum { LO = 0, HI = 1 };
+#else
+enum { LO = 1, HI = 0 };
+#endif
+
+/* MPI counts are int: longer arrays are reduced in pieces of at most this many elements. */
+static const size_t allreduce_chunk = (size_t)INT_MAX;
+
+int mq_exact_sum_scale(double bound) {
+  /* Headroom: the caller's bound holds for every partial and final sum (Σ|v| is always such a
+   * bound), so a scaled exact sum is ≤ bound·2^e ≤ 2^125; each of K contributions adds a
+   * rounding error ≤ 1/2, so every integer sum stays below 2^125 + K/2 < 2^127 for any
+   * K < 2^126: none leaves the signed 128-bit range. (The additions wrap modulo 2^128, so
+   * strictly only the final sums need the bound.) The last bit weighs 2^−e ≈ bound·2^−125:
+   * a sum near the bound keeps ~73 bits beyond a double's 52. */
+  if (!(bound > 0)) return 0; /* every sum is 0 (or NaN): any scale is as good */
+  if (isinf(bound)) bound = DBL_MAX;
+  int k;
+  double m = frexp(bound, &k); /* bound = m·2^k, m ∈ [1/2, 1) */
+  /* m·2^(k+e) ≤ 2^125 ⇔ k + e ≤ 125, or k + e ≤ 126 when m is exactly 1/2. */
+  return (m == 0.5 ? 126 : 125) - k;
+}
+
+mq_status mq_exact_sum_init(mq_exact_sum *s, size_t len, int scale_exp, mq_error *err) {
+  mq_status st = MQ_OK;
+  s->len = len;
+  s->scale_exp = scale_exp;
+  s->acc = mq_calloc(len, sizeof *s->acc);
+  MQ_CHECK_ALLOC(err, s->acc, len * sizeof *s->acc);
+cleanup:
+  if (st != MQ_OK) s->len = 0;
+  return st;
+}
+
+void mq_exact_sum_free(mq_exact_sum *s) {
+  mq_free(s->acc);
+  s->acc = NULL;
+  s->len = 0;
+}
+
+static u128 saturate(int neg) {
+  u128 max = ((u128)1 << 127) - 1;
+  return neg ? -max : max;
+}
+
+/* m·2^−s rounded half to even, for s ≥ 1. m < 2^53, so for s ≥ 64 the value is below 1/2. */
+static u128 shift_right_even(uint64_t m, long long s) {
+  if (s >= 64) return 0;
+  uint64_t q = m >> s, r = m & ((UINT64_C(1) << s) - 1), half = UINT64_C(1) << (s - 1);
+  if (r > half || (r == half && (q & 1))) q++;
+  return q;
+}
+
+/* round_half_even(v·2^e) in two's complement, for any v (add_one inlines the common case).
+ * A finite double is ±m·2^x with an integer m < 2^53; reading m and x from the bits is the
+ * frexp split (exact, subnormals included) without a libm call. Then v·2^e = m·2^(x+e) is an
+ * integer shift of m: exact, and no intermediate double can overflow or underflow, unlike
+ * ldexp(v, e) followed by a conversion (which also breaks above 2^53). Out of contract
+ * (|v·2^e| ≥ 2^127, ±inf) saturates; NaN gives 0. */
+static u128 to_fixed(double v, int e) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  int neg = (int)(bits >> 63), biased = (int)((bits >> 52) & 0x7ff);
+  uint64_t m = bits & ((UINT64_C(1) << 52) - 1);
+  if (biased == 0x7ff) return m != 0 ? 0 : saturate(neg);
+  if (biased != 0) m |= UINT64_C(1) << 52;
+  if (m == 0) return 0;
+  long long sh = (biased != 0 ? biased - 1075 : -1074) + (long long)e; /* v·2^e = ±m·2^sh */
+  u128 q;
+  if (sh >= 0) {
+    long long len = 64 - __builtin_clzll(m); /* bits of m */
+    if (len + sh > 127) return saturate(neg);
+    q = (u128)m << sh;
+  } else {
+    q = shift_right_even(m, -sh);
+  }
+  return neg ? -q : q;
+}
+
+static int top_bit(u128 a) { /* a ≠ 0 */
+  uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a;
+  return hi != 0 ? 127 - __builtin_clzll(hi) : 63 - __builtin_clzll(lo);
+}
+
+/* n·2^−e correctly rounded (half to even) to double, n in two's complement. With p the top bit
+ * of |n|, the double keeps the bits of weight ≥ 2^t, t = max(p − 52, e − 1074): 53 significant
+ * bits, fewer where the result is subnormal. Rounding |n| >> t half to even on the discarded
+ * bits gives the correctly rounded significand q ≤ 2^53 directly, so (double)q is exact, and
+ * q·2^(t−e) is a multiple of 2^−1074 that either is representable or overflows (correctly, to
+ * inf): the final ldexp is exact. One rounding in all, never two. */
+static double from_fixed(u128 n, int e) {
+  int neg = (int)(n >> 127);
+  u128 a = neg ? -n : n; /* also right for −2^127: a = 2^127 */
+  if (a == 0) return 0.0;
+  long long p = top_bit(a), t = p - 52 > (long long)e - 1074 ? p - 52 : (long long)e - 1074;
+  u128 q = a;
+  if (t >= 128) {
+    q = 0; /* |n| < 2^127 ≤ half the last kept weight */
+  } else if (t > 0) {
+    u128 r = a & (((u128)1 << t) - 1), half = (u128)1 << (t - 1);
+    q = a >> t;
+    if (r > half || (r == half && (q & 1))) q++;
+  } else {
+    t = 0; /* every bit is kept */
+  }
+  long long x = t - (long long)e;
+  if (x > INT_MAX / 2) x = INT_MAX / 2; /* beyond any double: ldexp gives inf either way */
+  double d = ldexp((double)(uint64_t)q, (int)x);
+  return neg ? -d : d;
+}
+
+/* acc += (hi, lo), modulo 2^128. */
+static inline void add_words(word *acc, uint64_t lo, uint64_t hi) {
+  uint64_t sum = acc[LO] + lo;
+  acc[HI] += hi + (sum < lo);
+  acc[LO] = sum;
+}
+
+/* The common case, a normal v with v·2^e = ±m·2^sh, 0 ≤ sh ≤ 74: an integer below 2^127 (m <
+ * 2^53), so no rounding, and the shift and the two's-complement negation stay in words.
+ * Everything else (sh < 0 needs rounding; zeros, subnormals, out of range) takes to_fixed. */
+static inline void add_one(word *acc, double v, int e) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  int biased = (int)((bits >> 52) & 0x7ff);
+  long long sh = biased - 1075 + (long long)e;
+  if (biased == 0 || biased == 0x7ff || sh < 0 || sh > 74) {
+    u128 q = to_fixed(v, e);
+    add_words(acc, (uint64_t)q, (uint64_t)(q >> 64));
+    return;
+  }
+  uint64_t m = (bits & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52), lo, hi;
+  if (sh < 64) {
+    lo = m << sh;
+    hi = (m >> 1) >> (63 - sh); /* m >> (64 − sh) without a shift by 64 at sh = 0 */
+  } else {
+    lo = 0;
+    hi = m << (sh - 64);
+  }
+  uint64_t neg = -(bits >> 63), one = neg & 1; /* v < 0: −x = ~x + 1 */
+  lo = (lo ^ neg) + one;
+  hi = (hi ^ neg) + (lo < one);
+  add_words(acc, lo, hi);
+}
+
+void mq_exact_sum_add(mq_exact_sum *s, const double *v) {
+  word *acc = (word *)s->acc;
+  for (size_t k = 0; k < s->len; k++) add_one(acc + 2 * k, v[k], s->scale_exp);
+}
+
+void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n) {
+  word *acc = (word *)s->acc;
+  for (size_t k = 0; k < n; k++) add_one(acc + 2 * (first + k), v[k], s->scale_exp);
+}
+
+void mq_exact_sum_result(const mq_exact_sum *s, double *out) {
+  const u128 *acc = (const u128 *)s->acc;
+  for (size_t k = 0; k < s->len; k++) out[k] = from_fixed(acc[k], s->scale_exp);
+}
+
+/* The user reduction: elementwise 128-bit integer addition. MPI buffers carry no alignment
+ * promise beyond bytes, hence memcpy. */
+static void add_fixed(void *in, void *inout, int *len, MPI_Datatype *type) {
+  (void)type;
+  const unsigned char *src = in;
+  unsigned char *dst = inout;
+  for (int i = 0; i < *len; i++) {
+    u128 a, b;
+    memcpy(&a, src + (size_t)i * FIXED_BYTES, FIXED_BYTES);
+    memcpy(&b, dst + (size_t)i * FIXED_BYTES, FIXED_BYTES);
+    b += a;
+    memcpy(dst + (size_t)i * FIXED_BYTES, &b, FIXED_BYTES);
+  }
+}
+
+mq_status mq_exact_sum_allreduce(mq_exact_sum *s, mq_ctx *ctx, mq_error *err) {
+  mq_status st = MQ_OK;
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Op op = MPI_OP_NULL;
+  /* Created per call: no global MPI state to initialise or free, and the cost is negligible
+   * next to the reduction. 16 bytes of a homogeneous machine's native __int128. */
+  if (MPI_Type_contiguous(FIXED_BYTES, MPI_BYTE, &type) != MPI_SUCCESS ||
+      MPI_Type_commit(&type) != MPI_SUCCESS)
+    MQ_FAIL(err, MQ_EFAIL, "exact sum: cannot create the 128-bit MPI datatype");
+  if (MPI_Op_create(add_fixed, 1, &op) != MPI_SUCCESS)
+    MQ_FAIL(err, MQ_EFAIL, "exact sum: cannot create the 128-bit MPI reduction");
+  /* Every rank holds the same len, so every rank makes the same sequence of calls. */
+  for (size_t done = 0; done < s->len;) {
+    size_t n = s->len - done < allreduce_chunk ? s->len - done : allreduce_chunk;
+    mq__ctx_count(ctx, n * sizeof *s->acc);
+    if (MPI_Allreduce(MPI_IN_PLACE, s->acc + done, (int)n, type, op, ctx->comm) != MPI_SUCCESS)
+      MQ_FAIL(err, MQ_EFAIL, "exact sum: MPI_Allreduce of %zu values failed", n);
+    done += n;
+  }
+cleanup:
+  if (op != MPI_OP_NULL) MPI_Op_free(&op);
+  if (type != MPI_DATATYPE_NULL) MPI_Type_free(&type);
+  return st;
+}

@@ -1,0 +1,39 @@
+/* Sums of doubles that are bit-identical whatever the number of ranks, the order of the
+ * contributions and the reduction algorithm MPI picks (ALGORITHMS §7).
+ *
+ * Every contribution v is converted to a 128-bit fixed-point integer round(v · 2^scale_exp)
+ * and integers are added (associative, exact unless the range overflows). scale_exp is agreed
+ * before accumulation from a bound on the magnitude of the final sums (see
+ * mq_exact_sum_scale), so the result carries ≥ 64 significant bits beyond what a double holds
+ * and converts back to the same double on every rank count. */
+#ifndef MQ_DIST_EXACT_SUM_H
+#define MQ_DIST_EXACT_SUM_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "mpiquant.h"
+
+typedef struct mq_exact_sum {
+  size_t len;
+  int scale_exp;
+  __int128 *acc; /* [len] */
+} mq_exact_sum;
+
+/* The exponent for sums whose absolute value never exceeds `bound` (> 0), leaving headroom for
+ * `terms` additions: the largest e with bound · 2^e · 2 ≤ 2^126. */
+int mq_exact_sum_scale(double bound);
+
+mq_status mq_exact_sum_init(mq_exact_sum *s, size_t len, int scale_exp, mq_error *err);
+void mq_exact_sum_free(mq_exact_sum *s);
+/* acc[k] += round(v[k] · 2^scale_exp) for k < len (round half to even; exact power-of-two
+ * scaling). */
+void mq_exact_sum_add(mq_exact_sum *s, const double *v);
+/* acc[first + k] += round(v[k] · 2^scale_exp) for k < n (first + n ≤ len). */
+void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n);
+/* Integer sum over ctx of every rank's acc, result on every rank. Collective. */
+mq_status mq_exact_sum_allreduce(mq_exact_sum *s, mq_ctx *ctx, mq_error *err);
+/* out[k] = acc[k] · 2^−scale_exp, correctly rounded to double. */
+void mq_exact_sum_result(const mq_exact_sum *s, double *out);
+
+#endif

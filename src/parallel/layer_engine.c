@@ -1,0 +1,250 @@
+/* One layer through the engine: the plan, this rank's rows, H (and G) from the cache, the
+ * samples or the source, the factor and sweep on those rows, every row's Ŵ where the caller or
+ * the errors need it, the errors. Each step that can fail on one rank is agreed on before the
+ * next collective (ctx.h). */
+#include <math.h>
+#include <string.h>
+
+#include "core/layer.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/optq.h"
+#include "core/status.h"
+#include "parallel/ctx.h"
+#include "parallel/dist_factorizer.h"
+#include "parallel/layer_engine_internal.h"
+#include "parallel/partition.h"
+
+/* Samples per chunk of the sums for sources every rank reads. Fixed, not derived from the rank
+ * count: each chunk's DSYRK is computed identically wherever it runs, and the exact sum makes
+ * the order of the chunks irrelevant: that is what makes H bit-identical across rank counts. */
+enum { MQ_CHUNK = 1024 };
+enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
+
+mq_status mq__factor_and_sweep(layer_run *r, double *H, double *G, const mq_quant_options *o,
+                               mq_layer_result *res, mq_rows_info *info, mq_error *err) {
+  mq_factorizer dist;
+  mq_dist_factorizer_ctx dist_ctx;
+  int scalapack = r->plan.factor == MQ_PLAN_SCALAPACK;
+  if (scalapack && H == NULL)
+    mq_dist_factorizer_filled(&dist, &dist_ctx, r->ctx, MQ_SCALAPACK_NB,
+                              r->desc->has_x ? mq__fill_from_samples : mq__fill_from_rows, r);
+  else if (scalapack)
+    mq_dist_factorizer(&dist, &dist_ctx, r->ctx, MQ_SCALAPACK_NB);
+  mq_rows_input in = {.name = r->desc->name, .layer_id = r->src->layer_id, .rows = r->nrows,
+                       .cols = r->desc->cols, .W = r->W, .H = H, .G = G, .row0 = r->row0,
+                       .factorizer = scalapack ? &dist : NULL, .Hdiag = r->Hdiag,
+                       .qronos_panels = mq__qronos_from_samples, .qronos_ctx = r,
+                       .qronos_mismatch = r->desc->has_xq};
+  mq_status st = mq_quantize_rows(&in, o, res, info, err);
+  if (scalapack) mq_dist_factorizer_release(&dist_ctx);
+  return mq_agree(r->comm, st);
+}
+
+/* Local: this rank's rows (whole blocks of MQ_ROW_BLOCK rows, so results do not depend on the
+ * rank count), the sample buffers, W's rows (and every row where the plan needs them). */
+static mq_status run_open(layer_run *r, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = r->desc->cols, rows = r->desc->rows;
+  size_t nblocks = (rows + MQ_ROW_BLOCK - 1) / MQ_ROW_BLOCK, b0, nb;
+  mq_partition(nblocks, r->ctx->size, r->ctx->rank, &b0, &nb);
+  r->row0 = b0 * MQ_ROW_BLOCK < rows ? b0 * MQ_ROW_BLOCK : rows;
+  size_t end = (b0 + nb) * MQ_ROW_BLOCK < rows ? (b0 + nb) * MQ_ROW_BLOCK : rows;
+  r->nrows = end - r->row0;
+  r->chunk = r->x->samples_local ? r->x->chunk : MQ_CHUNK;
+  r->W = mq_alloc(r->nrows * cols + 1, sizeof *r->W);
+  r->X = mq_alloc(r->chunk * cols, sizeof *r->X);
+  r->Xq = mq_alloc(r->chunk * cols, sizeof *r->Xq);
+  MQ_CHECK_ALLOC(err, r->W && r->X && r->Xq, r->nrows * cols * sizeof *r->W);
+  MQ_CHECK(r->src->read_weight_rows(r->src->user, r->row0, r->nrows, r->W, err));
+  if (r->plan.every_row) {
+    r->W_every_row = mq_alloc(rows * cols + 1, sizeof *r->W_every_row);
+    MQ_CHECK_ALLOC(err, r->W_every_row, rows * cols * sizeof *r->W_every_row);
+    MQ_CHECK(r->src->read_weight_rows(r->src->user, 0, rows, r->W_every_row, err));
+  }
+cleanup:
+  return st;
+}
+
+static void run_close(layer_run *r) {
+  mq_free(r->gram_H);
+  mq_free(r->gram_G);
+  mq_free(r->gram_XX);
+  mq_free(r->Hdiag);
+  mq_free(r->W);
+  mq_free(r->W_every_row);
+  mq_free(r->X);
+  mq_free(r->Xq);
+}
+
+static double *dup_matrix(const double *A, size_t cols) {
+  double *B = A == NULL ? NULL : mq_alloc(cols * cols, sizeof *B);
+  if (B != NULL) memcpy(B, A, cols * cols * sizeof *B);
+  return B;
+}
+
+/* Collective. Distributed H: only its diagonal now (the factor reads its blocks later). */
+static mq_status load_h_diagonal(layer_run *r, mq_error *err) {
+  mq_status st = MQ_OK;
+  r->Hdiag = mq_alloc(r->desc->cols, sizeof *r->Hdiag);
+  st = r->Hdiag ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (diag H)");
+  MQ_AGREE(r->comm, st);
+  if (r->plan.h_home == MQ_H_SAMPLE_PANELS) return mq__sums_diag(r, r->Hdiag, err);
+  st = mq_agree(r->comm, r->src->read_h_diag(r->src->user, r->Hdiag, err));
+cleanup:
+  return st;
+}
+
+/* Collective. H (and G, Hxx where not NULL) from the cache or the samples, or as the source
+ * gives them (H_given: a copy for the errors, which need H before it is factored). The cache is
+ * used only when every rank holds it (a rank whose copy failed for lack of memory sums again,
+ * and so must all the others: the sums are collective). */
+static mq_status load_matrices(layer_run *r, double *H, double *G, double *Hxx,
+                               double **H_given, mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = r->desc->cols;
+  if (r->desc->has_x) {
+    int hit = mq_hessian_cache_fetch(r->x->cache, cols, H, G, Hxx);
+    MPI_Allreduce(MPI_IN_PLACE, &hit, 1, MPI_INT, MPI_MIN, r->comm);
+    if (hit) return MQ_OK;
+    st = mq__sums_gram(r, 0, r->desc->n, H, G, Hxx, err);
+    if (st == MQ_OK) mq_hessian_cache_store(r->x->cache, cols, H, G, Hxx);
+    return st;
+  }
+  st = r->src->read_matrix(r->src->user, MQ_MATRIX_H, H, err);
+  if (st == MQ_OK && r->plan.need_g) st = r->src->read_matrix(r->src->user, MQ_MATRIX_G, G, err);
+  if (st == MQ_OK) {
+    *H_given = dup_matrix(H, cols);
+    if (*H_given == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
+  }
+  return mq_agree(r->comm, st);
+}
+
+/* Collective. Seconds and flops of the phases, the maximum over ranks; bytes and messages
+ * summed. */
+static void reduce_phases(const layer_run *r, const mq_rows_info *info, double t_hessian,
+                          double t_errors, double t_total, mq_layer_phases *ph) {
+  const mq_rows_timing *t = &info->timing;
+  double mine[8] = {t_hessian, t->factor, t->refit, t->sweep, t->sweep_gemm, t->pack, t_errors,
+                    t_total};
+  /* flops of the row-split phases are this rank's share: summed */
+  double local[5] = {r->ctx->sent.bytes, t->refit_flops, t->sweep_flops, t->sweep_gemm_flops,
+                     r->ctx->sent.messages};
+  double worst[8], total[5];
+  MPI_Allreduce(mine, worst, 8, MPI_DOUBLE, MPI_MAX, r->comm);
+  MPI_Allreduce(local, total, 5, MPI_DOUBLE, MPI_SUM, r->comm);
+  double cols = (double)r->desc->cols, n = (double)r->desc->n;
+  *ph = (mq_layer_phases){
+      .hessian = worst[0], .factor = worst[1], .refit = worst[2], .sweep = worst[3],
+      .sweep_gemm = worst[4], .pack = worst[5], .errors = worst[6], .total = worst[7],
+      .hessian_flops = n * cols * cols * (r->qronos && r->desc->has_xq ? 3.0 : 1.0),
+      .factor_flops = t->factor_flops, .refit_flops = total[1], .sweep_flops = total[2],
+      .sweep_gemm_flops = total[3], .comm_bytes = total[0], .comm_messages = total[4]};
+}
+
+/* The matrices the plan needs whole on this rank. */
+typedef struct layer_matrices {
+  double *H;       /* [cols, cols], NULL when distributed; consumed by the factor */
+  double *G;       /* Qronos' G, or XᵀX̃ for the Gram errors */
+  double *Hxx;     /* XᵀX for the Gram errors */
+  double *H_given; /* the source's H, kept for the errors */
+} layer_matrices;
+
+static void matrices_free(layer_matrices *m) {
+  mq_free(m->H);
+  mq_free(m->G);
+  mq_free(m->Hxx);
+  mq_free(m->H_given);
+}
+
+/* Local. */
+static mq_status matrices_alloc(const layer_run *r, layer_matrices *m, mq_error *err) {
+  size_t cols = r->desc->cols;
+  int whole = r->plan.h_home == MQ_H_REPLICATED, grams = r->plan.errors == MQ_ERRORS_GRAMS;
+  int need_g = (r->plan.need_g && whole) || grams;
+  m->H = whole ? mq_alloc(cols * cols, sizeof *m->H) : NULL;
+  m->G = need_g ? mq_alloc(cols * cols, sizeof *m->G) : NULL;
+  m->Hxx = grams ? mq_alloc(cols * cols, sizeof *m->Hxx) : NULL;
+  if ((m->H || !whole) && (m->G || !need_g) && (m->Hxx || !grams)) return MQ_OK;
+  return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                  cols * cols * sizeof *m->H);
+}
+
+/* Local. The factor consumes H (and Qronos' G): the Gram errors keep copies. */
+static mq_status keep_grams(layer_run *r, layer_matrices *m, mq_error *err) {
+  size_t cols = r->desc->cols;
+  r->gram_H = dup_matrix(m->H, cols);
+  r->gram_G = r->plan.need_g ? dup_matrix(m->G, cols) : m->G;
+  r->gram_XX = m->Hxx;
+  if (!r->plan.need_g) m->G = NULL;
+  m->Hxx = NULL;
+  if (r->gram_H && r->gram_G) return MQ_OK;
+  return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
+}
+
+/* Collective. Every row's Ŵ on every rank, where the caller or the errors need it. */
+static mq_status every_row_dequantized(layer_run *r, const mq_layer_result *res, float **What,
+                                       mq_error *err) {
+  mq_status st = MQ_OK;
+  if (r->x->dequant_out == NULL && !r->x->samples_local) return MQ_OK;
+  *What = r->x->dequant_out != NULL
+              ? r->x->dequant_out
+              : mq_alloc(r->desc->rows * r->desc->cols, sizeof **What);
+  st = *What ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (Ŵ)");
+  MQ_AGREE(r->comm, st);
+  st = mq__gather_dequantized(r, res, *What, err);
+cleanup:
+  return st;
+}
+
+mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
+                               const mq_layer_extras *extras, const mq_quant_options *opts,
+                               mq_layer_result *res, size_t *row0, mq_layer_phases *phases) {
+  mq_status st = MQ_OK;
+  mq_error *err = &ctx->err;
+  static const mq_layer_extras none = {0};
+  layer_run r = {.ctx = ctx, .comm = ctx->comm, .src = src, .x = extras ? extras : &none,
+                 .desc = &src->desc, .qronos = opts->method == MQ_METHOD_QRONOS};
+  mq_quant_options o = *opts;
+  mq_layer_result trace = {0};
+  mq_rows_info info = {0};
+  layer_matrices m = {0};
+  float *What_every_row = NULL; /* x->dequant_out or owned */
+  double t_start = mq_wtime();
+  mq__ctx_counters_reset(ctx);
+  mq__layer_plan_make(ctx, src, r.x, &o, &r.plan);
+  mq__layer_plan_log(&r.plan, src->desc.name);
+  st = matrices_alloc(&r, &m, err);
+  if (st == MQ_OK) st = run_open(&r, err);
+  MQ_AGREE(r.comm, st);
+  double t0 = mq_wtime();
+  if (r.plan.lambda_auto) MQ_CHECK(mq__choose_lambda(&r, &o, &trace, err));
+  if (r.plan.h_home != MQ_H_REPLICATED) MQ_CHECK(load_h_diagonal(&r, err));
+  else MQ_CHECK(load_matrices(&r, m.H, m.G, m.Hxx, &m.H_given, err));
+  if (r.plan.errors == MQ_ERRORS_GRAMS) MQ_AGREE(r.comm, keep_grams(&r, &m, err));
+  double t_hessian = mq_wtime() - t0;
+  MQ_CHECK(mq__factor_and_sweep(&r, m.H, m.G, &o, res, &info, err));
+  res->seconds += t_hessian;
+  t0 = mq_wtime();
+  MQ_CHECK(every_row_dequantized(&r, res, &What_every_row, err));
+  MQ_CHECK(mq__finish_errors(&r, m.H_given, What_every_row, &o, &info, res, err));
+  double t_errors = mq_wtime() - t0;
+  res->lambda_ncand = trace.lambda_ncand;
+  memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
+  memcpy(res->lambda_heldout, trace.lambda_heldout, sizeof res->lambda_heldout);
+  *row0 = r.row0;
+  if (phases != NULL) reduce_phases(&r, &info, t_hessian, t_errors, mq_wtime() - t_start, phases);
+cleanup:
+  mq_rows_info_free(&info);
+  matrices_free(&m);
+  if (What_every_row != r.x->dequant_out) mq_free(What_every_row);
+  run_close(&r);
+  return st;
+}
+
+mq_status mq_quantize_layer(mq_ctx *ctx, const mq_layer_source *src, const mq_quant_options *opts,
+                            mq_layer_result *res, size_t *row0) {
+  mq_status st = mq_agree(ctx->comm, mq_quant_options_check(opts, &ctx->err));
+  if (st != MQ_OK) return st;
+  return mq__layer_engine_run(ctx, src, NULL, opts, res, row0, NULL);
+}

@@ -1,0 +1,44 @@
+/* The distributed layer engine (ALGORITHMS: docs/NUMERICS.md §7): one layer, collective over a
+ * context. The calibration samples are split across ranks in fixed chunks whose H (and G)
+ * contributions are summed exactly (exact_sum.h), so H has the same bits on any number of
+ * ranks; the output rows are dealt in fixed blocks and each rank sweeps its own; the errors
+ * and bounds are measured and reduced. What runs where is decided once per layer by the plan
+ * (layer_plan.h). mq_quantize_layer() (mpiquant.h) is this engine without the extras. */
+#ifndef MQ_PARALLEL_LAYER_ENGINE_H
+#define MQ_PARALLEL_LAYER_ENGINE_H
+
+#include <stddef.h>
+
+#include "mpiquant.h"
+#include "parallel/hessian_cache.h"
+
+/* What callers inside the library add to a source (all zero: a plain public call). */
+typedef struct mq_layer_extras {
+  int skip_errors; /* bench: no measurement (err, rel_err, err_floor, bound_linf = NaN) */
+  /* Data-parallel sources: this rank holds only samples [local_first, local_first+local_count)
+   * and read_samples is asked for nothing else. The sums are chunked at multiples of `chunk`
+   * (local_first must be one; so must the local end unless it is n), so H keeps its bits on
+   * any rank count as long as every chunk is computed alike. read_weight_rows must serve every
+   * row. */
+  int samples_local;
+  size_t local_first, local_count, chunk;
+  float *dequant_out;      /* when not NULL: every row's Ŵ [rows, cols], on every rank */
+  mq_hessian_cache *cache; /* H (and G) shared by the layers of a group; may be NULL */
+} mq_layer_extras;
+
+/* Seconds per phase, the maximum over ranks, and what crossed the network. */
+typedef struct mq_layer_phases {
+  double hessian, factor, refit, sweep, sweep_gemm, pack, errors, total;
+  double hessian_flops, factor_flops, refit_flops, sweep_flops, sweep_gemm_flops;
+  double comm_bytes;    /* payload the ranks handed to MPI, summed over ranks */
+  double comm_messages; /* collective calls they made, summed over ranks */
+} mq_layer_phases;
+
+/* Collective over ctx. As mq_quantize_layer(), with extras (may be NULL) and the phases (may
+ * be NULL). On failure every rank returns the same status; the cause is in the error record
+ * of the rank(s) that failed. */
+mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
+                               const mq_layer_extras *extras, const mq_quant_options *opts,
+                               mq_layer_result *res, size_t *row0, mq_layer_phases *phases);
+
+#endif
