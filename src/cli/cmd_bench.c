@@ -40,18 +40,34 @@ static void print_phase(const char *name, double seconds, double flops, double p
     printf("%-28s %9.3f s\n", name, seconds);
 }
 
+/* GFLOP/s of all ranks together, measured in this run: GEMMs of order min(cols, 2048), and the
+ * Hessian's own SYRK shape (cols × 1024 samples, the engine's chunk). */
+typedef struct machine_rates {
+  double dgemm, sgemm, dsyrk, ssyrk;
+} machine_rates;
+
+static void measure_rates(mq_cli *cli, const bench_args *a, machine_rates *m) {
+  int probe = a->cols < 2048 ? (int)a->cols : 2048, n = (int)a->cols;
+  double mine[4] = {mq_gemm_rate(probe, 0), mq_gemm_rate(probe, 1), mq_syrk_rate(n, 1024, 0),
+                    mq_syrk_rate(n, 1024, 1)};
+  double all[4];
+  MPI_Allreduce(mine, all, 4, MPI_DOUBLE, MPI_SUM, cli->ctx->comm);
+  *m = (machine_rates){.dgemm = all[0], .sgemm = all[1], .dsyrk = all[2], .ssyrk = all[3]};
+}
+
 static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases *ph,
-                         const mq_layer_result *res, double dgemm, double sgemm, double mem_max,
+                         const mq_layer_result *res, const machine_rates *m, double mem_max,
                          double rss_max) {
+  double dgemm = m->dgemm, sgemm = m->sgemm;
   const mq_quant_options *o = &a->opts;
   int qronos = o->method == MQ_METHOD_QRONOS;
   printf("bench: rows %ld, cols %ld, tokens %ld, %d bits, group %d, method %s, factor %s, "
          "%d rank(s)\n", a->rows, a->cols, a->tokens, o->bits, o->group_size, mq_method_names[o->method],
          o->factor == MQ_FACTOR_SCALAPACK ? "scalapack" : "local", cli->ctx->size);
-  printf("machine (same run, all %d ranks at once): DGEMM %.1f, SGEMM %.1f GFLOP/s in total\n",
-         cli->ctx->size, dgemm, sgemm);
+  printf("machine (same run, all %d ranks at once): DGEMM %.1f, SGEMM %.1f, DSYRK %.1f, SSYRK "
+         "%.1f GFLOP/s in total\n", cli->ctx->size, dgemm, sgemm, m->dsyrk, m->ssyrk);
   print_phase(qronos ? "hessian H, G (DSYRK, DGEMM)" : "hessian (DSYRK, exact sum)", ph->hessian,
-              ph->hessian_flops, dgemm, "DGEMM");
+              ph->hessian_flops, m->dsyrk, "DSYRK");
   print_phase("factor (Cholesky)", ph->factor, ph->factor_flops, dgemm, "DGEMM");
   if (qronos) print_phase("qronos refit (SGEMM+STRSM)", ph->refit, ph->refit_flops, sgemm, "SGEMM");
   print_phase("sweep", ph->sweep, ph->sweep_flops, sgemm, "SGEMM");
@@ -68,24 +84,26 @@ static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases
 
 static mq_status run_bench(mq_cli *cli, const bench_args *a) {
   mq_status st = MQ_OK;
-  mq_synthetic_layer layer;
+  mq_synthetic_layer layer = {0};
   mq_layer_source src;
-  mq_synthetic_source(&src, &layer, (size_t)a->rows, (size_t)a->cols, (size_t)a->tokens,
-                      a->opts.method == MQ_METHOD_QRONOS);
+  st = mq_synthetic_source(&src, &layer, (size_t)a->rows, (size_t)a->cols, (size_t)a->tokens,
+                           a->opts.method == MQ_METHOD_QRONOS, &cli->ctx->err);
   mq_layer_extras extras = {.skip_errors = 1};
   mq_layer_result res = {0};
   mq_layer_phases ph;
-  int probe = a->cols < 2048 ? (int)a->cols : 2048;
-  double rates[2] = {mq_gemm_rate(probe, 0), mq_gemm_rate(probe, 1)}, total[2];
-  MPI_Allreduce(rates, total, 2, MPI_DOUBLE, MPI_SUM, cli->ctx->comm);
+  machine_rates m = {0};
+  if ((st = mq_agree(cli->ctx->comm, st)) != MQ_OK) goto cleanup;
+  measure_rates(cli, a, &m);
   size_t row0 = 0;
   st = mq__layer_engine_run(cli->ctx, &src, &extras, &a->opts, &res, &row0, &ph);
   double mem[2] = {(double)mq_mem_peak(), 0}, mem_max[2];
   struct rusage ru;
   if (getrusage(RUSAGE_SELF, &ru) == 0) mem[1] = (double)ru.ru_maxrss * 1024.0;
   MPI_Allreduce(mem, mem_max, 2, MPI_DOUBLE, MPI_MAX, cli->ctx->comm);
-  if (st == MQ_OK && cli->ctx->rank == 0) print_report(cli, a, &ph, &res, total[0], total[1], mem_max[0], mem_max[1]);
+  if (st == MQ_OK && cli->ctx->rank == 0) print_report(cli, a, &ph, &res, &m, mem_max[0], mem_max[1]);
+cleanup:
   mq_layer_result_free(&res);
+  mq_synthetic_layer_free(&layer);
   return st;
 }
 

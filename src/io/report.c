@@ -69,6 +69,14 @@ void mq_report_layer(mq_report *r, const char *name, const mq_layer_result *res,
   json_array_append_new(r->layers, l);
 }
 
+void mq_report_set_number(mq_report *r, const char *key, double value) {
+  if (r != NULL && r->root != NULL) json_object_set_new(r->root, key, number(value));
+}
+
+void mq_report_set_string(mq_report *r, const char *key, const char *value) {
+  if (r != NULL && r->root != NULL) json_object_set_new(r->root, key, json_string(value));
+}
+
 mq_status mq_report_finish(mq_report **pr, MPI_Comm comm, mq_error *err) {
   mq_status st = MQ_OK;
   mq_report *r = *pr;

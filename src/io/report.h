@@ -14,6 +14,9 @@ typedef struct mq_report mq_report;
 mq_report *mq_report_create(const char *path, int rank, int nranks, const mq_quant_options *o);
 void mq_report_layer(mq_report *r, const char *name, const mq_layer_result *res, size_t rows,
                      const mq_layer_phases *ph);
+/* A run-level value (root of the report): seconds of the whole run and its phases, sizes. */
+void mq_report_set_number(mq_report *r, const char *key, double value);
+void mq_report_set_string(mq_report *r, const char *key, const char *value);
 /* Collective (gathers every rank's peak memory). Writes the file on rank 0. */
 mq_status mq_report_finish(mq_report **r, MPI_Comm comm, mq_error *err);
 /* Frees without writing (after a failure); accepts NULL; nulls the handle. */

@@ -27,6 +27,7 @@
 #include "io/report.h"
 #include "io/tokens.h"
 #include "model/llama.h"
+#include "model/output_errors.h"
 #include "parallel/ctx.h"
 #include "parallel/layer_engine.h"
 #include "parallel/partition.h"
@@ -55,6 +56,15 @@ typedef struct pipeline {
   const float *w_src;     /* the weights of the layer being quantized [rows, cols] */
   const char *layer_name; /* its module name (messages) */
   mq_hessian_cache cache;
+  /* A group's layers wait, quantized, until the forward stage after the group has measured
+   * their output errors (output_errors.h); then they are written and reported. */
+  struct pending {
+    int active;
+    mq_layer_result res; /* this rank's rows and the layer's scalars */
+    size_t row0;
+    mq_layer_phases phases;
+  } pending[MQ_LIN_COUNT];
+  mq_output_errors *oe;
   mq_h5_result *rf;
   int resumed;            /* rf is a partial file of an earlier run: written layers are read */
   uint64_t calib_hash;    /* FNV-1a of the calibration tokens (part of the resume key) */
@@ -168,9 +178,7 @@ static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
                                  const mq_llama_block *fp, mq_llama_block *q, mq_error *err) {
   mq_status st = MQ_OK;
   char name[160];
-  size_t rows, cols, row0 = 0;
-  mq_layer_result res = {0};
-  mq_layer_phases phases;
+  size_t rows, cols;
   snprintf(name, sizeof name, "model.layers.%d.%s", block, mq_llama_linear_names[which]);
   mq_llama_linear_shape(&p->cfg, which, &rows, &cols);
   q->w[which] = mq_alloc(rows * cols, sizeof *q->w[which]);
@@ -191,16 +199,49 @@ static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
       .read_samples = act_samples, .read_weight_rows = act_weight_rows, .user = p};
   mq_layer_extras extras = {
       .samples_local = 1, .local_first = p->w0 * p->L, .local_count = p->nw * p->L,
-      .chunk = p->chunk_windows * p->L, .dequant_out = q->w[which], .cache = &p->cache};
+      .chunk = p->chunk_windows * p->L, .dequant_out = q->w[which], .cache = &p->cache,
+      .errors_by_caller = 1};
   double t0 = mq_wtime();
-  MQ_CHECK(mq__layer_engine_run(p->ctx, &src, &extras, &p->opts, &res, &row0, &phases));
+  struct pending *pl = &p->pending[which];
+  MQ_CHECK(mq__layer_engine_run(p->ctx, &src, &extras, &p->opts, &pl->res, &pl->row0,
+                                &pl->phases));
+  pl->active = 1;
   p->t_layers += mq_wtime() - t0;
-  MQ_CHECK(mq_h5_result_write_layer(p->rf, name, rows, row0, &res, err));
-  mq_report_layer(p->report, name, &res, rows, &phases);
-  progress(p, block, name, &res);
+  if (isnan(pl->res.err)) MQ_AGREE(p->comm, mq_output_errors_arm(p->oe, which, err));
 cleanup:
-  mq_layer_result_free(&res);
   return st;
+}
+
+/* Collective. The group's quantized layers [first, last], their output errors measured by the
+ * stage that just ran: written and reported in order. */
+static mq_status write_group(pipeline *p, int block, mq_llama_linear first, mq_llama_linear last,
+                             mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[160];
+  for (int k = (int)first; k <= (int)last; k++) {
+    struct pending *pl = &p->pending[k];
+    if (!pl->active) continue; /* read back by --resume */
+    size_t rows, cols;
+    mq_llama_linear_shape(&p->cfg, (mq_llama_linear)k, &rows, &cols);
+    snprintf(name, sizeof name, "model.layers.%d.%s", block, mq_llama_linear_names[k]);
+    if (isnan(pl->res.err))
+      MQ_CHECK(mq_output_errors_finish(p->oe, p->ctx, (mq_llama_linear)k, p->nwin * p->L,
+                                       &pl->res.err, &pl->res.rel_err));
+    MQ_CHECK(mq_h5_result_write_layer(p->rf, name, rows, pl->row0, &pl->res, err));
+    mq_report_layer(p->report, name, &pl->res, rows, &pl->phases);
+    progress(p, block, name, &pl->res);
+    mq_layer_result_free(&pl->res);
+    pl->active = 0;
+  }
+cleanup:
+  return st;
+}
+
+static void pending_free(pipeline *p) {
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    mq_layer_result_free(&p->pending[k].res);
+    p->pending[k].active = 0;
+  }
 }
 
 /* ---- one block ---- */
@@ -220,11 +261,15 @@ static void run_stage(pipeline *p, stage_fn fn, const mq_llama_block *fp, const 
                       const float *in_f, const float *in_q, size_t in_cols, float *out_f,
                       float *out_q, size_t out_cols) {
   double t0 = mq_wtime();
+  p->fwd.tap = mq_output_errors_armed(p->oe) ? mq_output_errors_tap(p->oe) : NULL;
   for (size_t w = 0; w < p->nw; w++) {
     size_t a = w * p->L;
+    mq_output_errors_window(p->oe, w, 0);
     fn(&p->fwd, fp, in_f + a * in_cols, out_f + a * out_cols);
+    mq_output_errors_window(p->oe, w, 1);
     fn(&p->fwd, q, in_q + a * in_cols, out_q + a * out_cols);
   }
+  p->fwd.tap = NULL;
   p->xf = out_f;
   p->xq = out_q;
   p->xcols = out_cols;
@@ -236,11 +281,15 @@ static void run_residual(pipeline *p, mq_llama_linear which, const mq_llama_bloc
                          const mq_llama_block *q) {
   double t0 = mq_wtime();
   size_t hid = (size_t)p->cfg.hidden_size;
+  p->fwd.tap = mq_output_errors_armed(p->oe) ? mq_output_errors_tap(p->oe) : NULL;
   for (size_t w = 0; w < p->nw; w++) {
     size_t a = w * p->L;
+    mq_output_errors_window(p->oe, w, 0);
     mq_llama_residual(&p->fwd, fp, which, p->xf + a * p->xcols, p->hf + a * hid);
+    mq_output_errors_window(p->oe, w, 1);
     mq_llama_residual(&p->fwd, q, which, p->xq + a * p->xcols, p->hq + a * hid);
   }
+  p->fwd.tap = NULL;
   p->t_forward += mq_wtime() - t0;
 }
 
@@ -281,14 +330,19 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
   run_stage(p, stage_attn_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
   MQ_CHECK(quantize_group(p, block, MQ_LIN_Q, MQ_LIN_V, &fp, &q, err));
   run_stage(p, attention_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, attn);
+  MQ_CHECK(write_group(p, block, MQ_LIN_Q, MQ_LIN_V, err));
   MQ_CHECK(quantize_group(p, block, MQ_LIN_O, MQ_LIN_O, &fp, &q, err));
   run_residual(p, MQ_LIN_O, &fp, &q);
+  MQ_CHECK(write_group(p, block, MQ_LIN_O, MQ_LIN_O, err));
   run_stage(p, stage_mlp_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
   MQ_CHECK(quantize_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, &fp, &q, err));
   run_stage(p, mlp_act_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, inter);
+  MQ_CHECK(write_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, err));
   MQ_CHECK(quantize_group(p, block, MQ_LIN_DOWN, MQ_LIN_DOWN, &fp, &q, err));
   run_residual(p, MQ_LIN_DOWN, &fp, &q);
+  MQ_CHECK(write_group(p, block, MQ_LIN_DOWN, MQ_LIN_DOWN, err));
 cleanup:
+  pending_free(p); /* after an interruption: nothing half-written */
   for (int k = 0; k < MQ_LIN_COUNT; k++) mq_free(q.w[k]);
   mq_llama_block_free(&fp);
   mq_hessian_cache_free(&p->cache); /* also after an interruption inside a group */
@@ -395,6 +449,7 @@ static mq_status open_local(pipeline *p, mq_error *err) {
   p->nw = wend - p->w0;
   MQ_CHECK(draw_windows(p, err));
   MQ_CHECK(mq_llama_ctx_init(&p->fwd, &p->cfg, p->L, err));
+  MQ_CHECK(mq_output_errors_create(&p->cfg, p->L, p->nw, &p->oe, err));
   size_t hid = (size_t)p->cfg.hidden_size, attn = (size_t)p->cfg.num_attention_heads * (size_t)p->cfg.head_dim;
   size_t inter = (size_t)p->cfg.intermediate_size, ntok = p->nw * p->L;
   p->width = hid > attn ? hid : attn;
@@ -421,6 +476,7 @@ static void pipeline_close(pipeline *p) {
   mq_h5_result_abort(&p->rf); /* collective; NULL after a successful finish */
   mq_hessian_cache_free(&p->cache);
   mq_llama_ctx_free(&p->fwd);
+  mq_output_errors_free(&p->oe);
   float *bufs[6] = {p->hf, p->hq, p->af, p->aq, p->bf, p->bq};
   for (int k = 0; k < 6; k++) mq_free(bufs[k]);
   mq_free(p->tokens);

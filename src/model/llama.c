@@ -90,6 +90,7 @@ mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_
   size_t blockp = mul_ovf(T, d.hid + d.qdim + d.inter, &ovf);
   size_t att = mul_ovf(T, d.qdim + 2 * d.kvdim, &ovf) + mul_ovf(ATT_ROWS, T, &ovf);
   size_t work = max_sz(att, max_sz(mul_ovf(T, d.inter, &ovf), mul_ovf(HEAD_ROWS, d.vocab, &ovf)));
+  work = max_sz(work, mul_ovf(T, d.hid, &ovf)); /* a tapped residual's x·Wᵀ */
   size_t half = d.hd / 2;
   size_t ntab = mul_ovf(T, half, &ovf);
   if (ovf || blockp + work < blockp)
@@ -141,14 +142,22 @@ void mq_llama_rmsnorm(const float *x, const float *weight, size_t n, size_t dim,
   }
 }
 
-/* y = x·Wᵀ (+ bias): x [T, in], W [out, in], y [T, out], row-major. */
-static void linear(size_t T, size_t in, size_t out, const float *x, const float *w,
-                   const float *bias, float *y) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, (int)in, 1.0f, x,
-              (int)in, w, (int)in, 0.0f, y, (int)out);
+static void add_bias(float *y, const float *bias, size_t T, size_t out) {
   if (bias)
     for (size_t t = 0; t < T; t++)
       for (size_t j = 0; j < out; j++) y[t * out + j] += bias[j];
+}
+
+/* y = x·Wᵀ (+ bias) for linear `which`: x [T, in], W [out, in], y [T, out], row-major; the tap
+ * sees x·Wᵀ before the bias. */
+static void linear(const mq_llama_ctx *ctx, mq_llama_linear which, const float *x,
+                   const float *w, const float *bias, float *y) {
+  size_t T = ctx->seqlen, out = 0, in = 0;
+  mq_llama_linear_shape(ctx->cfg, which, &out, &in);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, (int)in, 1.0f, x,
+              (int)in, w, (int)in, 0.0f, y, (int)out);
+  if (ctx->tap != NULL) ctx->tap->observe(ctx->tap->user, which, y, T, out);
+  add_bias(y, bias, T, out);
 }
 
 void mq_llama_attn_input(const mq_llama_ctx *ctx, const mq_llama_block *blk, const float *h,
@@ -207,9 +216,9 @@ void mq_llama_attention(mq_llama_ctx *ctx, const mq_llama_block *blk, const floa
   float *k = q + d.T * d.qdim;      /* [T, kvdim] */
   float *v = k + d.T * d.kvdim;     /* [T, kvdim] */
   float *s = v + d.T * d.kvdim;     /* [ATT_ROWS, T] */
-  linear(d.T, d.hid, d.qdim, xa, blk->w[MQ_LIN_Q], blk->bias[MQ_LIN_Q], q);
-  linear(d.T, d.hid, d.kvdim, xa, blk->w[MQ_LIN_K], blk->bias[MQ_LIN_K], k);
-  linear(d.T, d.hid, d.kvdim, xa, blk->w[MQ_LIN_V], blk->bias[MQ_LIN_V], v);
+  linear(ctx, MQ_LIN_Q, xa, blk->w[MQ_LIN_Q], blk->bias[MQ_LIN_Q], q);
+  linear(ctx, MQ_LIN_K, xa, blk->w[MQ_LIN_K], blk->bias[MQ_LIN_K], k);
+  linear(ctx, MQ_LIN_V, xa, blk->w[MQ_LIN_V], blk->bias[MQ_LIN_V], v);
   rope(ctx, q, d.nh);
   rope(ctx, k, d.nkv);
   float scale = (float)(1.0 / sqrt((double)d.hd));
@@ -236,19 +245,19 @@ void mq_llama_residual(const mq_llama_ctx *ctx, const mq_llama_block *blk, mq_ll
   dims d = get_dims(ctx);
   size_t out = 0, in = 0;
   mq_llama_linear_shape(ctx->cfg, which, &out, &in);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d.T, (int)out, (int)in, 1.0f, x,
-              (int)in, blk->w[which], (int)in, 1.0f, h, (int)out);
-  const float *b = blk->bias[which];
-  if (b)
-    for (size_t t = 0; t < d.T; t++)
-      for (size_t j = 0; j < out; j++) h[t * out + j] += b[j];
+  /* x·Wᵀ on its own, then added: the product is what the tap sees, and the same bits whether a
+   * tap is set or not (a GEMM accumulating onto h would round its K panels onto h instead) */
+  float *y = work_area(ctx); /* [T, out] */
+  linear(ctx, which, x, blk->w[which], NULL, y);
+  for (size_t k = 0; k < d.T * out; k++) h[k] += y[k];
+  add_bias(h, blk->bias[which], d.T, out);
 }
 
 void mq_llama_mlp_act(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xm, float *ym) {
   dims d = get_dims(ctx);
   float *u = work_area(ctx); /* [T, inter] */
-  linear(d.T, d.hid, d.inter, xm, blk->w[MQ_LIN_GATE], blk->bias[MQ_LIN_GATE], ym);
-  linear(d.T, d.hid, d.inter, xm, blk->w[MQ_LIN_UP], blk->bias[MQ_LIN_UP], u);
+  linear(ctx, MQ_LIN_GATE, xm, blk->w[MQ_LIN_GATE], blk->bias[MQ_LIN_GATE], ym);
+  linear(ctx, MQ_LIN_UP, xm, blk->w[MQ_LIN_UP], blk->bias[MQ_LIN_UP], u);
   size_t n = d.T * d.inter;
   for (size_t i = 0; i < n; i++) {
     float g = ym[i];

@@ -70,6 +70,15 @@ mq_status mq_llama_outer_load(const mq_tensor_source *src, const mq_llama_config
                               mq_llama_outer *out, mq_error *err);
 void mq_llama_outer_free(mq_llama_outer *out);
 
+/* A tap on the linear layers: when a context has one, every product x·Wᵀ of the stages is
+ * shown to observe() before its bias is added (y [T, out], row-major). The calibration pipeline
+ * measures each layer's output error from the two streams' own products this way, with no
+ * extra GEMM. */
+typedef struct mq_llama_tap {
+  void (*observe)(void *user, mq_llama_linear which, const float *y, size_t T, size_t out);
+  void *user;
+} mq_llama_tap;
+
 /* Per-window workspace: rotary tables and scratch for one window of seqlen tokens. */
 typedef struct mq_llama_ctx {
   const mq_llama_config *cfg;
@@ -77,6 +86,7 @@ typedef struct mq_llama_ctx {
   double *rope_cos, *rope_sin; /* [seqlen, head_dim/2] */
   float *scratch;              /* owned; sized by init */
   size_t scratch_len;
+  const mq_llama_tap *tap;     /* NULL: none (set by the caller between calls) */
 } mq_llama_ctx;
 
 mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_t seqlen,

@@ -15,6 +15,7 @@
 /* What callers inside the library add to a source (all zero: a plain public call). */
 typedef struct mq_layer_extras {
   int skip_errors; /* bench: no measurement (err, rel_err, err_floor, bound_linf = NaN) */
+  int errors_by_caller; /* err and rel_err left NaN for the caller to measure (OPTQ, RTN) */
   /* Data-parallel sources: this rank holds only samples [local_first, local_first+local_count)
    * and read_samples is asked for nothing else. The sums are chunked at multiples of `chunk`
    * (local_first must be one; so must the local end unless it is n), so H keeps its bits on

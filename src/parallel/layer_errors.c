@@ -125,6 +125,7 @@ static mq_status local_error_sums(layer_run *r, const double *H_given, const wei
   double *scratch = NULL;
   switch (r->plan.errors) {
     case MQ_ERRORS_NONE:
+    case MQ_ERRORS_BY_CALLER:
       acc->n = 1; /* err stays NaN */
       break;
     case MQ_ERRORS_GRAMS:
@@ -160,7 +161,8 @@ mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *Wh
   weight_delta d = {0};
   mq_linf_accum linf = {0};
   mq_err_accum acc = {0};
-  int measure = r->plan.errors != MQ_ERRORS_NONE, grams = r->plan.errors == MQ_ERRORS_GRAMS;
+  int measure = r->plan.errors != MQ_ERRORS_NONE && r->plan.errors != MQ_ERRORS_BY_CALLER;
+  int grams = r->plan.errors == MQ_ERRORS_GRAMS;
   /* the ℓ∞ bound needs U = R⁻¹ whole (RTN: U = I, or a replicated factor) and this rank's
    * rows against every sample */
   int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && r->desc->has_x &&

@@ -9,7 +9,7 @@ static const char *const factor_names[] = {"none (RTN)", "local", "ScaLAPACK"};
 static const char *const h_home_names[] = {"replicated", "distributed, rows from the file",
                                            "distributed, summed in panels"};
 static const char *const errors_names[] = {"not measured", "from the samples", "from the Grams",
-                                           "from H", "from H's rows"};
+                                           "from H", "from H's rows", "by the caller"};
 
 /* --mem-per-rank, else the node's memory over its ranks; the minimum over ranks, so all decide
  * alike. The node split runs on every rank whatever its own option says (collective). */
@@ -56,16 +56,20 @@ void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer
            d->has_h && src->read_h_rows != NULL && src->read_h_diag != NULL)
     p->h_home = MQ_H_FILE_ROWS;
   /* Data-parallel sources measure from the Gram matrices (XᵀX and X̃ᵀX once per group of layers
-   * instead of a pass per layer) unless H is distributed (the Grams are whole matrices). */
+   * instead of a pass per layer) unless H is distributed (the Grams are whole matrices), or leave
+   * it to the caller, whose forward passes compute XWᵀ and X̃Ŵᵀ anyway: then OPTQ and RTN need
+   * only H. Qronos' err_floor needs XᵀX and X̃ᵀX, so Qronos keeps the Grams. */
   int split = x->samples_local;
   if (x->skip_errors) p->errors = MQ_ERRORS_NONE;
+  else if (x->errors_by_caller && !qronos) p->errors = MQ_ERRORS_BY_CALLER;
   else if (split && d->has_x && d->has_xq && p->h_home == MQ_H_REPLICATED)
     p->errors = MQ_ERRORS_GRAMS;
   else if (d->has_x) p->errors = MQ_ERRORS_SAMPLES;
   else p->errors = p->h_home == MQ_H_FILE_ROWS ? MQ_ERRORS_H_ROWS : MQ_ERRORS_H;
   /* split samples: each rank measures every row against its own samples — also Qronos'
    * --lambda auto, whose held-out error is the mismatched objective over samples */
-  p->every_row = split && (p->errors != MQ_ERRORS_GRAMS || (qronos && p->lambda_auto));
+  int pass = p->errors == MQ_ERRORS_SAMPLES || p->errors == MQ_ERRORS_NONE;
+  p->every_row = split && (pass || (qronos && p->lambda_auto));
 }
 
 void mq__layer_plan_log(const mq_layer_plan *p, const char *layer) {

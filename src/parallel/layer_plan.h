@@ -23,7 +23,8 @@ typedef enum mq_plan_errors {
   MQ_ERRORS_SAMPLES = 1,  /* a pass over the samples */
   MQ_ERRORS_GRAMS = 2,    /* from X̃ᵀX̃, X̃ᵀX and XᵀX (shared by a group of layers) */
   MQ_ERRORS_H = 3,        /* layers given as H: from H */
-  MQ_ERRORS_H_ROWS = 4    /* layers given as H, distributed: streamed from H's rows */
+  MQ_ERRORS_H_ROWS = 4,   /* layers given as H, distributed: streamed from H's rows */
+  MQ_ERRORS_BY_CALLER = 5 /* the caller measures them (quantize: from the forward passes) */
 } mq_plan_errors;
 
 typedef struct mq_layer_plan {
