@@ -1,6 +1,7 @@
-/* `mpiquant export --in O.h5 --format gptq|gptq_v2|dequant --out DIR [--model DIR]`: a
+/* `mpiquant export --in O.h5 --format gptq|gptq_v2|dequant|gguf --out DIR [--model DIR]`: a
  * deployable checkpoint from a complete result file (io/export.h). Rank 0 does all the work;
  * the other ranks wait and return the agreed status. */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -9,21 +10,32 @@
 #include "parallel/ctx.h"
 
 static const char export_help[] =
-    "usage: mpiquant export --in O.h5 --format gptq|gptq_v2|dequant --out DIR [--model DIR]\n"
+    "usage: mpiquant export --in O.h5 --format gptq|gptq_v2|dequant|gguf --out DIR [--model DIR]\n"
     "\n"
     "Writes a Hugging Face checkpoint DIR/model.safetensors (+ DIR/config.json) from a complete\n"
-    "result file. DIR is created if missing. Runs on rank 0 (any launch works).\n"
+    "result file, or with --format gguf one GGUF file for llama.cpp. DIR is created if missing.\n"
+    "Runs on rank 0 (any launch works).\n"
     "\n"
     "  --in O.h5          result file of `quantize` (or `layer`)\n"
     "  --format F         dequant: plain weights W = scale*(q - zero) in the model's dtype;\n"
     "                     gptq: AutoGPTQ/transformers layout (qweight, qzeros = zero-1, fp16\n"
     "                     scales, g_idx; 2, 3, 4 or 8 bits; rows and columns multiples of 32);\n"
-    "                     gptq_v2: the same with zeros stored as they are (GPTQModel v2)\n"
-    "  --out DIR          output directory\n"
+    "                     gptq_v2: the same with zeros stored as they are (GPTQModel v2);\n"
+    "                     gguf: llama.cpp (Llama/Mistral): 4-bit sym -> Q4_0, asym -> Q4_1,\n"
+    "                     5-bit -> Q5_0/Q5_1, 8-bit sym -> Q8_0; groups must not split a\n"
+    "                     32-column block (no act-order; group size a multiple of 32) and\n"
+    "                     every scale must be exact in float16, else it is refused (exit 3)\n"
+    "  --out DIR          output directory (gguf: X.gguf, or DIR for DIR/model.gguf)\n"
     "  --model DIR        original checkpoint: config.json and the non-quantized tensors when\n"
-    "                     the result file has no /model (files from `layer`)\n"
-    "  --dtype D          dequant only: auto|float32|float16|bfloat16 [auto: config.json's\n"
-    "                     torch_dtype, float32 when unknown]\n"
+    "                     the result file has no /model (files from `layer`); gguf: also its\n"
+    "                     tokenizer.json (without one, only a 256-token byte vocabulary)\n"
+    "  --dtype D          dequant: auto|float32|float16|bfloat16 [auto: config.json's\n"
+    "                     torch_dtype, float32 when unknown]; gguf: the embeddings and head\n"
+    "                     [auto: as stored; norms and biases are always float32]\n"
+    "  --allow-requantize gguf: round inexact scales to float16 and re-quantize their codes to\n"
+    "                     the nearest on the new grid (prints the added error)\n"
+    "  --dequantize       gguf: write the quantized linears dequantized (float32, or --dtype)\n"
+    "                     instead of in blocks\n"
     "  --verbose | --quiet\n";
 
 /* ---- argument parsing ---- */
@@ -43,28 +55,42 @@ static mq_status parse_export_args(mq_cli *cli, int argc, char **argv, mq_export
     else if (!strcmp(argv[i], "--model")) MQ_CHECK(mq_cli_value(argc, argv, &i, &a->model, err));
     else if (!strcmp(argv[i], "--format")) MQ_CHECK(mq_cli_value(argc, argv, &i, &format, err));
     else if (!strcmp(argv[i], "--dtype")) MQ_CHECK(mq_cli_value(argc, argv, &i, &dtype, err));
+    else if (!strcmp(argv[i], "--allow-requantize")) a->allow_requantize = 1;
+    else if (!strcmp(argv[i], "--dequantize")) a->dequantize = 1;
     else MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant export --help)", argv[i]);
   }
   if (a->in == NULL) MQ_FAIL(err, MQ_EUSAGE, "--in: missing (the result file)");
-  if (format == NULL) MQ_FAIL(err, MQ_EUSAGE, "--format: missing (gptq, gptq_v2 or dequant)");
+  if (format == NULL) MQ_FAIL(err, MQ_EUSAGE, "--format: missing (gptq, gptq_v2, dequant or gguf)");
   if (a->out == NULL) MQ_FAIL(err, MQ_EUSAGE, "--out: missing (the output directory)");
-  MQ_CHECK(mq_cli_parse_choice("--format", format, mq_export_format_names, 3, &choice, err));
+  MQ_CHECK(mq_cli_parse_choice("--format", format, mq_export_format_names, 4, &choice, err));
   a->format = (mq_export_format)choice;
   if (dtype != NULL) {
     MQ_CHECK(mq_cli_parse_choice("--dtype", dtype, mq_export_dtype_names, 4, &choice, err));
     a->dtype = (mq_export_dtype)choice;
-    if (a->format != MQ_EXPORT_DEQUANT)
-      MQ_FAIL(err, MQ_EUSAGE, "--dtype: only with --format dequant (gptq scales are float16)");
+    if (a->format != MQ_EXPORT_DEQUANT && a->format != MQ_EXPORT_GGUF)
+      MQ_FAIL(err, MQ_EUSAGE, "--dtype: only with --format dequant or gguf (gptq scales are "
+              "float16)");
   }
+  if ((a->allow_requantize || a->dequantize) && a->format != MQ_EXPORT_GGUF)
+    MQ_FAIL(err, MQ_EUSAGE, "%s: only with --format gguf",
+            a->allow_requantize ? "--allow-requantize" : "--dequantize");
+  if (a->allow_requantize && a->dequantize)
+    MQ_FAIL(err, MQ_EUSAGE, "--allow-requantize: nothing is re-quantized with --dequantize");
 cleanup:
   return st;
 }
 
 int mq_cmd_export(mq_cli *cli, int argc, char **argv) {
-  mq_export_args a = {0};
+  mq_export_report report = {0};
+  mq_export_args a = {.report = &report};
   int help = 0;
   mq_status st = parse_export_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, export_help, NULL)) return st;
   if (cli->ctx->rank == 0) st = mq_export_checkpoint(&a, &cli->ctx->err); /* the others wait in the agreement */
-  return mq_agree(cli->ctx->comm, st);
+  st = mq_agree(cli->ctx->comm, st);
+  if (st == MQ_OK && cli->ctx->rank == 0 && a.format == MQ_EXPORT_GGUF && a.allow_requantize)
+    printf("requantized blocks %zu codes_changed %zu added_sq_err %.9g rel_err %.6g "
+           "max_rel_scale_change %.6g\n", report.requantized_blocks, report.codes_changed,
+           report.added_sq_err, report.rel_err, report.max_rel_scale);
+  return st;
 }

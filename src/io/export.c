@@ -52,11 +52,12 @@
 #include "core/pack.h"
 #include "core/status.h"
 #include "io/export.h"
+#include "io/gguf_llama.h"
 #include "io/result_tensors.h"
 #include "io/safetensors.h"
 #include "io/safetensors_write.h"
 
-const char *const mq_export_format_names[3] = {"gptq", "gptq_v2", "dequant"};
+const char *const mq_export_format_names[4] = {"gptq", "gptq_v2", "dequant", "gguf"};
 const char *const mq_export_dtype_names[4] = {"auto", "float32", "float16", "bfloat16"};
 
 
@@ -428,6 +429,7 @@ mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
   out_file files[3] = {{.name = "model.safetensors"}, {.name = "config.json"},
                        {.name = "quantize_config.json"}};
   const int gptq = a->format != MQ_EXPORT_DEQUANT;
+  if (a->format == MQ_EXPORT_GGUF) return mq_gguf_export_llama(a, err); /* one file, own plan */
   MQ_CHECK(mq_result_tensors_open(a->in, &job.src, err));
   job.meta = mq_result_tensors_meta(&job.src);
   MQ_CHECK(load_config(&job, err));

@@ -1,7 +1,7 @@
 /* Deployable checkpoints from a complete result file (`mpiquant export`, docs/CONTRACT.md):
  * plain dequantized weights, or the GPTQ layouts of AutoGPTQ/transformers (v1) and GPTQModel
- * (v2), written as DIR/model.safetensors + config.json (+ quantize_config.json). Local: one
- * rank does all the work. */
+ * (v2), written as DIR/model.safetensors + config.json (+ quantize_config.json); or one GGUF
+ * file for llama.cpp (io/gguf_llama.h). Local: one rank does all the work. */
 #ifndef MQ_IO_EXPORT_H
 #define MQ_IO_EXPORT_H
 
@@ -10,7 +10,8 @@
 typedef enum mq_export_format {
   MQ_EXPORT_GPTQ = 0,    /* AutoGPTQ / transformers: zero points stored minus 1 */
   MQ_EXPORT_GPTQ_V2 = 1, /* GPTQModel v2: zero points as they are */
-  MQ_EXPORT_DEQUANT = 2  /* every weight dequantized in the model's dtype */
+  MQ_EXPORT_DEQUANT = 2, /* every weight dequantized in the model's dtype */
+  MQ_EXPORT_GGUF = 3     /* llama.cpp: the quantized linears in ggml blocks (io/gguf_llama.h) */
 } mq_export_format;
 
 typedef enum mq_export_dtype {
@@ -21,7 +22,7 @@ typedef enum mq_export_dtype {
 } mq_export_dtype;
 
 /* Spellings on the command line (index = enum value). */
-extern const char *const mq_export_format_names[3]; /* "gptq", "gptq_v2", "dequant" */
+extern const char *const mq_export_format_names[4]; /* "gptq", "gptq_v2", "dequant", "gguf" */
 extern const char *const mq_export_dtype_names[4];  /* "auto", "float32", "float16", "bfloat16" */
 
 typedef struct mq_export_args {
@@ -29,11 +30,26 @@ typedef struct mq_export_args {
   const char *out;   /* output directory (created if missing) */
   const char *model; /* original checkpoint for what the result file lacks, or NULL */
   mq_export_format format;
-  mq_export_dtype dtype; /* dequant only */
+  mq_export_dtype dtype; /* dequant; gguf: the non-quantized 2-D tensors (auto: as stored) */
+  /* gguf only */
+  int allow_requantize;  /* round inexact scales to float16 and re-quantize (else refused) */
+  int dequantize;        /* write the quantized linears dequantized (F32, or --dtype) */
+  struct mq_export_report *report; /* optional: filled by the gguf export */
 } mq_export_args;
 
+/* What a gguf export changed (all zero when it was exact). */
+typedef struct mq_export_report {
+  size_t requantized_blocks; /* (row, 32-column block) pairs whose scale or minimum was rounded */
+  size_t codes_changed;      /* codes that moved to another grid point */
+  double added_sq_err;       /* Σ (ŵ_gguf − ŵ_result)² */
+  double rel_err;            /* sqrt(added_sq_err / Σ ŵ_result²) */
+  double max_rel_scale;      /* largest |f16(s) − s| / s */
+  double seconds;
+} mq_export_report;
+
 /* Local. Files are written under temporary names and renamed only when everything is written
- * (model.safetensors last), so a failed export leaves nothing that looks complete. */
+ * (model.safetensors last; gguf: the one file), so a failed export leaves nothing that looks
+ * complete. */
 mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err);
 
 #endif
