@@ -18,6 +18,7 @@ static const char usage[] =
     "                                     deployable checkpoint (model.safetensors, config.json)\n"
     "  eval     --model DIR --tokens TOKENS\n"
     "                                     perplexity of a checkpoint (or with --quantized O.h5)\n"
+    "  tokenize --model DIR --in TEXT --out T.npy   text -> token ids (the model's tokenizer.json)\n"
     "  study    --in P.h5 --csv OUT.csv   error and bound per layer x damp x method x rounding\n"
     "  bench    --rows R --cols C --tokens N\n"
     "                                     time each phase on a synthetic layer\n"
@@ -35,6 +36,7 @@ static command_fn find_command(const char *name) {
   if (!strcmp(name, "bench")) return mq_cmd_bench;
   if (!strcmp(name, "study")) return mq_cmd_study;
   if (!strcmp(name, "eval")) return mq_cmd_eval;
+  if (!strcmp(name, "tokenize")) return mq_cmd_tokenize;
   return NULL;
 }
 

@@ -12,6 +12,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/h5common.h"
+#include "io/tokenizer.h"
 
 /* Elements converted per read (npy and h5): bounds temporary buffers to 8 MiB. */
 enum { CHUNK = 1 << 20 };
@@ -32,7 +33,7 @@ typedef struct npy_header {
   int have_descr, have_order, have_shape;
   int fortran;
   int ndim;
-  unsigned long long dim0;
+  unsigned long long dim[2]; /* the first two dimensions */
 } npy_header;
 
 typedef struct cursor {
@@ -76,7 +77,7 @@ static int parse_word(cursor *c, const char *w) {
   return 1;
 }
 
-/* (d0, d1, ...) — records ndim and d0. */
+/* (d0, d1, ...) — records ndim, d0 and d1. */
 static int parse_shape(cursor *c, npy_header *h) {
   if (!eat(c, '(')) return 0;
   h->ndim = 0;
@@ -91,7 +92,7 @@ static int parse_shape(cursor *c, npy_header *h) {
       v = v * 10 + d;
     }
     if (c->p < c->end && *c->p == 'L') c->p++; /* Python 2 longs */
-    if (h->ndim == 0) h->dim0 = v;
+    if (h->ndim < 2) h->dim[h->ndim] = v;
     h->ndim++;
     if (!eat(c, ',')) {
       if (!eat(c, ')')) return 0;
@@ -180,11 +181,19 @@ static mq_status read_npy(const char *path, FILE *f, size_t fsize, int vocab, in
     MQ_FAIL(err, MQ_EINPUT,
             "%s: unsupported .npy dtype '%s' (need little-endian int8/16/32/64 or uint8/16/32)",
             path, h.descr);
-  if (h.ndim != 1)
-    MQ_FAIL(err, MQ_EINPUT, "%s: expected a 1-D token array, found %d dimension(s)", path, h.ndim);
-  size_t count = (size_t)h.dim0, avail = (fsize - hstart - hlen) / es;
-  if (h.dim0 > (unsigned long long)avail)
-    MQ_FAIL(err, MQ_EINPUT, "%s: truncated: header says %llu tokens, file holds %zu", path, h.dim0,
+  if (h.ndim != 1 && h.ndim != 2)
+    MQ_FAIL(err, MQ_EINPUT,
+            "%s: expected a 1-D token array or a 2-D [samples, seqlen] one, found %d dimension(s)",
+            path, h.ndim);
+  unsigned long long total = h.dim[0];
+  if (h.ndim == 2) {
+    if (h.dim[1] != 0 && h.dim[0] > ~0ULL / h.dim[1])
+      MQ_FAIL(err, MQ_EINPUT, "%s: shape (%llu, %llu) overflows", path, h.dim[0], h.dim[1]);
+    total = h.dim[0] * h.dim[1];
+  }
+  size_t count = (size_t)total, avail = (fsize - hstart - hlen) / es;
+  if (total > (unsigned long long)avail)
+    MQ_FAIL(err, MQ_EINPUT, "%s: truncated: header says %llu tokens, file holds %zu", path, total,
             avail);
   if (count == 0) MQ_FAIL(err, MQ_EINPUT, "%s: holds no tokens", path);
   tok = mq_alloc(count, sizeof *tok);
@@ -200,6 +209,15 @@ static mq_status read_npy(const char *path, FILE *f, size_t fsize, int vocab, in
       MQ_CHECK(check_id(path, id, i + k, vocab, err));
       tok[i + k] = (int32_t)id;
     }
+  }
+  if (h.ndim == 2 && h.fortran && h.dim[0] > 1 && h.dim[1] > 1) { /* column-major -> rows */
+    size_t rows = (size_t)h.dim[0], cols = (size_t)h.dim[1];
+    int32_t *t2 = mq_alloc(count, sizeof *t2);
+    MQ_CHECK_ALLOC(err, t2, count * sizeof *t2);
+    for (size_t r = 0; r < rows; r++)
+      for (size_t c = 0; c < cols; c++) t2[r * cols + c] = tok[c * rows + r];
+    mq_free(tok);
+    tok = t2;
   }
   *out = tok;
   *n = count;
@@ -333,5 +351,104 @@ mq_status mq_tokens_read(const char *path, int vocab_size, int32_t **out, size_t
     MQ_CHECK(read_raw(path, f, fsize, out, n, err));
 cleanup:
   if (f) fclose(f);
+  return st;
+}
+
+/* ---- text through the model's tokenizer ---- */
+
+int mq_tokens_is_text(const char *path) { return has_ext(path, ".txt") || has_ext(path, ".jsonl"); }
+
+static mq_status read_text(const char *path, const char *json, int vocab, int32_t **out, size_t *n,
+                           mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_tokenizer *tok = NULL;
+  mq_token_buf ids = {0};
+  MQ_CHECK(mq_tokenizer_load_file(json, &tok, err));
+  MQ_CHECK(mq_tokenizer_encode_file(tok, path, &ids, NULL, NULL, err));
+  if (ids.n == 0) MQ_FAIL(err, MQ_EINPUT, "%s: holds no text", path);
+  for (size_t i = 0; i < ids.n; i++)
+    if (ids.ids[i] >= vocab)
+      MQ_FAIL(err, MQ_EINPUT,
+              "%s: token %d at position %zu (from %s) is outside the model's vocabulary (size %d)",
+              path, ids.ids[i], i, json, vocab);
+  *out = ids.ids;
+  *n = ids.n;
+  ids.ids = NULL;
+cleanup:
+  mq_token_buf_free(&ids);
+  mq_tokenizer_free(&tok);
+  return st;
+}
+
+mq_status mq_tokens_read_model(const char *path, const char *model_dir, int vocab_size,
+                               int32_t **out, size_t *n, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *json = NULL;
+  *out = NULL;
+  *n = 0;
+  if (model_dir == NULL || !mq_tokens_is_text(path))
+    return mq_tokens_read(path, vocab_size, out, n, err);
+  if (vocab_size <= 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: vocabulary size %d is not positive", path, vocab_size);
+  size_t len = strlen(model_dir) + 32;
+  json = mq_alloc(len, 1);
+  MQ_CHECK_ALLOC(err, json, len);
+  size_t dl = strlen(model_dir);
+  snprintf(json, len, "%s%stokenizer.json", model_dir,
+           dl > 0 && model_dir[dl - 1] == '/' ? "" : "/");
+  struct stat sb;
+  if (stat(json, &sb) == 0) {
+    MQ_CHECK(read_text(path, json, vocab_size, out, n, err));
+  } else if (vocab_size == 256) { /* byte-vocabulary models read text as bytes, as before */
+    MQ_CHECK(mq_tokens_read(path, vocab_size, out, n, err));
+  } else {
+    MQ_FAIL(err, MQ_EINPUT, "%s: text needs the model's tokenizer, and %s: %s", path, json,
+            strerror(errno));
+  }
+cleanup:
+  mq_free(json);
+  return st;
+}
+
+/* ---- writing .npy ---- */
+
+mq_status mq_tokens_write_npy(const char *path, const int32_t *tok, size_t n, mq_error *err) {
+  mq_status st = MQ_OK;
+  FILE *f = fopen(path, "wb");
+  int opened = f != NULL;
+  char hdr[128];
+  if (f == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot write: %s", path, strerror(errno));
+  int len = snprintf(hdr + 10, sizeof hdr - 10,
+                     "{'descr': '<i4', 'fortran_order': False, 'shape': (%zu,), }", n);
+  size_t total = 10 + (size_t)len + 1, pad = (64 - total % 64) % 64; /* header ends on 64 */
+  memcpy(hdr, "\x93NUMPY\x01\x00", 8);
+  size_t hlen = (size_t)len + pad + 1;
+  hdr[8] = (char)(hlen & 0xFF);
+  hdr[9] = (char)(hlen >> 8);
+  memset(hdr + 10 + len, ' ', pad);
+  hdr[10 + (size_t)len + pad] = '\n';
+  if (fwrite(hdr, 1, 10 + hlen, f) != 10 + hlen)
+    MQ_FAIL(err, MQ_EFAIL, "%s: cannot write: %s", path, strerror(errno));
+  for (size_t k = 0; k < n; k += 4096) { /* little-endian whatever the host */
+    unsigned char le[4 * 4096];
+    size_t m = n - k < 4096 ? n - k : 4096;
+    for (size_t j = 0; j < m; j++) {
+      uint32_t v = (uint32_t)tok[k + j];
+      le[4 * j] = (unsigned char)v;
+      le[4 * j + 1] = (unsigned char)(v >> 8);
+      le[4 * j + 2] = (unsigned char)(v >> 16);
+      le[4 * j + 3] = (unsigned char)(v >> 24);
+    }
+    if (fwrite(le, 4, m, f) != m)
+      MQ_FAIL(err, MQ_EFAIL, "%s: cannot write: %s", path, strerror(errno));
+  }
+  if (fclose(f) != 0) {
+    f = NULL;
+    MQ_FAIL(err, MQ_EFAIL, "%s: cannot write: %s", path, strerror(errno));
+  }
+  f = NULL;
+cleanup:
+  if (f) fclose(f);
+  if (st != MQ_OK && opened) remove(path);
   return st;
 }

@@ -1,6 +1,9 @@
-/* Token files for --calib / --tokens (SPEC.md "Command line"): `.npy` (1-D integer array),
- * `.h5` (integer dataset /tokens, 1-D), anything else raw bytes = tokens 0..255 (only for a
- * 256-token vocabulary). Serial, not collective: one rank reads and broadcasts, or each reads. */
+/* Token files for --calib / --tokens (SPEC.md "Command line"): `.npy` (integer array, 1-D, or
+ * 2-D [samples, seqlen] flattened in row order), `.h5` (integer dataset /tokens, 1-D), text
+ * (`.txt`: one document, the whole file; `.jsonl`: one JSON object per line with a string
+ * "text") through the model's tokenizer.json (io/tokenizer.h), anything else raw bytes = tokens
+ * 0..255 (only for a 256-token vocabulary). Serial, not collective: one rank reads and
+ * broadcasts, or each reads. */
 #ifndef MQ_IO_TOKENS_H
 #define MQ_IO_TOKENS_H
 
@@ -16,5 +19,21 @@
  * memory. *out is NULL and *n is 0 on failure. An empty file is an error. */
 mq_status mq_tokens_read(const char *path, int vocab_size, int32_t **out, size_t *n,
                          mq_error *err);
+
+/* The same for a model: model_dir (may be NULL: then exactly mq_tokens_read) is the checkpoint
+ * directory. A text file (.txt, .jsonl) is tokenized with <model_dir>/tokenizer.json when it
+ * exists (each document with the post-processor's special tokens, e.g. BOS); without one, a
+ * 256-token vocabulary reads it as raw bytes (the old behaviour) and any other vocabulary fails
+ * with MQ_EINPUT naming the missing tokenizer.json. Other files as mq_tokens_read. Errors of the
+ * tokenizer: MQ_EINPUT "<model_dir>/tokenizer.json: <reason>". */
+mq_status mq_tokens_read_model(const char *path, const char *model_dir, int vocab_size,
+                               int32_t **out, size_t *n, mq_error *err);
+
+/* 1 when path names a text file for the tokenizer (.txt or .jsonl). */
+int mq_tokens_is_text(const char *path);
+
+/* Writes tok[n] as a 1-D little-endian int32 .npy (version 1.0). A failure removes the partial
+ * file. Errors: MQ_EFAIL "<path>: cannot write: <reason>". */
+mq_status mq_tokens_write_npy(const char *path, const int32_t *tok, size_t n, mq_error *err);
 
 #endif

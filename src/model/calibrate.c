@@ -94,7 +94,8 @@ static mq_status draw_windows(pipeline *p, mq_error *err) {
   mq_status st = MQ_OK;
   int32_t *all = NULL;
   size_t ntok = 0, L = p->L;
-  MQ_CHECK(mq_tokens_read(p->args->calib, p->cfg.vocab_size, &all, &ntok, err));
+  MQ_CHECK(mq_tokens_read_model(p->args->calib, p->args->model_dir, p->cfg.vocab_size, &all,
+                                &ntok, err));
   if (ntok < L)
     MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of --seqlen %zu",
             p->args->calib, ntok, L);

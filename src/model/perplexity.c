@@ -46,12 +46,12 @@ static void blame(mq_error *err, const mq_perplexity_args *a) {
 }
 
 /* Rank 0 reads the token file and broadcasts it. Collective. */
-static mq_status read_tokens(mq_ctx *ctx, const char *path, int vocab, int32_t **tokens,
-                             size_t *ntok) {
+static mq_status read_tokens(mq_ctx *ctx, const char *path, const char *model_dir, int vocab,
+                             int32_t **tokens, size_t *ntok) {
   mq_status st = MQ_OK;
   uint64_t n = 0;
   if (ctx->rank == 0) {
-    st = mq_tokens_read(path, vocab, tokens, ntok, &ctx->err);
+    st = mq_tokens_read_model(path, model_dir, vocab, tokens, ntok, &ctx->err);
     n = *ntok;
   }
   st = mq_agree(ctx->comm, st);
@@ -98,7 +98,7 @@ mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *a, mq_perpl
     MQ_AGREE(ctx->comm, mq_result_tensors_open(a->quantized, &ov.top, err));
     src = (mq_tensor_source){.find = overlay_find, .read = overlay_read, .ctx = &ov};
   }
-  MQ_CHECK(read_tokens(ctx, a->tokens, cfg.vocab_size, &tokens, &ntok));
+  MQ_CHECK(read_tokens(ctx, a->tokens, a->model_dir, cfg.vocab_size, &tokens, &ntok));
 
   size_t L = 2048;
   if (a->seqlen > 0) {

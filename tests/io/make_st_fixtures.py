@@ -197,7 +197,7 @@ def tokens(out):
         f["tokens"] = ids.astype(np.float32)
     with h5py.File(f"{d}/bad_name.h5", "w") as f:
         f["ids"] = ids.astype(np.int32)
-    np.save(f"{d}/bad_2d.npy", ids.reshape(20, 25).astype(np.int32))
+    np.save(f"{d}/bad_3d.npy", ids.reshape(4, 5, 25).astype(np.int32))
     np.save(f"{d}/bad_float.npy", ids.astype(np.float32))
     np.save(f"{d}/bad_be.npy", ids.astype(">i4"))
     np.save(f"{d}/bad_u64.npy", ids.astype(np.uint64))

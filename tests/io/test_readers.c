@@ -285,7 +285,7 @@ static void test_tokens(void) {
   mq_error_clear(&err);
   expect_einput(mq_tokens_read(p, 1000, &t, &n, &err), &err, "token -3 at position 7", "bad_neg");
 
-  static const char *const bad[] = {"bad_2d.npy",    "bad_float.npy", "bad_be.npy",
+  static const char *const bad[] = {"bad_3d.npy",    "bad_float.npy", "bad_be.npy",
                                     "bad_u64.npy",   "bad_trunc.npy", "bad_magic.npy",
                                     "bad_float.h5",  "bad_name.h5",   "missing.npy"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
