@@ -11,13 +11,14 @@ set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 . jobs/launch.sh
 bin=${MQ_BIN:-build/bin/mpiquant}
+py=${MQ_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)} # Debian's: numpy
 work=${MQ_BENCH_DIR:-build/bench-model}
 hidden=${MQ_HIDDEN:-4096} inter=${MQ_INTER:-11008} blocks=${MQ_BLOCKS:-1}
 nsamples=${MQ_NSAMPLES:-16} seqlen=${MQ_SEQLEN:-2048} method=${MQ_METHOD:-optq}
 model=$work/model-$hidden-$inter-$blocks
 mkdir -p "$work"
 if [ ! -f "$model/config.json" ]; then
-  python3 tools/make_random_checkpoint.py "$model" --hidden "$hidden" --inter "$inter" \
+  "$py" tools/make_random_checkpoint.py "$model" --hidden "$hidden" --inter "$inter" \
     --blocks "$blocks" --tokens $((nsamples * seqlen * 2)) --tokens-out "$model/calib.npy"
 fi
 machine=$(mq_launch "$bin" bench --rows 256 --cols 4096 --tokens 2048 --quiet | grep '^machine')
@@ -25,5 +26,6 @@ echo "$machine"
 rate() { echo "$machine" | sed -E "s/.*$1 ([0-9.]+).*/\1/"; }
 mq_launch "$bin" quantize --model "$model" --calib "$model/calib.npy" --out "$work/out.h5" \
   --method "$method" --nsamples "$nsamples" --seqlen "$seqlen" --json "$work/report.json"
-python3 tools/report_phases.py "$work/report.json" "$model/config.json" --method "$method" \
-  --dgemm "$(rate DGEMM)" --sgemm "$(rate SGEMM)" --dsyrk "$(rate DSYRK)"
+"$py" tools/report_phases.py "$work/report.json" "$model/config.json" --method "$method" \
+  --dgemm "$(rate DGEMM)" --sgemm "$(rate SGEMM)" --dsyrk "$(rate DSYRK)" \
+  --ranks "${SLURM_NTASKS:-${MQ_NP:-2}}"

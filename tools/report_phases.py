@@ -18,6 +18,8 @@ def main():
     for k in ("dgemm", "sgemm", "dsyrk"):
         ap.add_argument("--" + k, type=float, required=True)
     ap.add_argument("--method", default="optq")
+    ap.add_argument("--ranks", type=int, default=1,
+                    help="ranks of the run: a local (replicated) factor runs at one rank's rate")
     a = ap.parse_args()
     rep, cfg = json.load(open(a.report)), json.load(open(a.config))
     n = rep["nsamples"] * rep["seqlen"]
@@ -46,7 +48,8 @@ def main():
     rows = [("forward passes (2 streams)", rep["seconds_forward_max_over_ranks"], fwd_flops,
              a.sgemm, "SGEMM"),
             ("Gram sums", ph["hessian"], flops["hessian"], a.dsyrk, "DSYRK"),
-            ("factor", ph["factor"], flops["factor"], a.dgemm, "DGEMM"),
+            ("factor (every rank its copy)", ph["factor"], flops["factor"], a.dgemm / a.ranks,
+             "one rank's DGEMM"),
             ("sweep", ph["sweep"], flops["sweep"], a.sgemm, "SGEMM"),
             ("pack + errors", ph["pack"] + ph["errors"], 0.0, 0.0, "")]
     total = rep["seconds_total"]

@@ -472,6 +472,16 @@ cleanup:
   return st;
 }
 
+/* The run's figures in the --json report: what ran, and where the seconds went. */
+static void report_run(pipeline *p, double total, double forward, double layers) {
+  mq_report_set_string(p->report, "model", p->args->model_dir);
+  mq_report_set_number(p->report, "nsamples", (double)p->nwin);
+  mq_report_set_number(p->report, "seqlen", (double)p->L);
+  mq_report_set_number(p->report, "seconds_total", total);
+  mq_report_set_number(p->report, "seconds_forward_max_over_ranks", forward);
+  mq_report_set_number(p->report, "seconds_layer_engine", layers);
+}
+
 static void pipeline_close(pipeline *p) {
   mq_report_discard(&p->report);
   mq_h5_result_abort(&p->rf); /* collective; NULL after a successful finish */
@@ -515,9 +525,10 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   MQ_CHECK(write_model_part(&p, err));
   for (int b = 0; b < nb; b++) MQ_CHECK(run_block(&p, b, err));
   MQ_CHECK(mq_h5_result_finish(&p.rf, err));
-  MQ_AGREE(comm, mq_report_finish(&p.report, comm, err));
   double total = mq_wtime() - p.t_start, fwd = p.t_forward, eng = p.t_layers;
   MPI_Allreduce(MPI_IN_PLACE, &fwd, 1, MPI_DOUBLE, MPI_MAX, comm);
+  report_run(&p, total, fwd, eng);
+  MQ_AGREE(comm, mq_report_finish(&p.report, comm, err));
   MQ_INFO("done: %zu layers in %.1fs (forward passes %.1fs, layer engine %.1fs, rest %.1fs)",
           p.layers_total, total, fwd, eng, total - fwd - eng);
 cleanup:

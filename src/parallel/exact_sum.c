@@ -177,9 +177,13 @@ void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size
   for (size_t k = 0; k < n; k++) add_one(acc + 2 * (first + k), v[k], s->scale_exp);
 }
 
+void mq_exact_sum_result_range(const mq_exact_sum *s, size_t first, double *out, size_t n) {
+  const u128 *acc = (const u128 *)s->acc + first;
+  for (size_t k = 0; k < n; k++) out[k] = from_fixed(acc[k], s->scale_exp);
+}
+
 void mq_exact_sum_result(const mq_exact_sum *s, double *out) {
-  const u128 *acc = (const u128 *)s->acc;
-  for (size_t k = 0; k < s->len; k++) out[k] = from_fixed(acc[k], s->scale_exp);
+  mq_exact_sum_result_range(s, 0, out, s->len);
 }
 
 /* The user reduction: elementwise 128-bit integer addition. MPI buffers carry no alignment

@@ -35,5 +35,7 @@ void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size
 mq_status mq_exact_sum_allreduce(mq_exact_sum *s, mq_ctx *ctx, mq_error *err);
 /* out[k] = acc[k] · 2^−scale_exp, correctly rounded to double. */
 void mq_exact_sum_result(const mq_exact_sum *s, double *out);
+/* The same for acc[first … first+n) into out[0 … n). */
+void mq_exact_sum_result_range(const mq_exact_sum *s, size_t first, double *out, size_t n);
 
 #endif

@@ -78,12 +78,9 @@ static mq_status sample_bounds(layer_run *r, size_t first, size_t count, int nee
   return (mq_status)all[0];
 }
 
-static void unpack_upper(const double *v, size_t cols, double *P) {
-  for (size_t i = 0, k = 0; i < cols; i++)
-    for (size_t jj = i; jj < cols; jj++) P[i * cols + jj] = v[k++];
-}
-
-/* One chunk's upper-triangle Gram AᵀA of A [len, cols], added exactly, packed row by row. */
+/* One chunk's upper-triangle Gram AᵀA of A [len, cols], added exactly, packed row by row. P
+ * [cols, cols] is scratch: the output matrix itself, which holds nothing until the sums are
+ * reduced (no second cols² buffer, no second set of pages to fault in). */
 static void add_gram(mq_exact_sum *s, const double *A, size_t len, size_t cols, double *P) {
   int n = (int)cols;
   /* beta = 0: the chunk's own sum, no clearing pass */
@@ -92,38 +89,40 @@ static void add_gram(mq_exact_sum *s, const double *A, size_t len, size_t cols, 
     mq_exact_sum_add_range(s, k, P + i * cols + i, cols - i);
 }
 
-/* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone and added exactly; the
- * upper triangles of H (and XᵀX) go into their accumulators packed. */
+/* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone, into the output matrix
+ * as scratch, and added exactly; the upper triangles of H (and XᵀX) go into their
+ * accumulators packed. */
 static mq_status local_sums(layer_run *r, size_t first, size_t count, mq_exact_sum *sh,
-                            mq_exact_sum *sg, mq_exact_sum *sxx, double *P, mq_error *err) {
+                            mq_exact_sum *sg, mq_exact_sum *sxx, double *H, double *G,
+                            double *Hxx, mq_error *err) {
   mq_status st = MQ_OK;
   size_t k0, k1, len, cols = r->desc->cols;
   int n = (int)cols;
   mq__chunks(r, first, count, &k0, &k1);
   for (size_t c = k0; c < k1; c++) {
     MQ_CHECK(read_chunk(r, first, count, c, sg != NULL || sxx != NULL, &len, err));
-    add_gram(sh, r->Xq, len, cols, P);
-    if (sxx != NULL) add_gram(sxx, r->X, len, cols, P);
+    add_gram(sh, r->Xq, len, cols, H);
+    if (sxx != NULL) add_gram(sxx, r->X, len, cols, Hxx);
     if (sg != NULL) {
       cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, r->Xq, n, r->X,
-                  n, 0.0, P, n);
-      mq_exact_sum_add(sg, P);
+                  n, 0.0, G, n);
+      mq_exact_sum_add(sg, G);
     }
   }
 cleanup:
   return st;
 }
 
-/* Collective. The upper triangle packed in v, symmetric in M [cols, cols], divided by count. */
-static mq_status reduce_gram(layer_run *r, mq_exact_sum *s, size_t count, double *v, double *M,
+/* Collective. The packed upper triangle reduced into M's upper triangle row by row, made
+ * symmetric and divided by count. */
+static mq_status reduce_gram(layer_run *r, mq_exact_sum *s, size_t count, double *M,
                              mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = r->desc->cols;
   MQ_CHECK(mq_exact_sum_allreduce(s, r->ctx, err));
-  mq_exact_sum_result(s, v);
-  memset(M, 0, cols * cols * sizeof *M);
-  unpack_upper(v, cols, M);
-  mq_hessian_finalize(M, cols, count);
+  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
+    mq_exact_sum_result_range(s, k, M + i * cols + i, cols - i);
+  mq_hessian_finalize(M, cols, count); /* reads the upper triangle only */
 cleanup:
   return st;
 }
@@ -133,24 +132,21 @@ mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, dou
   mq_status st = MQ_OK;
   size_t cols = r->desc->cols, tri = cols * (cols + 1) / 2;
   mq_exact_sum sh = {0}, sg = {0}, sxx = {0};
-  double mx[2], *P = NULL, *v = NULL;
+  double mx[2];
   MQ_CHECK(sample_bounds(r, first, count, G != NULL || Hxx != NULL, mx, err));
   double bh = (double)count * mx[0] * mx[0], bg = (double)count * mx[0] * mx[1];
   double bxx = (double)count * mx[1] * mx[1];
-  P = mq_alloc(cols * cols, sizeof *P);
-  v = mq_alloc(tri, sizeof *v);
-  st = P && v ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H sums)");
-  if (st == MQ_OK) st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
+  st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
   if (st == MQ_OK && G != NULL)
     st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
   if (st == MQ_OK && Hxx != NULL)
     st = mq_exact_sum_init(&sxx, tri, mq_exact_sum_scale(fmax(bxx, 1e-300)), err);
   if (st == MQ_OK)
-    st = local_sums(r, first, count, &sh, G != NULL ? &sg : NULL, Hxx != NULL ? &sxx : NULL, P,
-                    err);
+    st = local_sums(r, first, count, &sh, G != NULL ? &sg : NULL, Hxx != NULL ? &sxx : NULL, H,
+                    G, Hxx, err);
   MQ_AGREE(r->comm, st);
-  MQ_CHECK(reduce_gram(r, &sh, count, v, H, err));
-  if (Hxx != NULL) MQ_CHECK(reduce_gram(r, &sxx, count, v, Hxx, err));
+  MQ_CHECK(reduce_gram(r, &sh, count, H, err));
+  if (Hxx != NULL) MQ_CHECK(reduce_gram(r, &sxx, count, Hxx, err));
   if (G != NULL) {
     MQ_CHECK(mq_exact_sum_allreduce(&sg, r->ctx, err));
     mq_exact_sum_result(&sg, G);
@@ -160,8 +156,6 @@ cleanup:
   mq_exact_sum_free(&sh);
   mq_exact_sum_free(&sg);
   mq_exact_sum_free(&sxx);
-  mq_free(P);
-  mq_free(v);
   return st;
 }
 
