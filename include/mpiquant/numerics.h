@@ -68,6 +68,8 @@ typedef struct mq_quant_options {
   mq_factor_mode factor;
   uint64_t mem_per_rank; /* bytes a rank may use for a layer (auto factor); 0 = node memory /
                             ranks on the node */
+  int scale_fp16;    /* every scale rounded up to a float16 value before it quantizes: the
+                        codes are then exactly what a float16-scale format (GPTQ, GGUF) stores */
 } mq_quant_options;
 
 /* The spellings of the enums on the command line and in result files (index = enum value). */

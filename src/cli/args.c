@@ -22,6 +22,10 @@ const char mq_cli_quant_help[] =
     "                             process columns by decreasing diag(H) [act-order]\n"
     "  --static-groups            group parameters from the original weights [off]\n"
     "  --mse                      search the clipping range per group (GPTQ's grid search)\n"
+    "  --scale-dtype float32|float16\n"
+    "                             float16: every scale rounded up to a float16 value before it\n"
+    "                             quantizes, so GPTQ and GGUF exports store exactly the weights\n"
+    "                             that were optimised [float32]\n"
     "  --damp F                   lambda = F * mean(diag H) [0.01]\n"
     "  --lambda V                 absolute lambda instead of --damp\n"
     "  --block-size B             columns per sweep block [128]\n"
@@ -121,7 +125,7 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   if (quant_flag(arg, o)) return MQ_OK;
   static const char *const valued[] = {"--method", "--rounding", "--bits", "--group-size",
                                        "--damp", "--lambda", "--block-size", "--seed",
-                                       "--factor", "--mem-per-rank"};
+                                       "--factor", "--mem-per-rank", "--scale-dtype"};
   int is_valued = 0;
   for (size_t q = 0; q < sizeof valued / sizeof *valued; q++) is_valued |= !strcmp(arg, valued[q]);
   if (!is_valued) {
@@ -155,6 +159,10 @@ mq_status mq_cli_quant_option(int argc, char **argv, int *i, mq_quant_options *o
   } else if (!strcmp(arg, "--factor")) {
     MQ_CHECK(mq_cli_parse_choice(arg, v, factors, 3, &k, err));
     o->factor = (mq_factor_mode)k;
+  } else if (!strcmp(arg, "--scale-dtype")) {
+    static const char *const dtypes[] = {"float32", "float16"};
+    MQ_CHECK(mq_cli_parse_choice(arg, v, dtypes, 2, &k, err));
+    o->scale_fp16 = k;
   } else if (!strcmp(arg, "--mem-per-rank")) {
     MQ_CHECK(mq_cli_parse_bytes(arg, v, &o->mem_per_rank, err));
   }

@@ -10,16 +10,28 @@ void mq_grid_init(mq_grid *g, int bits, int sym, int mse, int stochastic, uint64
   g->maxq = (1 << bits) - 1;
   g->sym = sym;
   g->mse = mse;
+  g->scale_fp16 = 0; /* set by the caller that wants it */
   g->stochastic = stochastic;
   g->seed = seed;
   g->layer = layer;
 }
 
+float mq_grid_fp16_ceil(float s) {
+  if (!(s > 0x1p-24f)) return 0x1p-24f;
+  if (s >= 65504.0f) return 65504.0f;
+  int e;
+  (void)frexpf(s, &e);             /* s = m·2^e, m in [0.5, 1) */
+  int lsb = e - 11 < -24 ? -24 : e - 11; /* float16: 11 significant bits, subnormals 2^-24 */
+  return ldexpf(ceilf(ldexpf(s, -lsb)), lsb);
+}
+
 /* Scale and zero of the range [xmin, xmax] (xmin <= 0 <= xmax, not both 0). The scale is
- * rounded to float32 first because that is what the result file stores and dequantizes with. */
+ * rounded to float32 first because that is what the result file stores and dequantizes with;
+ * with scale_fp16 up to a float16 value (up: the range stays covered, nothing new clips). */
 static void range_params(const mq_grid *g, double xmin, double xmax, float *scale,
                          int32_t *zero) {
   float s = (float)((xmax - xmin) / g->maxq);
+  if (g->scale_fp16) s = mq_grid_fp16_ceil(s);
   *scale = s;
   *zero = g->sym ? (int32_t)(1 << (g->bits - 1)) : (int32_t)nearbyint(-xmin / (double)s);
 }

@@ -12,12 +12,16 @@
 typedef struct mq_grid {
   int bits, maxq;
   int sym, mse;
+  int scale_fp16; /* scales rounded up to float16 values */
   int stochastic;
   uint64_t seed, layer; /* stochastic key */
 } mq_grid;
 
 void mq_grid_init(mq_grid *g, int bits, int sym, int mse, int stochastic, uint64_t seed,
                   uint64_t layer);
+/* The smallest float16 value ≥ s (s > 0), as a float; 2^-24 (float16's least positive value)
+ * for anything below it, 65504 caps the range. */
+float mq_grid_fp16_ceil(float s);
 
 /* Grid parameters of the n values x[0], x[stride], … (min/max range, optionally the MSE
  * search of the clipping factor). */

@@ -122,6 +122,7 @@ static mq_status work_prepare(layer_work *w, const float *W, double *H,
   }
   mq_grid_init(&w->grid, o->bits, o->sym, o->mse, o->rounding == MQ_ROUND_STOCHASTIC, o->seed,
                layer_id);
+  w->grid.scale_fp16 = o->scale_fp16;
 cleanup:
   return st;
 }

@@ -411,10 +411,10 @@ static void resume_key(const pipeline *p, char *key, size_t len) {
   snprintf(key, len,
            "method=%s rounding=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d "
            "mse=%d lambda_mode=%d damp=%.17g lambda=%.17g block_size=%d seed=%llu factor=%d "
-           "nsamples=%zu seqlen=%zu calib=%016llx config=%016llx",
+           "scale_fp16=%d nsamples=%zu seqlen=%zu calib=%016llx config=%016llx",
            mq_method_names[o->method], mq_rounding_names[o->rounding], o->bits, o->group_size,
            o->sym, o->act_order, o->static_groups, o->mse, (int)o->lambda_mode, o->damp, o->lambda,
-           o->block_size, (unsigned long long)o->seed, (int)o->factor, p->nwin, p->L,
+           o->block_size, (unsigned long long)o->seed, (int)o->factor, o->scale_fp16, p->nwin, p->L,
            (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash);
 }
 

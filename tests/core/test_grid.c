@@ -83,11 +83,37 @@ static void test_stochastic(void) {
   MQ_EXPECT_NEAR(sum / n, 10.3, 0.016 / 10.3);
 }
 
+/* --scale-dtype float16: the scale is the smallest float16 value not below the float32 one, so
+ * it is representable (a float16 round trip keeps it), never smaller (the range stays
+ * covered), and within one float16 step. */
+static void test_fp16_scales(void) {
+  mq_grid g;
+  mq_grid_init(&g, 4, 1, 0, 0, 0, 0);
+  g.scale_fp16 = 1;
+  float x[3] = {-1.0f, 0.3f, 1.5f};
+  for (int k = 0; k < 2000; k++) {
+    float s, s32;
+    int32_t z;
+    x[2] = 1.5f + (float)k * 1.37e-3f;
+    g.scale_fp16 = 0;
+    mq_grid_params(&g, x, 3, 1, &s32, &z);
+    g.scale_fp16 = 1;
+    mq_grid_params(&g, x, 3, 1, &s, &z);
+    _Float16 h = (_Float16)s;
+    MQ_EXPECT_EQ_DBL((double)(float)h, (double)s);
+    MQ_EXPECT_GE(s, s32);
+    MQ_EXPECT_LE(s, s32 * (1.0f + 0x1p-10f));
+  }
+  MQ_EXPECT_EQ_DBL(mq_grid_fp16_ceil(1e-30f), 0x1p-24);
+  MQ_EXPECT_EQ_DBL(mq_grid_fp16_ceil(1e9f), 65504.0);
+}
+
 int main(void) {
   test_asym();
   test_sym_and_positive_range();
   test_half_even_and_clipping();
   test_mse();
   test_stochastic();
+  test_fp16_scales();
   return mq_test_finish("test_grid");
 }

@@ -170,6 +170,18 @@ def main(argv=None):
         s.case("%s: %s, %d tensors decode bit for bit to the result's weights, metadata "
                "(%.2f s, %d bytes)" % (name, qtype, len(r.tensors), dt, os.path.getsize(out)), p)
 
+    # --scale-dtype float16: the result file itself exports exactly, no --allow-requantize
+    raw16 = C.result_path(a.results, "q4s16")
+    out = s.path("q4s16.gguf")
+    rc, so, se = s.run(["export", "--in", raw16, "--format", "gguf", "--out", out, "--quiet"])
+    p = ["exit %d" % rc] if rc else []
+    if rc == 0:
+        layers16 = C.read_layers(raw16)
+        p += check_tensors(GGUFReader(out), layers16, tensors, "Q4_0",
+                           lambda m: layers16[m]["What"])
+    s.case("quantize --scale-dtype float16: its own result exports as Q4_0, bit for bit", p,
+           so + se)
+
     # float32 scales as quantize writes them: refused, or re-quantized on request
     raw = C.result_path(a.results, "q4s")
     out = s.path("q4s-raw.gguf")
