@@ -1,6 +1,8 @@
 #!/bin/bash
 #SBATCH --job-name=mpiquant-bench-model
 #SBATCH --ntasks=2
+#SBATCH --open-mode=append
+#SBATCH --output=%x-%j.out
 #SBATCH --time=02:00:00
 # The whole-model pipeline at real shapes (a benchmark: prints numbers, asserts nothing): a
 # random checkpoint with Llama-2-7B block shapes (hidden 4096, intermediate 11008, 32 heads,
@@ -8,7 +10,9 @@
 # tokens [16 x 2048] on MQ_NP ranks [2], then where the seconds went (tools/report_phases.py)
 # against the same run's GEMM/SYRK rates. MQ_METHOD [optq], MQ_HIDDEN/MQ_INTER override shapes.
 set -euo pipefail
-cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
+root=${MQ_ROOT:-$(dirname "$0")/..} # sbatch runs a copy of this script: then the submitted path
+[ -f "$root/jobs/launch.sh" ] || root=$(cd "${SLURM_SUBMIT_DIR:-.}" && cd "$(dirname "$(scontrol show job "${SLURM_JOB_ID:-0}" | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")/.." && pwd) || { echo "bench_model.sh: cannot find the repository: set MQ_ROOT" >&2; exit 2; }
+cd "$root"
 . jobs/launch.sh
 bin=${MQ_BIN:-build/bin/mpiquant}
 py=${MQ_PYTHON:-$(command -v /usr/bin/python3 || command -v python3)} # Debian's: numpy

@@ -2,20 +2,30 @@
 #SBATCH --job-name=mpiquant-demo
 #SBATCH --ntasks=2
 #SBATCH --time=00:20:00
+#SBATCH --open-mode=append
+#SBATCH --output=%x-%j.out
 # README command 1: installs what is missing, builds, and quantizes the bundled demo model
 # (data/demo-model: a 4-block byte-level Llama, GQA 4/2, bf16) with MPI (2 ranks by default;
-# MQ_NP overrides; under Slurm: sbatch jobs/demo.sh). RTN, OPTQ and Qronos at 3 and 4 bits,
-# group 64, calibrated on 128 windows of 256 bytes of Genesis (data/demo-calib.txt); perplexity
-# on the held-out text of Acts (data/demo-eval.txt) before and after.
+# MQ_NP overrides; under Slurm: sbatch jobs/demo.sh, or sbatch -n 4 jobs/demo.sh, from any
+# folder). RTN, OPTQ and Qronos at 3 and 4 bits, group 64, calibrated on 128 windows of 256
+# bytes of Genesis (data/demo-calib.txt); perplexity on the held-out text of Acts
+# (data/demo-eval.txt) before and after.
+# Shorter runs: MQ_DEMO_METHODS ["rtn optq qronos"], MQ_DEMO_BITS ["3 4"], MQ_DEMO_NSAMPLES
+# [128]; MQ_BIN=path/to/mpiquant skips installing and building; results in MQ_DEMO_DIR
+# [build/demo, in the repository].
 set -euo pipefail
-cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
+root=${MQ_ROOT:-$(dirname "$0")/..} # sbatch runs a copy of this script: then the submitted path
+[ -f "$root/jobs/launch.sh" ] || root=$(cd "${SLURM_SUBMIT_DIR:-.}" && cd "$(dirname "$(scontrol show job "${SLURM_JOB_ID:-0}" | sed -n 's/^ *Command=\([^ ]*\).*/\1/p')")/.." && pwd) || { echo "demo.sh: cannot find the repository: set MQ_ROOT" >&2; exit 2; }
+cd "$root"
 . jobs/launch.sh
 
-bash tools/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-
-bin=build/bin/mpiquant
+if [ -z "${MQ_BIN:-}" ]; then
+  bash tools/install-deps.sh
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j "$(nproc)" >/dev/null
+fi
+bin=$(mq_bin)
+mq_attempt
 model=data/demo-model
 work=${MQ_DEMO_DIR:-build/demo}
 mkdir -p "$work"
@@ -28,13 +38,13 @@ perplexity() { # the last stdout line of eval is "perplexity <value>"
 
 fp=$(perplexity)
 rows=()
-for method in rtn optq qronos; do
-  for bits in 3 4; do
+for method in ${MQ_DEMO_METHODS:-rtn optq qronos}; do
+  for bits in ${MQ_DEMO_BITS:-3 4}; do
     out="$work/$method-$bits.h5"
     t0=$(date +%s%N)
     mq_launch "$bin" quantize --model "$model" --calib data/demo-calib.txt --out "$out" \
-      --method "$method" --bits "$bits" --group-size 64 --nsamples 128 --seqlen "$seqlen" \
-      --json "$work/$method-$bits.json" --quiet
+      --method "$method" --bits "$bits" --group-size 64 --nsamples "${MQ_DEMO_NSAMPLES:-128}" \
+      --seqlen "$seqlen" --json "$work/$method-$bits.json" --quiet
     t1=$(date +%s%N)
     ppl=$(perplexity --quantized "$out")
     # inspect: a header line names the columns, then one line per layer
@@ -46,9 +56,9 @@ for method in rtn optq qronos; do
 done
 
 printf '\nDemo model, perplexity on data/demo-eval.txt (windows of %d bytes), %s ranks\n' \
-  "$seqlen" "${SLURM_NTASKS:-${MQ_NP:-2}}"
+  "$seqlen" "$(mq_ranks)"
 printf '%-8s %4s %12s %16s %10s\n' method bits perplexity worst_rel_err seconds
 printf '%-8s %4s %12.4f %16s %10s\n' full - "$fp" - -
 printf '%s\n' "${rows[@]}"
 echo
-echo "Per-layer details: $bin inspect $work/qronos-3.h5"
+echo "Per-layer details: $bin inspect $work/${method:-qronos}-${bits:-3}.h5"

@@ -3,7 +3,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
       libopenblas-dev libhdf5-openmpi-dev hdf5-tools librandom123-dev libjansson-dev
-      libpcre2-dev libutf8proc-dev
+      libpcre2-dev libutf8proc-dev clang-14 libclang-rt-14-dev
       python3 python3-numpy python3-h5py)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -70,5 +70,6 @@ int mq_cmd_bench(mq_cli *cli, int argc, char **argv);
 int mq_cmd_study(mq_cli *cli, int argc, char **argv);
 int mq_cmd_eval(mq_cli *cli, int argc, char **argv);
 int mq_cmd_tokenize(mq_cli *cli, int argc, char **argv);
+int mq_cmd_plan(mq_cli *cli, int argc, char **argv); /* src/cli/cmd_plan.c */
 
 #endif

@@ -3,10 +3,13 @@
  * stdout line `perplexity <value>` and writes --json. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "core/status.h"
+#include "io/outdir.h"
+#include "io/paths.h"
 #include "parallel/ctx.h"
 
 static const char eval_help[] =
@@ -23,6 +26,7 @@ static const char eval_help[] =
     "                     .npy (1-D or 2-D), .h5 (dataset /tokens), or raw bytes (256-token\n"
     "                     vocabulary without a tokenizer.json)\n"
     "  --quantized O.h5   result file of `quantize`: its tensors replace the checkpoint's\n"
+    "                     (refused when it records another checkpoint: exit 3)\n"
     "  --seqlen L         window length [2048, capped by max_position_embeddings]\n"
     "  --nwindows N       evaluate only the first N windows [all]\n"
     "  --json FILE        write {\"perplexity\", \"nll\", \"tokens\", \"seqlen\"}\n"
@@ -56,13 +60,17 @@ cleanup:
   return st;
 }
 
+/* Whole or absent: written under a temporary name and renamed (io/outdir.h). */
 static mq_status write_json(const char *path, const mq_perplexity *p, mq_error *err) {
   json_t *root = json_pack("{s:f, s:f, s:I, s:I}", "perplexity", p->perplexity, "nll", p->nll,
                            "tokens", (json_int_t)p->tokens, "seqlen", (json_int_t)p->seqlen);
-  int bad = root == NULL || json_dump_file(root, path, JSON_INDENT(2)) != 0;
+  char *text = root != NULL ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
-  if (bad) return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot write the JSON file", path);
-  return MQ_OK;
+  if (text == NULL)
+    return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: out of memory (JSON)", path);
+  mq_status st = mq_write_file_atomic(path, text, strlen(text), err);
+  free(text);
+  return st;
 }
 
 mq_status mq_cli_eval(mq_cli *cli, const mq_eval_args *a) {
@@ -84,5 +92,13 @@ int mq_cmd_eval(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_eval_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, eval_help, NULL)) return st;
-  return mq_cli_eval(cli, &a);
+  mq_run_paths rp = {0}; /* inputs never written, outputs locked, before anything is created */
+  mq_run_paths_input(&rp, "--model", a.model, MQ_PATH_CHECKPOINT);
+  mq_run_paths_input(&rp, "--tokens", a.tokens, MQ_PATH_FILE);
+  mq_run_paths_input(&rp, "--quantized", a.quantized, MQ_PATH_FILE);
+  mq_run_paths_output(&rp, "--json", a.json, MQ_PATH_FILE, 0);
+  st = mq_run_paths_guard(cli->ctx->comm, &rp, &cli->ctx->err);
+  if (st == MQ_OK) st = mq_cli_eval(cli, &a);
+  mq_run_paths_release(&rp);
+  return st;
 }

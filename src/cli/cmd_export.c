@@ -6,14 +6,17 @@
 
 #include "cli/cli.h"
 #include "core/status.h"
+#include "io/checkpoint_source.h"
 #include "io/export.h"
+#include "io/paths.h"
 #include "parallel/ctx.h"
 
 static const char export_help[] =
     "usage: mpiquant export --in O.h5 --format gptq|gptq_v2|dequant|gguf --out DIR [--model DIR]\n"
     "\n"
     "Writes a Hugging Face checkpoint DIR/model.safetensors (+ DIR/config.json) from a complete\n"
-    "result file, or with --format gguf one GGUF file for llama.cpp. DIR is created if missing.\n"
+    "result file, or with --format gguf one GGUF file for llama.cpp. DIR (its parent must exist)\n"
+    "is written whole or not at all.\n"
     "Runs on rank 0 (any launch works).\n"
     "\n"
     "  --in O.h5          result file of `quantize` (or `layer`)\n"
@@ -25,10 +28,14 @@ static const char export_help[] =
     "                     5-bit -> Q5_0/Q5_1, 8-bit sym -> Q8_0; groups must not split a\n"
     "                     32-column block (no act-order; group size a multiple of 32) and\n"
     "                     every scale must be exact in float16, else it is refused (exit 3)\n"
-    "  --out DIR          output directory (gguf: X.gguf, or DIR for DIR/model.gguf)\n"
+    "  --out DIR          output directory (gguf: X.gguf, or DIR for DIR/model.gguf), built\n"
+    "                     beside it and renamed into place; never an input or a folder holding\n"
+    "                     one; DIR.lock keeps a second export from writing it\n"
+    "  --force            replace an existing non-empty DIR whole (else refused: exit 2)\n"
     "  --model DIR        original checkpoint: config.json and the non-quantized tensors when\n"
     "                     the result file has no /model (files from `layer`); gguf: also its\n"
     "                     tokenizer.json (without one, only a 256-token byte vocabulary)\n"
+    "                     (refused when O.h5 records another checkpoint: exit 3)\n"
     "  --dtype D          dequant: auto|float32|float16|bfloat16 [auto: config.json's\n"
     "                     torch_dtype, float32 when unknown]; gguf: the embeddings and head\n"
     "                     [auto: as stored; norms and biases are always float32]\n"
@@ -57,6 +64,7 @@ static mq_status parse_export_args(mq_cli *cli, int argc, char **argv, mq_export
     else if (!strcmp(argv[i], "--dtype")) MQ_CHECK(mq_cli_value(argc, argv, &i, &dtype, err));
     else if (!strcmp(argv[i], "--allow-requantize")) a->allow_requantize = 1;
     else if (!strcmp(argv[i], "--dequantize")) a->dequantize = 1;
+    else if (!strcmp(argv[i], "--force")) a->force = 1;
     else MQ_FAIL(err, MQ_EUSAGE, "%s: unknown option (try mpiquant export --help)", argv[i]);
   }
   if (a->in == NULL) MQ_FAIL(err, MQ_EUSAGE, "--in: missing (the result file)");
@@ -86,8 +94,20 @@ int mq_cmd_export(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_export_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, export_help, NULL)) return st;
-  if (cli->ctx->rank == 0) st = mq_export_checkpoint(&a, &cli->ctx->err); /* the others wait in the agreement */
+  size_t olen = strlen(a.out);
+  int gguf_file = a.format == MQ_EXPORT_GGUF && olen > 5 && !strcmp(a.out + olen - 5, ".gguf");
+  mq_run_paths rp = {0}; /* inputs never written, outputs locked, before anything is created */
+  mq_run_paths_input(&rp, "--in", a.in, MQ_PATH_FILE);
+  mq_run_paths_input(&rp, "--model", a.model, MQ_PATH_CHECKPOINT);
+  mq_run_paths_output(&rp, "--out", a.out, gguf_file ? MQ_PATH_FILE : MQ_PATH_DIR,
+                      a.force || a.format == MQ_EXPORT_GGUF); /* gguf: DIR/model.gguf only */
+  st = mq_run_paths_guard(cli->ctx->comm, &rp, &cli->ctx->err);
+  if (st == MQ_OK && cli->ctx->rank == 0 && a.model != NULL) /* made from this checkpoint? */
+    st = mq_checkpoint_check_result_file(a.in, a.model, &cli->ctx->err);
+  if (st == MQ_OK && cli->ctx->rank == 0)
+    st = mq_export_checkpoint(&a, &cli->ctx->err); /* the others wait in the agreement */
   st = mq_agree(cli->ctx->comm, st);
+  mq_run_paths_release(&rp);
   if (st == MQ_OK && cli->ctx->rank == 0 && a.format == MQ_EXPORT_GGUF && a.allow_requantize)
     printf("requantized blocks %zu codes_changed %zu added_sq_err %.9g rel_err %.6g "
            "max_rel_scale_change %.6g\n", report.requantized_blocks, report.codes_changed,

@@ -1,6 +1,7 @@
 /* `mpiquant layer --in P.h5 --out O.h5 [options]`: quantize every layer problem of a file, each
  * layer through the distributed layer engine on all ranks or, with --layer-groups, on a group
  * of them (parallel/layer_groups.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -9,6 +10,7 @@
 #include "core/status.h"
 #include "io/h5problem.h"
 #include "io/h5result.h"
+#include "io/paths.h"
 #include "io/problem_source.h"
 #include "io/report.h"
 #include "parallel/ctx.h"
@@ -23,9 +25,10 @@ static const char layer_help[] =
     "the packed result file O.h5 (format in README). H = X~'X~/n with X~ = Xq when given.\n"
     "\n"
     "  --in P.h5          layer-problem file\n"
-    "  --out O.h5         result file (overwritten; deleted again if the run fails)\n"
+    "  --out O.h5         result file (overwritten; deleted again if the run fails; never an\n"
+    "                     input; O.h5.lock beside it keeps a second run from writing it)\n"
     "  --json REPORT      per-layer errors, bounds, lambda, phase seconds (max over ranks),\n"
-    "                     bytes reduced, peak memory of every rank\n"
+    "                     bytes reduced, peak memory of every rank (only after a success)\n"
     "  --layer-groups G   split the ranks into G groups that quantize different layers at\n"
     "                     the same time (layer k on group k mod G); faster for many small\n"
     "                     layers, same result file; at most one group per rank\n"
@@ -108,6 +111,7 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   mq_ctx *ctx = cli->ctx;
   mq_error *err = &ctx->err;
   layer_run_state s = {.cli = cli};
+  int reported = 0;
   s.report = mq_report_create(a->json, ctx->rank, ctx->size, &a->opts);
   MQ_AGREE(ctx->comm, mq_h5_problem_open(a->in, &s.pf, err));
   size_t nl = mq_h5_problem_nlayers(s.pf);
@@ -122,9 +126,12 @@ static mq_status run_layers(mq_cli *cli, const layer_args *a) {
   s.t0 = mq_wtime();
   mq_layer_list list = {.count = nl, .source = layer_source, .consume = layer_done, .user = &s};
   MQ_CHECK(mq_layer_groups_run(ctx, a->groups, &list, &a->opts));
-  MQ_CHECK(mq_h5_result_finish(&s.rf, err));
+  /* the report first: a result that cannot be finished takes it along (whole or absent) */
+  reported = 1;
   MQ_AGREE(ctx->comm, mq_report_finish(&s.report, ctx->comm, err));
+  MQ_CHECK(mq_h5_result_finish(&s.rf, err));
 cleanup:
+  if (st != MQ_OK && reported && ctx->rank == 0 && a->json != NULL) (void)remove(a->json);
   mq_report_discard(&s.report); /* after a failure: no report file */
   mq_h5_result_abort(&s.rf); /* collective: every failure above was agreed on by all ranks */
   mq_free(s.sources);
@@ -138,5 +145,12 @@ int mq_cmd_layer(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_layer_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, layer_help, mq_cli_quant_help)) return st;
-  return run_layers(cli, &a); /* every rank: the result file is collective */
+  mq_run_paths rp = {0}; /* inputs never written, outputs locked, before anything is created */
+  mq_run_paths_input(&rp, "--in", a.in, MQ_PATH_FILE);
+  mq_run_paths_output(&rp, "--out", a.out, MQ_PATH_FILE, 0);
+  mq_run_paths_output(&rp, "--json", a.json, MQ_PATH_FILE, 0);
+  st = mq_run_paths_guard(cli->ctx->comm, &rp, &cli->ctx->err);
+  if (st == MQ_OK) st = run_layers(cli, &a); /* every rank: the result file is collective */
+  mq_run_paths_release(&rp);
+  return st;
 }

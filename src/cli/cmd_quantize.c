@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/status.h"
+#include "io/paths.h"
 #include "parallel/ctx.h"
 
 typedef struct quantize_args {
@@ -28,7 +29,8 @@ static const char quantize_help[] =
     "                     line) tokenized with DIR/tokenizer.json, or tokens: .npy (1-D, or\n"
     "                     2-D [samples, seqlen] read row by row), .h5 (/tokens); any other\n"
     "                     file is raw bytes for a 256-token vocabulary\n"
-    "  --out O.h5         result file (overwritten; deleted again if the run fails)\n"
+    "  --out O.h5         result file (overwritten; deleted again if the run fails; never an\n"
+    "                     input; O.h5.lock beside it keeps a second run from writing it)\n"
     "  --nsamples N       calibration windows [128]\n"
     "  --seqlen L         tokens per window [2048, capped by max_position_embeddings]\n"
     "  --json REPORT      per-layer errors, bounds, lambda, phase seconds, peak memory per rank\n"
@@ -89,9 +91,19 @@ int mq_cmd_quantize(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_quantize_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, quantize_help, mq_cli_quant_help)) return st;
-  st = mq_quantize_model(cli->ctx, &a.run);
-  if (st != MQ_OK || a.eval == NULL) return st;
-  mq_eval_args e = {.model = a.run.model_dir, .tokens = a.eval, .quantized = a.run.out,
-                    .seqlen = (long)a.run.seqlen};
-  return mq_cli_eval(cli, &e);
+  mq_run_paths rp = {0}; /* inputs never written, outputs locked, before anything is created */
+  mq_run_paths_input(&rp, "--model", a.run.model_dir, MQ_PATH_CHECKPOINT);
+  mq_run_paths_input(&rp, "--calib", a.run.calib, MQ_PATH_FILE);
+  mq_run_paths_input(&rp, "--eval", a.eval, MQ_PATH_FILE);
+  mq_run_paths_output(&rp, "--out", a.run.out, MQ_PATH_FILE, 0); /* --resume: also read */
+  mq_run_paths_output(&rp, "--json", a.run.json, MQ_PATH_FILE, 0);
+  st = mq_run_paths_guard(cli->ctx->comm, &rp, &cli->ctx->err);
+  if (st == MQ_OK) st = mq_quantize_model(cli->ctx, &a.run);
+  if (st == MQ_OK && a.eval != NULL) {
+    mq_eval_args e = {.model = a.run.model_dir, .tokens = a.eval, .quantized = a.run.out,
+                      .seqlen = (long)a.run.seqlen};
+    st = mq_cli_eval(cli, &e);
+  }
+  mq_run_paths_release(&rp);
+  return st;
 }

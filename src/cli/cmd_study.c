@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/status.h"
 #include "io/h5problem.h"
+#include "io/paths.h"
 #include "io/problem_source.h"
 #include "parallel/ctx.h"
 
@@ -192,5 +193,11 @@ int mq_cmd_study(mq_cli *cli, int argc, char **argv) {
   int help = 0;
   mq_status st = parse_study_args(cli, argc, argv, &a, &help);
   if (!mq_cli_prologue(cli, &st, help, study_help, mq_cli_quant_help)) return st;
-  return run_study(cli, &a); /* every rank: the layers are distributed */
+  mq_run_paths rp = {0}; /* inputs never written, outputs locked, before anything is created */
+  mq_run_paths_input(&rp, "--in", a.in, MQ_PATH_FILE);
+  mq_run_paths_output(&rp, "--csv", a.csv, MQ_PATH_FILE, 0);
+  st = mq_run_paths_guard(cli->ctx->comm, &rp, &cli->ctx->err);
+  if (st == MQ_OK) st = run_study(cli, &a); /* every rank: the layers are distributed */
+  mq_run_paths_release(&rp);
+  return st;
 }

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "parallel/interrupt.h"
 
 static const char usage[] =
     "usage: mpiquant <command> [options]     (serial or under mpirun/srun, the same way)\n"
@@ -20,6 +21,7 @@ static const char usage[] =
     "                                     perplexity of a checkpoint (or with --quantized O.h5)\n"
     "  tokenize --model DIR --in TEXT --out T.npy   text -> token ids (the model's tokenizer.json)\n"
     "  study    --in P.h5 --csv OUT.csv   error and bound per layer x damp x method x rounding\n"
+    "  plan     --model DIR [quantize options]   memory, flops, time of a quantize run\n"
     "  bench    --rows R --cols C --tokens N\n"
     "                                     time each phase on a synthetic layer\n"
     "\n"
@@ -37,6 +39,7 @@ static command_fn find_command(const char *name) {
   if (!strcmp(name, "study")) return mq_cmd_study;
   if (!strcmp(name, "eval")) return mq_cmd_eval;
   if (!strcmp(name, "tokenize")) return mq_cmd_tokenize;
+  if (!strcmp(name, "plan")) return mq_cmd_plan;
   return NULL;
 }
 
@@ -62,6 +65,10 @@ static void report_error(mq_cli *cli, mq_status agreed) {
 }
 
 int main(int argc, char **argv) {
+  /* quantize stops at its next layer boundary on SIGTERM/SIGUSR1 (exit 5, resumable;
+   * parallel/interrupt.h), recorded from before MPI_Init on; the other commands keep the
+   * signals' default actions */
+  if (argc >= 2 && !strcmp(argv[1], "quantize")) mq_interrupt_install();
   MPI_Init(&argc, &argv);
   mq_cli cli = {0};
   if (mq_ctx_create(MPI_COMM_WORLD, &cli.ctx) != MQ_OK) {

@@ -35,8 +35,9 @@
  * `quantize` writes them); --model DIR supplies config.json and/or the checkpoint's
  * non-quantized tensors only when the result file lacks them.
  *
- * Output files are written under temporary names in DIR and renamed only when everything is
- * written (model.safetensors last), so a failed export leaves nothing that looks complete. */
+ * Output files are written into a staging folder beside DIR, which replaces DIR only when
+ * everything is written (io/outdir.h; an existing non-empty DIR needs force), so a failed
+ * export leaves DIR as it was. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@
 #include "core/status.h"
 #include "io/export.h"
 #include "io/gguf_llama.h"
+#include "io/outdir.h"
 #include "io/result_tensors.h"
 #include "io/safetensors.h"
 #include "io/safetensors_write.h"
@@ -91,28 +93,6 @@ typedef struct export_job {
 } export_job;
 
 /* ---- small file helpers ---- */
-
-static mq_status mkdir_p(const char *dir, mq_error *err) {
-  mq_status st = MQ_OK;
-  size_t len = strlen(dir);
-  char *p = mq_alloc(len + 1, 1);
-  MQ_CHECK_ALLOC(err, p, len + 1);
-  memcpy(p, dir, len + 1);
-  for (size_t i = 1; i <= len; i++) {
-    if (p[i] != '/' && p[i] != '\0') continue;
-    char c = p[i];
-    p[i] = '\0';
-    if (mkdir(p, 0777) != 0 && errno != EEXIST)
-      MQ_FAIL(err, MQ_EFAIL, "%s: cannot create directory: %s", p, strerror(errno));
-    p[i] = c;
-  }
-  struct stat sb;
-  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-    MQ_FAIL(err, MQ_EFAIL, "%s: not a directory", dir);
-cleanup:
-  mq_free(p);
-  return st;
-}
 
 /* "<dir>/<name>" into a fresh mq_alloc'd string. */
 static char *join(const char *dir, const char *name) {
@@ -195,10 +175,14 @@ static mq_status convert_out(const char *name, const float *x, size_t n, mq_stw_
                              void *buf, mq_error *err) {
   mq_status st = MQ_OK;
   uint16_t *h = buf;
+  for (size_t i = 0; i < n; i++) /* nothing that is not a number leaves in an export */
+    if (!isfinite(x[i])) MQ_FAIL(err, MQ_EINPUT, "%s: element %zu is not finite", name, i);
   if (dt == MQ_STW_F32) {
     if ((const void *)x != buf) memcpy(buf, x, n * sizeof *x);
   } else if (dt == MQ_STW_BF16) {
-    for (size_t i = 0; i < n; i++) h[i] = mq_stw_f32_to_bf16(x[i]);
+    for (size_t i = 0; i < n; i++)
+      if (((h[i] = mq_stw_f32_to_bf16(x[i])) & 0x7f80u) == 0x7f80u) /* rounded up to Inf */
+        MQ_FAIL(err, MQ_ENUMERIC, "%s: value %g overflows bfloat16", name, (double)x[i]);
   } else {
     for (size_t i = 0; i < n; i++) {
       h[i] = mq_stw_f32_to_f16(x[i]);
@@ -424,6 +408,7 @@ typedef struct out_file {
 mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
   mq_status st = MQ_OK;
   export_job job = {.a = a};
+  mq_outdir od = {0};
   mq_st_writer *w = NULL;
   json_t *qc = NULL;
   out_file files[3] = {{.name = "model.safetensors"}, {.name = "config.json"},
@@ -442,15 +427,16 @@ mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
   MQ_CHECK(mq_stw_set_metadata(w, "quantized_by", "mpiquant " MQ_VERSION_STRING, err));
   MQ_CHECK(plan(&job, w, err));
 
-  MQ_CHECK(mkdir_p(a->out, err));
+  MQ_CHECK(mq_outdir_begin(a->out, a->force, &od, err)); /* staged, renamed into place last */
+  const char *dir = od.tmp;
   char suffix[64];
   snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
   for (int k = 0; k < 3; k++) {
-    size_t n = strlen(a->out) + strlen(files[k].name) + strlen(suffix) + 3;
-    files[k].final = join(a->out, files[k].name);
+    size_t n = strlen(dir) + strlen(files[k].name) + strlen(suffix) + 3;
+    files[k].final = join(dir, files[k].name);
     files[k].tmp = mq_alloc(n, 1);
     MQ_CHECK_ALLOC(err, files[k].final && files[k].tmp, n);
-    snprintf(files[k].tmp, n, "%s/.%s%s", a->out, files[k].name, suffix);
+    snprintf(files[k].tmp, n, "%s/.%s%s", dir, files[k].name, suffix);
   }
   MQ_CHECK(mq_stw_write(w, files[0].tmp, err));
   files[0].written = 1;
@@ -477,14 +463,16 @@ mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
     files[k].written = 0;
   }
   if (!gptq && files[2].final != NULL) (void)remove(files[2].final); /* stale gptq leftovers */
-  char *index = join(a->out, "model.safetensors.index.json");
+  char *index = join(dir, "model.safetensors.index.json");
   if (index != NULL && access(index, F_OK) == 0) { /* it would shadow the new single file */
     MQ_WARN("export: removing stale %s", index);
     (void)remove(index);
   }
   mq_free(index);
-  MQ_INFO("export: wrote %s", files[0].final);
+  MQ_CHECK(mq_outdir_commit(&od, err));
+  MQ_INFO("export: wrote %s/%s", a->out, files[0].name);
 cleanup:
+  mq_outdir_abort(&od, err); /* a failure inside it is blamed on a->out */
   for (int k = 0; k < 3; k++) {
     if (files[k].written) (void)remove(files[k].tmp);
     mq_free(files[k].tmp);

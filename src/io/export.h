@@ -31,6 +31,7 @@ typedef struct mq_export_args {
   const char *model; /* original checkpoint for what the result file lacks, or NULL */
   mq_export_format format;
   mq_export_dtype dtype; /* dequant; gguf: the non-quantized 2-D tensors (auto: as stored) */
+  int force;             /* an existing non-empty output directory is replaced whole */
   /* gguf only */
   int allow_requantize;  /* round inexact scales to float16 and re-quantize (else refused) */
   int dequantize;        /* write the quantized linears dequantized (F32, or --dtype) */

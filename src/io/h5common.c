@@ -9,6 +9,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "io/paths.h"
 
 void mq__h5_quiet_begin(mq_h5_quiet *q) {
   q->func = NULL;
@@ -25,7 +26,9 @@ void mq__h5_quiet_end(const mq_h5_quiet *q) {
 mq_status mq__h5_open_read(const char *path, hid_t *file, mq_error *err) {
   mq_status st = MQ_OK;
   *file = H5I_INVALID_HID;
-  /* access() first: HDF5's own failure does not say "no such file" vs "not HDF5". */
+  /* stat() and access() first: HDF5's own failure does not say "no such file" vs "not HDF5",
+   * and HDF5 would block opening a FIFO. */
+  MQ_CHECK(mq_path_check_regular(path, err));
   if (access(path, R_OK) != 0) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
   if (H5Fis_hdf5(path) <= 0) MQ_FAIL(err, MQ_EINPUT, "%s: not an HDF5 file", path);
   *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -27,8 +27,9 @@ typedef struct mq_h5_quiet {
 void mq__h5_quiet_begin(mq_h5_quiet *q);
 void mq__h5_quiet_end(const mq_h5_quiet *q);
 
-/* Opens path read-only with the default driver. MQ_EINPUT "<path>: cannot open: <errno>" or
- * "<path>: not an HDF5 file". *file is H5I_INVALID_HID on failure. */
+/* Opens path read-only with the default driver after stat() says it is a regular file (a
+ * FIFO would block HDF5's open). MQ_EINPUT "<path>: cannot open: <errno>", "<path>: not a
+ * regular file" or "<path>: not an HDF5 file". *file is H5I_INVALID_HID on failure. */
 mq_status mq__h5_open_read(const char *path, hid_t *file, mq_error *err);
 
 /* Link names of a group sorted with strcmp. name[i] points into buf; both from mq_alloc. */

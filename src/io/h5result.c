@@ -121,6 +121,7 @@ static mq_status result_alloc(const char *path, mq_h5_result **out, mq_error *er
   MQ_CHECK_ALLOC(err, rf, sizeof *rf);
   rf->comm = MPI_COMM_NULL;
   rf->file = rf->layers = rf->dxpl = H5I_INVALID_HID;
+  rf->fd = -1;
   size_t plen = strlen(path) + 1;
   rf->path = mq_alloc(plen, 1);
   MQ_CHECK_ALLOC(err, rf->path, plen);
@@ -205,6 +206,7 @@ mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append, mq_h5_
   MPI_Comm_dup(comm, &rf->comm); /* from here on rf is a collective handle on every rank */
   MPI_Comm_rank(rf->comm, &rf->rank);
   MQ_AGREE(rf->comm, open_file(rf, append, err));
+  MQ_AGREE(rf->comm, mq__h5_result_space_open(rf, err));
   *out = rf;
   rf = NULL;
 cleanup:
@@ -220,6 +222,7 @@ mq_status mq_h5_result_create(MPI_Comm comm, const char *path, const mq_result_m
   mq_h5_result *rf = NULL;
   *out = NULL;
   MQ_CHECK(mq__h5_result_open(comm, path, 0, &rf, err));
+  MQ_CHECK(mq__h5_result_reserve(rf, 0, err)); /* the root's metadata */
   MQ_AGREE(rf->comm, root_create(rf, meta, err));
   *out = rf;
   rf = NULL;
@@ -261,6 +264,42 @@ typedef struct layer_claim {
   uint64_t row0, rows, hash;
 } layer_claim;
 
+/* A layer's scalars are numbers a reader can trust: λ, loss, err, rel_err, bound_l2 and
+ * seconds finite and >= 0; bound_linf and err_floor finite (>= 0 for bound_linf) or NaN (not
+ * applicable); clipped and lambda_raises >= 0. Anything else is a numerical failure
+ * (MQ_ENUMERIC) and the layer is not written. The scalars are identical on every rank, so all
+ * ranks reach the same verdict. */
+static mq_status check_scalars(const mq_h5_result *rf, const char *name,
+                               const mq_layer_result *res, mq_error *err) {
+  mq_status st = MQ_OK;
+  const struct {
+    const char *what;
+    double v;
+    int nan_ok, negative_ok;
+  } s[] = {{"lambda", res->lambda, 0, 0},         {"loss", res->loss, 0, 0},
+           {"err", res->err, 0, 0},               {"rel_err", res->rel_err, 0, 0},
+           /* Qronos' bound includes err_floor, unknown (NaN) for layers given as H and G */
+           {"bound_l2", res->bound_l2, isnan(res->err_floor), 0},
+           {"bound_linf", res->bound_linf, 1, 0},
+           {"err_floor", res->err_floor, 1, 1},   {"seconds", res->seconds, 0, 0}};
+  for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+    double v = s[i].v;
+    if ((isnan(v) && s[i].nan_ok) || (isfinite(v) && (v >= 0 || s[i].negative_ok))) continue;
+    MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: %s = %g is not a finite%s number: numerical "
+            "failure, the layer is not written", rf->path, name, s[i].what, v,
+            s[i].negative_ok ? "" : " non-negative");
+  }
+  if (res->clipped < 0 || res->lambda_raises < 0)
+    MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: negative clipped (%lld) or lambda_raises (%lld)",
+            rf->path, name, (long long)res->clipped, (long long)res->lambda_raises);
+  for (size_t k = 0; k < res->rows * res->ngroups; k++) /* this rank's rows */
+    if (!isfinite(res->scales[k]))
+      MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: scale of group %zu is %g: numerical failure, "
+              "the layer is not written", rf->path, name, k % res->ngroups, (double)res->scales[k]);
+cleanup:
+  return st;
+}
+
 /* Local checks of the caller's arguments, before anything is created: a bad name or
  * inconsistent sizes would otherwise produce a file that export/inspect misread. */
 static mq_status check_layer_args(const mq_h5_result *rf, const char *name, size_t total_rows,
@@ -275,6 +314,7 @@ static mq_status check_layer_args(const mq_h5_result *rf, const char *name, size
       res->rows > total_rows || row0 > total_rows - res->rows)
     MQ_FAIL(err, MQ_EFAIL, "internal error: %s: /layers/%s: inconsistent layer result", rf->path,
             name);
+  MQ_CHECK(check_scalars(rf, name, res, err));
   /* a group without layer_complete is what an interrupted run left: write_layer replaces it */
   htri_t exists = H5Lexists(rf->layers, name, H5P_DEFAULT);
   if (exists < 0 || (exists > 0 && mq_h5_result_layer_done(rf, name)))
@@ -435,6 +475,9 @@ mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t to
   }
   MQ_AGREE(rf->comm, st);
   MQ_CHECK(check_layout(rf, name, total_rows, row0, res, claims, err)); /* same on all ranks */
+  /* the layer's data and metadata get their disk blocks before anything is created */
+  MQ_CHECK(mq__h5_result_reserve(rf, (uint64_t)total_rows * (res->words + 2 * res->ngroups) * 4 +
+                                         (uint64_t)res->cols * 4, err));
   snprintf(obj, sizeof obj, "/layers/%s", name);
   if (H5Lexists(rf->layers, name, H5P_DEFAULT) > 0 && H5Ldelete(rf->layers, name, H5P_DEFAULT) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: %s: cannot replace", rf->path, obj);
@@ -456,8 +499,10 @@ mq_status mq_h5_result_write_layer(mq_h5_result *rf, const char *name, size_t to
                                  rf->rank == 0 ? res->cols : 0, 0, res->g_idx, err));
   /* every rank, same values */
   MQ_AGREE(rf->comm, write_layer_attrs(rf, g, obj, total_rows, res, err));
-  st = attr_i64(rf, g, obj, "layer_complete", 1, err); /* last: what --resume trusts */
-  if (st == MQ_OK && H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
+  /* last: what --resume trusts */
+  MQ_AGREE(rf->comm, attr_i64(rf, g, obj, "layer_complete", 1, err));
+  MQ_CHECK(mq__h5_result_reserve(rf, 0, err)); /* whatever the attributes allocated */
+  if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
   MQ_AGREE(rf->comm, st);
 cleanup:
@@ -476,13 +521,14 @@ mq_status mq_h5_result_finish(mq_h5_result **prf, mq_error *err) {
   mq__h5_quiet_begin(&quiet);
   mq_h5_result *rf = prf ? *prf : NULL;
   if (rf == NULL) MQ_FAIL(err, MQ_EFAIL, "internal error: no result file to finish");
+  MQ_CHECK(mq__h5_result_reserve(rf, 0, err));
   /* Everything else reaches the file before complete=1 is written; the agreement doubles as
    * the barrier: no rank writes complete=1 before every rank's flush has returned. */
   if (H5Fflush(rf->file, H5F_SCOPE_GLOBAL) < 0)
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: flush failed", rf->path);
   MQ_AGREE(rf->comm, st);
   /* every rank, one collective write */
-  MQ_AGREE(rf->comm, attr_i64(rf, rf->file, "/", "complete", 1, err));
+  MQ_AGREE(rf->comm, attr_i64(rf, rf->file, "/", "complete", 1, err)); /* exists: no space */
   mq__h5_close(&rf->dxpl);
   mq__h5_close(&rf->layers);
   herr_t rc = H5Fclose(rf->file); /* collective */
@@ -490,6 +536,7 @@ mq_status mq_h5_result_finish(mq_h5_result **prf, mq_error *err) {
   if (rc < 0) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "%s: cannot close file", rf->path);
   MQ_AGREE(rf->comm, st);
   MPI_Comm_free(&rf->comm);
+  mq__h5_result_space_close(rf);
   mq_free(rf->path);
   mq_free(rf);
   *prf = NULL;
@@ -515,6 +562,7 @@ void mq_h5_result_abort(mq_h5_result **prf) {
     MPI_Barrier(rf->comm); /* and it is gone for every rank when abort() returns */
     MPI_Comm_free(&rf->comm);
   }
+  mq__h5_result_space_close(rf);
   mq_free(rf->path);
   mq_free(rf);
   *prf = NULL;

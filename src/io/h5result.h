@@ -12,12 +12,22 @@
  * after every layer is in place. mq_h5_result_abort() closes and deletes a partial file so a
  * failed run never leaves a file that claims to be complete.
  *
+ * Disk space: before every step rank 0 reserves the blocks the step can write (fallocate; see
+ * h5result_space.c), and the ranks agree on the outcome before any of them enters HDF5, so a
+ * full disk (ENOSPC, EDQUOT) is MQ_EFAIL "<path>: cannot reserve <n> bytes of disk space: ..." on
+ * every rank together instead of a failure inside one of HDF5's collectives (a hang).
+ *
+ * Numbers: a layer whose scalars are not finite (or negative where they cannot be) or whose
+ * scales are not finite is refused before anything of it is written: MQ_ENUMERIC
+ * "<path>: /layers/<name>: <scalar> = <value> is not a finite non-negative number: ...".
+ *
  * Reading (mq_h5_result_read_summary) is serial and rank-local. */
 #ifndef MQ_IO_H5RESULT_H
 #define MQ_IO_H5RESULT_H
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mpiquant.h"
 
@@ -28,6 +38,9 @@ typedef struct mq_result_meta {
   int nranks;
   const char *resume_key; /* quantize: every setting the codes depend on (root attribute
                              resume_key, compared by --resume); NULL: none */
+  /* reading: the root attribute checkpoint_hash (16 hex digits), when the file has one */
+  int has_checkpoint_hash;
+  uint64_t checkpoint_hash;
 } mq_result_meta;
 
 /* Collective over comm (the handle keeps a duplicate of it). Creates (truncates) path and
@@ -90,6 +103,12 @@ mq_status mq_h5_result_finish(mq_h5_result **rf, mq_error *err);
 void mq_h5_result_abort(mq_h5_result **rf);
 
 /* --- the model part (written by `quantize`; h5result_model.c) --- */
+
+/* Collective. The root attribute checkpoint_hash: hash (io/checkpoint_source.h,
+ * mq_checkpoint_source_hash) as 16 lowercase hex digits, so that `eval --quantized` and
+ * `export --model` can refuse another checkpoint. hash must be the same on every rank
+ * (MQ_EINPUT naming the result file otherwise: the ranks read different checkpoints). */
+mq_status mq_h5_result_set_checkpoint(mq_h5_result *rf, uint64_t hash, mq_error *err);
 
 /* Collective. /model/config: config.json's text as a scalar fixed-length string dataset
  * (h5py reads bytes). json (len bytes) must be identical on every rank. */

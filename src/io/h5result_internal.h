@@ -7,6 +7,7 @@
 #define MQ_IO_H5RESULT_INTERNAL_H
 
 #include <mpi.h>
+#include <stdint.h>
 
 #include "hdf5.h"
 #include "mpiquant.h"
@@ -20,6 +21,8 @@ struct mq_h5_result {
   hid_t file;
   hid_t layers; /* the /layers group */
   hid_t dxpl;   /* dataset transfer: H5FD_MPIO_COLLECTIVE */
+  int fd;       /* rank 0: the file opened once more, for space reservations; else -1 */
+  int unreserved; /* the file system cannot reserve space (said once) */
 };
 
 /* Collective. A handle on path for every rank of comm: the file created (truncated; it must
@@ -33,5 +36,12 @@ mq_status mq__h5_result_open(MPI_Comm comm, const char *path, int append,
  * "/layers/<name>", "/model/tensors/<name>"). */
 mq_status mq__h5_result_attr_str(const struct mq_h5_result *rf, hid_t loc, const char *obj,
                                  const char *name, const char *v, mq_error *err);
+
+/* Disk space (h5result_space.c). Local: rank 0 opens rf->path for reservations (rf->fd). */
+mq_status mq__h5_result_space_open(struct mq_h5_result *rf, mq_error *err);
+void mq__h5_result_space_close(struct mq_h5_result *rf);
+/* Collective, agreed: rank 0 reserves the blocks of [0, file size + extra + slack) before a step
+ * writes; MQ_EFAIL "<path>: cannot reserve <n> bytes of disk space: <errno>". */
+mq_status mq__h5_result_reserve(struct mq_h5_result *rf, uint64_t extra, mq_error *err);
 
 #endif

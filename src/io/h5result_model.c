@@ -3,6 +3,7 @@
  * Metadata calls (groups, datasets, attributes) are made by every rank with the same
  * arguments; the data, which every rank has alike, is written by rank 0 alone with an
  * independent transfer. Each step ends with the ranks agreeing on the status. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,7 @@ mq_status mq_h5_result_write_config(mq_h5_result *rf, const char *json, size_t l
   hid_t space = H5I_INVALID_HID, ds = H5I_INVALID_HID;
   mq_h5_quiet quiet;
   mq__h5_quiet_begin(&quiet);
+  MQ_CHECK(mq__h5_result_reserve(rf, len, err));
   MQ_AGREE(rf->comm, open_groups(rf, &model, &tensors, err));
   type = H5Tcopy(H5T_C_S1);
   space = H5Screate(H5S_SCALAR);
@@ -75,8 +77,9 @@ mq_status mq_h5_result_write_tensor(mq_h5_result *rf, const char *name, const fl
   snprintf(obj, sizeof obj, "/model/tensors/%s", name);
   if (ndim < 1 || ndim > 2 || (rf->rank == 0 && data == NULL))
     st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "internal error: %s: bad tensor", obj);
-  if (st == MQ_OK) st = open_groups(rf, &model, &tensors, err);
   MQ_AGREE(rf->comm, st);
+  MQ_CHECK(mq__h5_result_reserve(rf, (uint64_t)shape[0] * (ndim > 1 ? shape[1] : 1) * 4, err));
+  MQ_AGREE(rf->comm, open_groups(rf, &model, &tensors, err));
   hsize_t dims[2] = {(hsize_t)shape[0], ndim > 1 ? (hsize_t)shape[1] : 1};
   space = H5Screate_simple(ndim, dims, NULL);
   ds = space >= 0 ? mq__h5_dataset_create(tensors, name, H5T_IEEE_F32LE, space) : H5I_INVALID_HID;
@@ -89,6 +92,25 @@ cleanup:
   mq__h5_close(&space);
   mq__h5_close(&tensors);
   mq__h5_close(&model);
+  mq__h5_quiet_end(&quiet);
+  return st;
+}
+
+mq_status mq_h5_result_set_checkpoint(mq_h5_result *rf, uint64_t hash, mq_error *err) {
+  mq_status st = MQ_OK;
+  uint64_t root = hash;
+  char text[24];
+  mq_h5_quiet quiet;
+  mq__h5_quiet_begin(&quiet);
+  MPI_Bcast(&root, 1, MPI_UINT64_T, 0, rf->comm);
+  if (root != hash) /* attribute writes need identical arguments on every rank */
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__, "%s: config.json or the tensor table "
+                  "differs from what rank 0 read (not the same checkpoint on every node?)",
+                  rf->path);
+  MQ_AGREE(rf->comm, st);
+  snprintf(text, sizeof text, "%016" PRIx64, hash);
+  MQ_AGREE(rf->comm, mq__h5_result_attr_str(rf, rf->file, "/", "checkpoint_hash", text, err));
+cleanup:
   mq__h5_quiet_end(&quiet);
   return st;
 }

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/layer_scalars.h"
@@ -50,6 +51,23 @@ cleanup:
   return st;
 }
 
+/* checkpoint_hash, when present: exactly 16 hex digits. */
+static mq_status read_checkpoint_hash(const mq_h5_obj *root, mq_result_meta *meta,
+                                      mq_error *err) {
+  mq_status st = MQ_OK;
+  char buf[32];
+  int found = 0;
+  MQ_CHECK(mq__h5_attr_string_buf(root, "checkpoint_hash", buf, sizeof buf, &found, err));
+  if (!found) goto cleanup;
+  if (strlen(buf) != 16 || strspn(buf, "0123456789abcdefABCDEF") != 16)
+    MQ_FAIL(err, MQ_EINPUT, "%s: attribute checkpoint_hash: '%s' is not 16 hex digits",
+            root->path, buf);
+  meta->checkpoint_hash = (uint64_t)strtoull(buf, NULL, 16);
+  meta->has_checkpoint_hash = 1;
+cleanup:
+  return st;
+}
+
 static mq_status read_root(const char *path, hid_t file, mq_result_summary *sum, mq_error *err) {
   mq_status st = MQ_OK;
   const mq_h5_obj root = {file, path, "/"};
@@ -91,6 +109,7 @@ static mq_status read_root(const char *path, hid_t file, mq_result_summary *sum,
   MQ_CHECK(mq__h5_attr_f64(&root, "damp", &o->damp, &found, err));
   MQ_CHECK(mq__h5_attr_f64(&root, "lambda_abs", &o->lambda, &found, err));
   MQ_CHECK(mq__h5_attr_num(&root, "seed", H5T_NATIVE_UINT64, &o->seed, &found, err));
+  MQ_CHECK(read_checkpoint_hash(&root, &sum->meta, err));
 cleanup:
   return st;
 }

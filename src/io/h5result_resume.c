@@ -37,9 +37,11 @@ static mq_status inspect(const char *path, const char *key, mq_resume_state *sta
   int64_t complete = 0;
   int present = 0, has_complete = 0;
   struct stat sb;
+  mq_h5_obj root = {H5I_INVALID_HID, path, "/"};
   *state = MQ_RESUME_NONE;
   if (stat(path, &sb) != 0) return MQ_OK;
-  mq_h5_obj root = {H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), path, "/"};
+  if (!S_ISREG(sb.st_mode)) MQ_FAIL(err, MQ_EUSAGE, "%s: --resume: not a regular file", path);
+  root.id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (root.id < 0)
     MQ_FAIL(err, MQ_EUSAGE, "%s: --resume: not readable as HDF5 (damaged by the interruption?); "
             "remove it to start over", path);

@@ -10,6 +10,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "io/paths.h"
 
 /* A config.json is a few KB; anything this large is not one. */
 enum { MAX_CONFIG_BYTES = 16 << 20 };
@@ -17,47 +18,10 @@ enum { MAX_CONFIG_BYTES = 16 << 20 };
 static const char *const supported[] = {"LlamaForCausalLM", "MistralForCausalLM",
                                         "Qwen2ForCausalLM"};
 
-/* Reads the whole file, NUL-terminated. */
-static mq_status slurp(const char *path, char **text, size_t *len, mq_error *err) {
-  mq_status st = MQ_OK;
-  FILE *f = fopen(path, "rb");
-  char *buf = NULL;
-  *text = NULL;
-  *len = 0;
-  if (!f) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
-  size_t cap = 4096, n = 0;
-  buf = mq_alloc(cap, 1);
-  MQ_CHECK_ALLOC(err, buf, cap);
-  for (;;) {
-    if (n + 1 >= cap) {
-      if (cap >= (size_t)MAX_CONFIG_BYTES)
-        MQ_FAIL(err, MQ_EINPUT, "%s: larger than %d bytes, not a config.json", path,
-                MAX_CONFIG_BYTES);
-      char *grown = mq_alloc(2 * cap, 1);
-      MQ_CHECK_ALLOC(err, grown, 2 * cap);
-      memcpy(grown, buf, n);
-      mq_free(buf);
-      buf = grown;
-      cap *= 2;
-    }
-    size_t got = fread(buf + n, 1, cap - 1 - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  if (ferror(f)) MQ_FAIL(err, MQ_EINPUT, "%s: read error", path);
-  buf[n] = '\0';
-  *text = buf;
-  *len = n;
-  buf = NULL;
-cleanup:
-  if (f) fclose(f);
-  mq_free(buf);
-  return st;
-}
-
-/* Positive int field; `def` < 0 means required, 0 means optional with *out = 0 when absent. */
+/* Positive int field, at most max; `def` < 0 means required, 0 means optional with *out = 0
+ * when absent. */
 static mq_status get_pos_int(const char *path, const json_t *root, const char *field, int def,
-                             int *out, mq_error *err) {
+                             long long max, int *out, mq_error *err) {
   mq_status st = MQ_OK;
   const json_t *j = json_object_get(root, field);
   if (!j || json_is_null(j)) {
@@ -69,7 +33,9 @@ static mq_status get_pos_int(const char *path, const json_t *root, const char *f
   json_int_t v = json_integer_value(j);
   if (v <= 0)
     MQ_FAIL(err, MQ_EINPUT, "%s: %s: must be positive, got %lld", path, field, (long long)v);
-  if (v > INT_MAX) MQ_FAIL(err, MQ_EINPUT, "%s: %s: too large (%lld)", path, field, (long long)v);
+  if (v > INT_MAX || v > max)
+    MQ_FAIL(err, MQ_EINPUT, "%s: %s: %lld is beyond what a model of this family can have (at "
+            "most %lld)", path, field, (long long)v, max);
   *out = (int)v;
 cleanup:
   return st;
@@ -186,15 +152,18 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
             "MistralForCausalLM, Qwen2ForCausalLM)",
             path, a);
   snprintf(c->architecture, sizeof c->architecture, "%s", a);
-  MQ_CHECK(get_pos_int(path, root, "hidden_size", -1, &c->hidden_size, err));
-  MQ_CHECK(get_pos_int(path, root, "intermediate_size", -1, &c->intermediate_size, err));
-  MQ_CHECK(get_pos_int(path, root, "num_hidden_layers", -1, &c->num_hidden_layers, err));
-  MQ_CHECK(get_pos_int(path, root, "num_attention_heads", -1, &c->num_attention_heads, err));
+  MQ_CHECK(get_pos_int(path, root, "hidden_size", -1, MQ_CONFIG_MAX_WIDTH, &c->hidden_size, err));
+  MQ_CHECK(get_pos_int(path, root, "intermediate_size", -1, MQ_CONFIG_MAX_WIDTH,
+                       &c->intermediate_size, err));
+  MQ_CHECK(get_pos_int(path, root, "num_hidden_layers", -1, MQ_CONFIG_MAX_LAYERS,
+                       &c->num_hidden_layers, err));
+  MQ_CHECK(get_pos_int(path, root, "num_attention_heads", -1, MQ_CONFIG_MAX_HEADS,
+                       &c->num_attention_heads, err));
   MQ_CHECK(get_pos_int(path, root, "num_key_value_heads", c->num_attention_heads,
-                       &c->num_key_value_heads, err));
-  MQ_CHECK(get_pos_int(path, root, "vocab_size", -1, &c->vocab_size, err));
-  MQ_CHECK(get_pos_int(path, root, "max_position_embeddings", 0, &c->max_position_embeddings,
-                       err));
+                       MQ_CONFIG_MAX_HEADS, &c->num_key_value_heads, err));
+  MQ_CHECK(get_pos_int(path, root, "vocab_size", -1, MQ_CONFIG_MAX_VOCAB, &c->vocab_size, err));
+  MQ_CHECK(get_pos_int(path, root, "max_position_embeddings", 0, INT_MAX,
+                       &c->max_position_embeddings, err));
   MQ_CHECK(get_pos_real(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, err));
   MQ_CHECK(get_pos_real(path, root, "rope_theta", 10000.0, &c->rope_theta, err));
   MQ_CHECK(get_bool(path, root, "tie_word_embeddings", 0, &c->tie_word_embeddings, err));
@@ -215,8 +184,11 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
     MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: only hidden_size / num_attention_heads (%d) is supported",
             path, c->head_dim);
   MQ_CHECK(check_unsupported(path, root, c, err));
+  /* transformers >= 4.56 writes "dtype"; older files "torch_dtype" */
   const json_t *dt = json_object_get(root, "torch_dtype");
-  if (json_is_string(dt)) snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", json_string_value(dt));
+  if (!json_is_string(dt)) dt = json_object_get(root, "dtype");
+  if (json_is_string(dt))
+    snprintf(c->torch_dtype, sizeof c->torch_dtype, "%s", json_string_value(dt));
 cleanup:
   return st;
 }
@@ -225,7 +197,7 @@ mq_status mq_llama_config_read(const char *path, mq_llama_config *cfg, mq_error 
   mq_status st = MQ_OK;
   json_t *root = NULL;
   memset(cfg, 0, sizeof *cfg);
-  MQ_CHECK(slurp(path, &cfg->json_text, &cfg->json_len, err));
+  MQ_CHECK(mq_path_read_all(path, MAX_CONFIG_BYTES, &cfg->json_text, &cfg->json_len, err));
   json_error_t jerr;
   root = json_loadb(cfg->json_text, cfg->json_len, 0, &jerr);
   if (!root)

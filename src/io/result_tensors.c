@@ -2,6 +2,7 @@
  * /model/tensors of `quantize`. Serial HDF5 (default driver), one handle per rank. */
 #include "io/result_tensors.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,12 +198,22 @@ static mq_status rt_read(void *ctx, const char *name, float *out, size_t count, 
   if (e->is_layer) {
     MQ_CHECK(mq__h5_layer_read(c->layers, c->path, e->link, c->meta.opts.bits, &l, err));
     MQ_CHECK(mq_layer_result_dequantize(&l, out, err));
+    /* finite scales times codes can still overflow float32: no weight may be Inf */
+    for (size_t k = 0; k < count; k++)
+      if (!isfinite(out[k]))
+        MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: dequantized weight [%zu, %zu] is %g "
+                "(scale times code overflows float32): numerical failure", c->path, e->link,
+                k / e->shape[1], k % e->shape[1], (double)out[k]);
   } else {
     char where[320];
     snprintf(where, sizeof where, "model/tensors/%s", e->link);
     ds = H5Dopen2(c->file, where, H5P_DEFAULT);
     if (ds < 0 || (count > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0))
       MQ_FAIL(err, MQ_EINPUT, "%s: /%s: cannot read", c->path, where);
+    for (size_t k = 0; k < count; k++)
+      if (!isfinite(out[k]))
+        MQ_FAIL(err, MQ_EINPUT, "%s: /%s: element %zu is %s", c->path, where, k,
+                isnan(out[k]) ? "NaN" : "infinite");
   }
 cleanup:
   mq_layer_result_free(&l);

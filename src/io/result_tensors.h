@@ -13,7 +13,9 @@
  * scales and zeros [rows, ngroups], g_idx [cols], the attributes rows and cols) and every
  * attribute and string it reads (class, one element); reading a layer checks g_idx ∈
  * [0, ngroups), finite scales and zeros ∈ [0, 2^bits − 1]. Failures are MQ_EINPUT
- * "<path>: /layers/<name>: <reason>" (or "<path>: <object>: <reason>"). */
+ * "<path>: /layers/<name>: <reason>" (or "<path>: <object>: <reason>"). Every value read is
+ * finite: a NaN or Inf in /model/tensors is MQ_EINPUT, a dequantized weight that overflows
+ * float32 (a huge scale times a code) MQ_ENUMERIC. */
 #ifndef MQ_IO_RESULT_TENSORS_H
 #define MQ_IO_RESULT_TENSORS_H
 

@@ -13,6 +13,7 @@
 
 #include "core/mem.h"
 #include "core/status.h"
+#include "io/paths.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host (F32 data is read in place)"
@@ -224,11 +225,9 @@ static mq_status load_shard(mq_st_model *m, size_t si, mq_error *err) {
   char *hdr = NULL;
   json_t *root = NULL;
   unsigned char lenbuf[8];
-  sh->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (sh->fd < 0) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  MQ_CHECK(mq_path_open_regular(path, &sh->fd, err)); /* a FIFO must not block the open */
   struct stat sb;
   if (fstat(sh->fd, &sb) != 0) MQ_FAIL(err, MQ_EINPUT, "%s: cannot stat: %s", path, strerror(errno));
-  if (!S_ISREG(sb.st_mode)) MQ_FAIL(err, MQ_EINPUT, "%s: not a regular file", path);
   size_t fsize = (size_t)sb.st_size;
   if (fsize < 8)
     MQ_FAIL(err, MQ_EINPUT, "%s: truncated (%zu bytes, a safetensors file needs at least 8)", path,
@@ -303,7 +302,11 @@ cleanup:
 static mq_status load_index(mq_st_model *m, const char *ipath, json_t **root, mq_error *err) {
   mq_status st = MQ_OK;
   json_error_t jerr;
-  *root = json_load_file(ipath, JSON_REJECT_DUPLICATES, &jerr);
+  char *text = NULL;
+  size_t len = 0;
+  MQ_CHECK(mq_path_read_all(ipath, MQ_ST_MAX_HEADER, &text, &len, err));
+  *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  mq_free(text);
   if (!*root)
     MQ_FAIL(err, MQ_EINPUT, "%s: not valid JSON: %s (line %d)", ipath, jerr.text, jerr.line);
   const json_t *wm = json_object_get(*root, "weight_map");

@@ -3,7 +3,8 @@
  * shard file). Only headers are read at open; tensor data is read with pread on request, so a
  * caller touches just the tensors it asks for.
  *
- * Files are treated as hostile: open() checks header length, JSON syntax, dtypes, shapes against
+ * Files are treated as hostile: every file is opened without blocking and must be a regular
+ * file (io/paths.h); open() checks header length, JSON syntax, dtypes, shapes against
  * byte lengths (overflow-checked), offsets inside the data buffer and that no two tensors' byte
  * ranges overlap. Every failure is MQ_EINPUT "<file>: <tensor>: <reason>" or "<file>: <reason>".
  * Not collective: every rank that needs weights may open the checkpoint itself. */
@@ -47,7 +48,8 @@ size_t mq_st_count(const mq_st_model *m);
 const char *mq_st_name(const mq_st_model *m, size_t i);
 
 /* Reads tensor `name` into out[count] as float32 (count must equal the element count).
- * F16 and BF16 convert exactly (subnormals, inf and nan included). Errors: MQ_EINPUT
+ * F16 and BF16 convert exactly (subnormals, inf and nan included: the checkpoint tensor source,
+ * io/checkpoint_source.h, refuses non-finite values). Errors: MQ_EINPUT
  * "<dir>: missing tensor <name>", "<file>: <name>: has N elements, caller expects M",
  * "<file>: <name>: short read"; MQ_EFAIL on out of memory. */
 mq_status mq_st_read_f32(mq_st_model *m, const char *name, float *out, size_t count,

