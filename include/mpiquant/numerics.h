@@ -23,7 +23,8 @@ typedef enum mq_status {
   MQ_EFAIL = 1,    /* anything else: out of memory, I/O failure on write, internal error */
   MQ_EUSAGE = 2,   /* bad command line */
   MQ_EINPUT = 3,   /* unreadable, malformed or inconsistent input */
-  MQ_ENUMERIC = 4  /* numerical failure no fallback could fix */
+  MQ_ENUMERIC = 4, /* numerical failure no fallback could fix */
+  MQ_EINTERRUPTED = 5 /* stopped at a safe point by SIGTERM/SIGUSR1; resumable (--resume) */
 } mq_status;
 
 /* Error record threaded through every call: the first failure is kept with its origin. */

@@ -42,6 +42,12 @@ void *mq_calloc(size_t count, size_t size) {
   return p;
 }
 
+void *mq_memdup(const void *src, size_t count, size_t size) {
+  void *p = src == NULL ? NULL : mq_alloc(count, size);
+  if (p != NULL) memcpy(p, src, count * size);
+  return p;
+}
+
 void mq_free(void *ptr) {
   if (ptr == NULL) return;
   void *base = (char *)ptr - MQ_MEM_ALIGN;

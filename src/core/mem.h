@@ -9,6 +9,8 @@
 void *mq_alloc(size_t count, size_t size);
 /* Same, zero-filled. */
 void *mq_calloc(size_t count, size_t size);
+/* A counted copy of count·size bytes of src; NULL when src is NULL or on failure. */
+void *mq_memdup(const void *src, size_t count, size_t size);
 /* Accepts NULL. */
 void mq_free(void *ptr);
 /* Bytes currently allocated through mq_alloc, and the high-water mark. */

@@ -18,6 +18,7 @@ const char *mq_status_name(mq_status st) {
     case MQ_EUSAGE: return "usage error";
     case MQ_EINPUT: return "bad input";
     case MQ_ENUMERIC: return "numerical failure";
+    case MQ_EINTERRUPTED: return "interrupted";
   }
   return "unknown status";
 }

@@ -546,6 +546,10 @@ cleanup:
   return st;
 }
 
+void mq_h5_result_keep_partial(mq_h5_result *rf) {
+  if (rf != NULL) rf->created = 0;
+}
+
 void mq_h5_result_abort(mq_h5_result **prf) {
   if (prf == NULL || *prf == NULL) return;
   mq_h5_result *rf = *prf;

@@ -101,6 +101,9 @@ mq_status mq_h5_result_finish(mq_h5_result **rf, mq_error *err);
 /* Collective (every rank of the handle calls it, after an agreed failure): closes the file on
  * all ranks, then rank 0 deletes it. Accepts NULL (on every rank); nulls the handle. */
 void mq_h5_result_abort(mq_h5_result **rf);
+/* Local. The file holds progress to keep (an interrupted run): the next abort() closes it
+ * without deleting it, even when this run created it. */
+void mq_h5_result_keep_partial(mq_h5_result *rf);
 
 /* --- the model part (written by `quantize`; h5result_model.c) --- */
 

@@ -24,7 +24,6 @@
 #include "io/checkpoint_source.h"
 #include "io/h5result.h"
 #include "io/hfconfig.h"
-#include "io/h5result_internal.h" /* interrupt: keep a created file (rf->created); see below */
 #include "io/report.h"
 #include "io/tokens.h"
 #include "model/llama.h"
@@ -560,10 +559,9 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   MQ_INFO("done: %zu layers in %.1fs (forward passes %.1fs, layer engine %.1fs, rest %.1fs)",
           p.layers_total, total, fwd, eng, total - fwd - eng);
 cleanup:
-  /* interrupt: the file holds every layer written so far and stays for --resume (abort then
-   * only closes it; a created file would be deleted). TODO(io): a public "close, keep partial". */
+  /* interrupt: the file holds every layer written so far and stays for --resume */
   if (st == MQ_EINTERRUPTED && p.rf != NULL) {
-    p.rf->created = 0;
+    mq_h5_result_keep_partial(p.rf);
     MQ_INFO("interrupted after layer %zu of %zu (%zu quantized by this run): %s keeps every "
             "finished layer, not complete; rerun with --resume", p.layers_done, p.layers_total,
             p.layers_quantized, args->out);

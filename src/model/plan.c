@@ -8,6 +8,7 @@
 #include "core/mem.h"
 #include "core/status.h"
 #include "model/llama.h"
+#include "parallel/layer_plan.h"
 
 enum { CHUNK_TOKENS = 1024 }; /* calibrate.c: windows per chunk of the exact sums */
 enum { ATT_ROWS = 128, HEAD_ROWS = 64 }; /* llama.c's attention and logits tiles */
@@ -58,10 +59,10 @@ static void engine_bytes(const mq_plan_args *a, mq_factor_mode f, double r, doub
   }
 }
 
-/* layer_plan.c: the replicated path holds k·8·c² (k = 3 for samples, +2 for Qronos' G). */
+/* The engine's own rule (parallel/layer_plan.h) for a layer of c columns from samples. */
 static double replicated_bytes(const mq_plan_args *a, double c) {
-  double k = 3.0 + (a->opts.method == MQ_METHOD_QRONOS ? 2.0 : 0.0);
-  return k * 8.0 * c * c;
+  mq_layer_desc d = {.cols = (size_t)c, .has_x = 1, .has_xq = 1};
+  return mq__layer_replicated_bytes(&d, a->opts.method == MQ_METHOD_QRONOS);
 }
 
 /* The memory of a run of a->ranks ranks, ranks_per_node of them per node. */

@@ -15,12 +15,6 @@ static void copy_matrix(double *dst, const double *src, size_t cols) {
   if (dst != NULL) memcpy(dst, src, cols * cols * sizeof *dst);
 }
 
-static double *dup_matrix(const double *A, size_t cols) {
-  double *B = A == NULL ? NULL : mq_alloc(cols * cols, sizeof *B);
-  if (B != NULL) memcpy(B, A, cols * cols * sizeof *B);
-  return B;
-}
-
 int mq_hessian_cache_fetch(const mq_hessian_cache *c, size_t cols, double *H, double *G,
                            double *Hxx) {
   int hit = c != NULL && c->valid && c->cols == cols && (c->G || !G) && (c->Hxx || !Hxx);
@@ -36,9 +30,9 @@ void mq_hessian_cache_store(mq_hessian_cache *c, size_t cols, const double *H, c
   if (c == NULL || !c->keep) return; /* the last layer of a group: no copies */
   mq_hessian_cache_free(c);
   c->keep = 1;
-  c->H = dup_matrix(H, cols);
-  c->G = dup_matrix(G, cols);
-  c->Hxx = dup_matrix(Hxx, cols);
+  c->H = mq_memdup(H, cols * cols, sizeof(double));
+  c->G = mq_memdup(G, cols * cols, sizeof(double));
+  c->Hxx = mq_memdup(Hxx, cols * cols, sizeof(double));
   c->cols = cols;
   c->valid = c->H != NULL && (c->G != NULL || !G) && (c->Hxx != NULL || !Hxx);
 }

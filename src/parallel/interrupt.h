@@ -17,9 +17,8 @@
 
 #include "core/status.h"
 
-/* Exit status 5: interrupted at a safe point by a signal; the output is resumable.
- * (Beyond mpiquant.h's mq_status values 0-4; the largest, so that agreement (MPI_MAX) keeps it.) */
-#define MQ_EINTERRUPTED ((mq_status)5)
+/* MQ_EINTERRUPTED (5, mpiquant/numerics.h): the largest status, so agreement (MPI_MAX) keeps
+ * it over any other rank's. */
 
 /* Local. Installs the recording handler for SIGTERM and SIGUSR1 on this process. Only for code
  * that calls mq_interrupt_check(): elsewhere the signals would be recorded and ignored. */

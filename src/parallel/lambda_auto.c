@@ -13,12 +13,6 @@
 
 static const double auto_damps[MQ_LAMBDA_AUTO_CANDIDATES] = {1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1};
 
-static double *dup_matrix(const double *A, size_t n) {
-  double *B = A == NULL ? NULL : mq_alloc(n, sizeof *B);
-  if (B != NULL) memcpy(B, A, n * sizeof *B);
-  return B;
-}
-
 /* Collective. One candidate: quantize on the fit samples, held-out error on the rest, summed
  * over all ranks' rows. */
 static mq_status heldout_error(layer_run *r, const double *Hfit, const double *Gfit,
@@ -29,7 +23,7 @@ static mq_status heldout_error(layer_run *r, const double *Hfit, const double *G
   mq_layer_result res = {0};
   weight_delta d = {0};
   int all = r->qronos && r->x->samples_local; /* split samples need every row */
-  double *H = dup_matrix(Hfit, cols * cols), *G = dup_matrix(Gfit, cols * cols);
+  double *H = mq_memdup(Hfit, cols * cols, sizeof(double)), *G = mq_memdup(Gfit, cols * cols, sizeof(double));
   float *What_every_row = all ? mq_alloc(r->desc->rows * cols, sizeof *What_every_row) : NULL;
   st = H && (G || !Gfit) && (What_every_row || !all)
            ? MQ_OK

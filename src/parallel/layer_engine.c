@@ -77,12 +77,6 @@ static void run_close(layer_run *r) {
   mq_free(r->Xq);
 }
 
-static double *dup_matrix(const double *A, size_t cols) {
-  double *B = A == NULL ? NULL : mq_alloc(cols * cols, sizeof *B);
-  if (B != NULL) memcpy(B, A, cols * cols * sizeof *B);
-  return B;
-}
-
 /* Collective. Distributed H: only its diagonal now (the factor reads its blocks later). */
 static mq_status load_h_diagonal(layer_run *r, mq_error *err) {
   mq_status st = MQ_OK;
@@ -114,7 +108,7 @@ static mq_status load_matrices(layer_run *r, double *H, double *G, double *Hxx,
   st = r->src->read_matrix(r->src->user, MQ_MATRIX_H, H, err);
   if (st == MQ_OK && r->plan.need_g) st = r->src->read_matrix(r->src->user, MQ_MATRIX_G, G, err);
   if (st == MQ_OK) {
-    *H_given = dup_matrix(H, cols);
+    *H_given = mq_memdup(H, cols * cols, sizeof(double));
     if (*H_given == NULL) st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (H copy)");
   }
   return mq_agree(r->comm, st);
@@ -173,8 +167,8 @@ static mq_status matrices_alloc(const layer_run *r, layer_matrices *m, mq_error 
 /* Local. The factor consumes H (and Qronos' G): the Gram errors keep copies. */
 static mq_status keep_grams(layer_run *r, layer_matrices *m, mq_error *err) {
   size_t cols = r->desc->cols;
-  r->gram_H = dup_matrix(m->H, cols);
-  r->gram_G = r->plan.need_g ? dup_matrix(m->G, cols) : m->G;
+  r->gram_H = mq_memdup(m->H, cols * cols, sizeof(double));
+  r->gram_G = r->plan.need_g ? mq_memdup(m->G, cols * cols, sizeof(double)) : m->G;
   r->gram_XX = m->Hxx;
   if (!r->plan.need_g) m->G = NULL;
   m->Hxx = NULL;

@@ -28,7 +28,7 @@ static double memory_budget(mq_ctx *ctx, const mq_quant_options *o) {
 /* The replicated path holds about k·cols² doubles per rank besides the rows: H, plus a copy
  * for the errors (H files) or the sums' scratch and 16-byte exact accumulators of the triangle
  * (samples), plus G for Qronos. */
-static double replicated_bytes(const mq_layer_desc *d, int qronos) {
+double mq__layer_replicated_bytes(const mq_layer_desc *d, int qronos) {
   double c2 = (double)d->cols * (double)d->cols * sizeof(double);
   double k = (d->has_x ? 3.0 : 2.0) + (qronos ? (d->has_x ? 2.0 : 1.0) : 0.0);
   return k * c2;
@@ -40,7 +40,7 @@ void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer
   int qronos = o->method == MQ_METHOD_QRONOS, rtn = o->method == MQ_METHOD_RTN;
   *p = (mq_layer_plan){.lambda_auto = o->lambda_mode == MQ_LAMBDA_AUTO};
   p->budget_bytes = memory_budget(ctx, o);
-  p->replicated_bytes = replicated_bytes(d, qronos);
+  p->replicated_bytes = mq__layer_replicated_bytes(d, qronos);
   int too_big = p->replicated_bytes > p->budget_bytes && !rtn && ctx->size > 1;
   if (o->factor == MQ_FACTOR_AUTO) o->factor = too_big ? MQ_FACTOR_SCALAPACK : MQ_FACTOR_LOCAL;
   p->factor = rtn ? MQ_PLAN_NO_FACTOR

@@ -42,6 +42,9 @@ typedef struct mq_layer_plan {
 /* Collective over ctx. The plan for this layer and options; resolves opts->factor when auto. */
 void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer_extras *x,
                          mq_quant_options *opts, mq_layer_plan *plan);
+/* What replicating H (and its companions) costs a rank for this layer: the rule --factor auto
+ * and `mpiquant plan` share. */
+double mq__layer_replicated_bytes(const mq_layer_desc *d, int qronos);
 /* One line at debug level (--verbose). */
 void mq__layer_plan_log(const mq_layer_plan *plan, const char *layer);
 
