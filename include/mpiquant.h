@@ -103,6 +103,12 @@ typedef struct mq_model_quantize_args {
   size_t seqlen;         /* tokens per window; 0 = 2048 capped by the model */
   int resume;            /* continue a partial result file of the same settings */
   mq_quant_options opts;
+  /* mixtures of experts: groups of ranks quantizing experts side by side (0 or 1: one group;
+   * results do not depend on it); calibrate every expert on every token; experts the router
+   * sends fewer tokens than expert_min_tokens are calibrated on every token */
+  int expert_groups;
+  int experts_all_tokens;
+  size_t expert_min_tokens;
 } mq_model_quantize_args;
 
 /* Collective. Quantizes every linear layer of the model block by block and writes a complete

@@ -10,6 +10,10 @@
 # folder). RTN, OPTQ and Qronos at 3 and 4 bits, group 64, calibrated on 128 windows of 256
 # bytes of Genesis (data/demo-calib.txt); perplexity on the held-out text of Acts
 # (data/demo-eval.txt) before and after.
+# Then, when node is available, OPTQ at 4 bits in llama.cpp's Q4_0 blocks (symmetric groups of
+# 32, float16 scales) exported with `export --format gguf` and its perplexity measured by
+# llama.cpp itself (tools/install-llamacpp.sh installs its prebuilt CPU build from npm) next to
+# mpiquant's; skipped with the reason otherwise (MQ_DEMO_GGUF=0 skips it too).
 # Shorter runs: MQ_DEMO_METHODS ["rtn optq qronos"], MQ_DEMO_BITS ["3 4"], MQ_DEMO_NSAMPLES
 # [128]; MQ_BIN=path/to/mpiquant skips installing and building; results in MQ_DEMO_DIR
 # [build/demo, in the repository].
@@ -62,3 +66,31 @@ printf '%-8s %4s %12.4f %16s %10s\n' full - "$fp" - -
 printf '%s\n' "${rows[@]}"
 echo
 echo "Per-layer details: $bin inspect $work/${method:-qronos}-${bits:-3}.h5"
+
+# llama.cpp's own perplexity of the exported Q4_0 demo, on the same windows as eval's
+gguf_demo() {
+  if [ "${MQ_DEMO_GGUF:-1}" = 0 ]; then echo "llama.cpp check skipped: MQ_DEMO_GGUF=0"; return; fi
+  if ! command -v node >/dev/null 2>&1; then
+    echo "llama.cpp check skipped: node not found (apt-get install nodejs npm, Node.js >= 20)"
+    return
+  fi
+  if ! bash tools/install-llamacpp.sh >"$work/install-llamacpp.log" 2>&1; then
+    echo "llama.cpp check skipped: $(tail -n 1 "$work/install-llamacpp.log")"
+    return
+  fi
+  local res="$work/optq-q4_0.h5" gguf="$work/optq-q4_0.gguf"
+  local windows=$(($(stat -c %s data/demo-eval.txt) / seqlen)) ours theirs
+  mq_launch "$bin" quantize --model "$model" --calib data/demo-calib.txt --out "$res" \
+    --method optq --bits 4 --sym --group-size 32 --no-act-order --scale-dtype float16 \
+    --nsamples "${MQ_DEMO_NSAMPLES:-128}" --seqlen "$seqlen" --quiet
+  "$bin" export --in "$res" --format gguf --out "$gguf" --quiet
+  ours=$(perplexity --quantized "$res" --nwindows "$windows")
+  theirs=$(node tools/llamacpp_perplexity.mjs --llamacpp "${MQ_LLAMACPP_DIR:-$PWD/.llamacpp}" \
+    --model "$gguf" --tokens data/demo-eval.txt --seqlen "$seqlen" --nwindows "$windows" |
+    node -e 'const l = require("fs").readFileSync(0, "utf8").trim().split("\n").pop();
+             console.log(JSON.parse(l).perplexity.toFixed(4))')
+  printf '\nOPTQ 4-bit as GGUF Q4_0 (%s, %d bytes), perplexity on the same %d windows\n' \
+    "$gguf" "$(stat -c %s "$gguf")" "$windows"
+  printf '%-28s %10.4f\n' "mpiquant eval" "$ours" "llama.cpp (node-llama-cpp)" "$theirs"
+}
+gguf_demo

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Installs llama.cpp's prebuilt CPU build for Linux x86-64 as the npm packages node-llama-cpp and
 # @node-llama-cpp/linux-x64 (pinned version) into a git-ignored folder, for the GGUF tests
-# (tests/gguf/run_llamacpp.py). Nothing is compiled and nothing is downloaded at run time: the
-# binary ships inside the npm package. Idempotent: an existing install of the same version is kept.
+# (tests/io/gguf/run_gguf_llamacpp.py), jobs/demo.sh and tools/gguf_size_table.sh. Nothing is
+# compiled and nothing is downloaded at run time: the binary ships inside the npm package. Idempotent: an existing install of the same version is kept.
 #
 #   bash tools/install-llamacpp.sh            # -> .llamacpp/node_modules/...
 #   MQ_LLAMACPP_DIR=/some/dir bash tools/install-llamacpp.sh

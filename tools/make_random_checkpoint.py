@@ -5,7 +5,10 @@ calibration tokens: what the whole-model benchmark quantizes.
 
   make_random_checkpoint.py DIR [--hidden 4096] [--inter 11008] [--heads 32] [--kv-heads 32]
                             [--vocab 32000] [--blocks 1] [--tokens N --tokens-out T.npy]
-                            [--seed 0]
+                            [--seed 0] [--experts E --topk K]
+
+With --experts E: a Mixtral checkpoint (E experts of width --inter, top-K routing; router
+weights ~ N(0, 1/hidden) so that every expert gets tokens).
 
 Weights ~ N(0, 0.02²) (embeddings N(0, 1)), norms 1: activations stay finite through any number
 of blocks at these shapes. Rerunning with the same arguments writes the same files.
@@ -35,10 +38,18 @@ def tensors(a):
                 (p + "self_attn.q_proj.weight", (a.heads * hd, h), 0.02),
                 (p + "self_attn.k_proj.weight", (a.kv_heads * hd, h), 0.02),
                 (p + "self_attn.v_proj.weight", (a.kv_heads * hd, h), 0.02),
-                (p + "self_attn.o_proj.weight", (h, a.heads * hd), 0.02),
-                (p + "mlp.gate_proj.weight", (i, h), 0.02),
-                (p + "mlp.up_proj.weight", (i, h), 0.02),
-                (p + "mlp.down_proj.weight", (h, i), 0.02)]
+                (p + "self_attn.o_proj.weight", (h, a.heads * hd), 0.02)]
+        if a.experts == 0:
+            out += [(p + "mlp.gate_proj.weight", (i, h), 0.02),
+                    (p + "mlp.up_proj.weight", (i, h), 0.02),
+                    (p + "mlp.down_proj.weight", (h, i), 0.02)]
+            continue
+        m = p + "block_sparse_moe."
+        out.append((m + "gate.weight", (a.experts, h), 1.0 / np.sqrt(h)))
+        for e in range(a.experts):
+            out += [(m + "experts.%d.w1.weight" % e, (i, h), 0.02),
+                    (m + "experts.%d.w3.weight" % e, (i, h), 0.02),
+                    (m + "experts.%d.w2.weight" % e, (h, i), 0.02)]
     return sorted(out)
 
 
@@ -46,7 +57,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
     for k, v in (("hidden", 4096), ("inter", 11008), ("heads", 32), ("kv-heads", 32),
-                 ("vocab", 32000), ("blocks", 1), ("tokens", 0), ("seed", 0)):
+                 ("vocab", 32000), ("blocks", 1), ("tokens", 0), ("seed", 0),
+                 ("experts", 0), ("topk", 2)):
         ap.add_argument("--" + k, type=int, default=v)
     ap.add_argument("--tokens-out")
     a = ap.parse_args()
@@ -72,6 +84,9 @@ def main():
            "vocab_size": a.vocab, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
            "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False,
            "torch_dtype": "bfloat16"}
+    if a.experts > 0:
+        cfg.update(architectures=["MixtralForCausalLM"], model_type="mixtral",
+                   num_local_experts=a.experts, num_experts_per_tok=a.topk)
     with open(os.path.join(a.dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     if a.tokens > 0:

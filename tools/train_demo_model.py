@@ -16,9 +16,19 @@ written by hand (no safetensors package).
     apt-get install -y python3-torch bible-kjv bible-kjv-text
     /usr/bin/python3 tools/make_demo_corpus.py
     /usr/bin/python3 tools/train_demo_model.py            # train + save
-    /usr/bin/python3 tools/train_demo_model.py --verify   # compare with tests/oracle/llama_ref.py
+    /usr/bin/python3 tools/train_demo_model.py --verify   # compare with tests/lib/llama_ref.py
 
-Record of the run that produced the committed model: see TRAINING_RECORD below.
+--moe trains the mixture-of-experts demo instead (data/demo-moe/): the same
+attention, every block's MLP replaced by Mixtral's block_sparse_moe (HF
+MixtralForCausalLM): a router over 4 SwiGLU experts of width 192, each token
+sent to its 2 most probable experts with their probabilities renormalised;
+the Switch-Transformer load-balancing loss (coefficient 0.02, as Mixtral's
+router_aux_loss_coef) keeps every expert in use. 600 steps by default:
+
+    /usr/bin/python3 tools/train_demo_model.py --moe --threads 1
+    /usr/bin/python3 tools/train_demo_model.py --moe --verify   # logits and routing
+
+Record of the runs that produced the committed models: see TRAINING_RECORD below.
 """
 # TRAINING_RECORD of the committed data/demo-model:
 #   command: /usr/bin/python3 tools/train_demo_model.py   (defaults: 700 steps, batch 16 x 256,
@@ -26,8 +36,20 @@ Record of the run that produced the committed model: see TRAINING_RECORD below.
 #   torch 1.13 (Debian python3-torch), 2 shared CPU cores: 583 s wall clock.
 #   803,968 parameters; loss at step 25: 2.59, 250: 1.53, 500: 1.29, 700: 1.27 (running avg 1.235)
 #   held-out data/demo-eval.txt (seqlen 256, bf16 weights): loss 1.3059 nats/byte, perplexity 3.691
-#   tests/oracle/llama_ref.py: perplexity 3.691160 (FP), 3.840285 (3-bit RTN, sym, groups of 64),
+#   tests/lib/llama_ref.py: perplexity 3.691160 (FP), 3.840285 (3-bit RTN, sym, groups of 64),
 #   3.724411 (4-bit RTN g64), 3.898715 (3-bit RTN per row), 9.667675 (2-bit RTN g64).
+# TRAINING_RECORD of the committed data/demo-moe:
+#   command: /usr/bin/python3 tools/train_demo_model.py --moe --threads 1 --train T (T: the
+#            build/demo-train.txt of tools/make_demo_corpus.py; defaults: 600 steps, the rest
+#            as above; load-balancing coefficient 0.02)
+#   torch 1.13, 1 thread: about 0.75 s a step on an idle core (7.5 min); this run took 1812 s
+#   wall clock, the 2 cores shared with other work (load average ~11).
+#   1,444,992 parameters; loss (running avg) at step 250: 1.58, 500: 1.30, 600: 1.258
+#   held-out data/demo-eval.txt (seqlen 256, bf16 weights): loss 1.3296, perplexity 3.780;
+#   experts' shares of the routed slots on it 0.232-0.265 in every block.
+#   --verify: logits vs tests/lib/llama_ref.py 2.4e-6 relative, routing identical on 4091 of
+#   4096 (token, block) pairs, 5 near-ties (gap <= 1e-4) left out; reference perplexity
+#   3.779501 (FP), 3.875826 (3-bit RTN g64), 3.803439 (4-bit RTN g64).
 
 import argparse
 import json
@@ -63,6 +85,15 @@ CONFIG = {
     "hidden_act": "silu",
     "torch_dtype": "bfloat16",
 }
+
+# --moe: the same attention, the MLP replaced by Mixtral's block_sparse_moe (4 SwiGLU experts of
+# width 192, the 2 most probable per token, their weights renormalised): 384 active MLP columns
+# per token, about the dense demo's 352.
+MOE_CONFIG = dict(CONFIG, architectures=["MixtralForCausalLM"], model_type="mixtral",
+                  intermediate_size=192, num_local_experts=4, num_experts_per_tok=2,
+                  router_aux_loss_coef=0.02, output_router_logits=False, sliding_window=None)
+for _k in ("attention_bias", "mlp_bias"):
+    del MOE_CONFIG[_k]
 
 
 class RMSNorm(nn.Module):
@@ -119,17 +150,62 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
+class Expert(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        H, I = c["hidden_size"], c["intermediate_size"]
+        self.w1 = nn.Linear(H, I, bias=False)  # gate
+        self.w3 = nn.Linear(H, I, bias=False)  # up
+        self.w2 = nn.Linear(I, H, bias=False)  # down
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class SparseMoE(nn.Module):
+    """Mixtral's block_sparse_moe: softmax over all experts of x·gateᵀ, the top k, weights
+    renormalised to sum 1. Each expert runs on its own tokens only. aux: the Switch-Transformer
+    load-balancing loss E · Σ_j (fraction of routed slots to j) · (mean probability of j), which
+    keeps every expert in use."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.E, self.k = c["num_local_experts"], c["num_experts_per_tok"]
+        self.gate = nn.Linear(c["hidden_size"], self.E, bias=False)
+        self.experts = nn.ModuleList([Expert(c) for _ in range(self.E)])
+        self.aux = None
+
+    def forward(self, x):
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        probs = torch.softmax(self.gate(x), dim=-1)
+        w, sel = torch.topk(probs, self.k, dim=-1)
+        w = w / w.sum(-1, keepdim=True)
+        out = torch.zeros_like(x)
+        for j, ex in enumerate(self.experts):
+            rows, slot = torch.nonzero(sel == j, as_tuple=True)
+            if rows.numel():
+                out.index_add_(0, rows, w[rows, slot, None] * ex(x[rows]))
+        frac = F.one_hot(sel, self.E).float().mean(dim=(0, 1))
+        self.aux = self.E * (frac * probs.mean(0)).sum()
+        return out.reshape(shape)
+
+
 class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
         self.self_attn = Attention(c)
         self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
-        self.mlp = MLP(c)
+        if "num_local_experts" in c:
+            self.block_sparse_moe = SparseMoE(c)  # the HF module name, so the tensor names
+        else:
+            self.mlp = MLP(c)
 
     def forward(self, x, cos, sin, mask):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        ff = self.block_sparse_moe if hasattr(self, "block_sparse_moe") else self.mlp
+        return x + ff(self.post_attention_layernorm(x))
 
 
 class Inner(nn.Module):
@@ -166,7 +242,7 @@ def init_weights(m, c):
     for name, p in m.named_parameters():
         if p.dim() == 2:
             s = std
-            if name.endswith("o_proj.weight") or name.endswith("down_proj.weight"):
+            if name.endswith(("o_proj.weight", "down_proj.weight", ".w2.weight")):
                 s = std / math.sqrt(2 * c["num_hidden_layers"])
             nn.init.normal_(p, 0.0, s)
 
@@ -228,9 +304,10 @@ def train(a):
     rng = np.random.default_rng(a.seed)
     data = np.frombuffer(open(a.train, "rb").read(), dtype=np.uint8)
     evald = np.frombuffer(open(a.eval, "rb").read(), dtype=np.uint8)
-    c = dict(CONFIG)
+    c = dict(MOE_CONFIG if a.moe else CONFIG)
     T = c["max_position_embeddings"]
     model = Llama(c)
+    moes = [l.block_sparse_moe for l in model.model.layers] if a.moe else []
     init_weights(model, c)
     nparams = sum(p.numel() for p in model.parameters())
     print("params %d, train bytes %d, steps %d, batch %d x %d" % (
@@ -262,8 +339,11 @@ def train(a):
         x = torch.from_numpy(np.stack([data[i:i + T] for i in idx]).astype(np.int64))
         logits = model(x)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, 256), x[:, 1:].reshape(-1))
+        total = loss
+        if moes:
+            total = loss + c["router_aux_loss_coef"] * sum(m.aux for m in moes)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         run = loss.item() if run is None else 0.95 * run + 0.05 * loss.item()
@@ -288,13 +368,36 @@ def train(a):
     el = eval_loss()
     print("final: train loss (avg) %.4f, eval loss (bf16 weights) %.4f, eval ppl %.3f"
           % (run, el, math.exp(el)), flush=True)
+    if moes:
+        print_expert_load(model, moes, ev_tok)
+
+
+def torch_routes(model, moes, tokens):
+    """Each MoE block's top-k experts of every token, [B*T, k] per block (descending)."""
+    loads = []
+    hooks = [m.register_forward_hook(
+        lambda mod, inp, out: loads.append(
+            torch.topk(mod.gate(inp[0].reshape(-1, inp[0].shape[-1])), mod.k, -1)[1]))
+        for m in moes]
+    with torch.no_grad():
+        model(tokens)
+    for h in hooks:
+        h.remove()
+    return loads
+
+
+def print_expert_load(model, moes, tokens):
+    """Share of the routed (token, slot) pairs each expert receives on tokens, per block."""
+    for i, sel in enumerate(torch_routes(model, moes, tokens)):
+        share = torch.bincount(sel.reshape(-1), minlength=moes[i].E).double() / sel.numel()
+        print("block %d expert load: %s" % (i, " ".join("%.3f" % v for v in share.tolist())))
 
 
 # ---------------------------------------------------------------- verify
 
 def verify(a):
     torch.set_num_threads(a.threads)
-    sys.path.insert(0, os.path.join(ROOT, "tests", "oracle"))
+    sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
     import llama_ref
     c = json.load(open(os.path.join(a.out, "config.json")))
     model = Llama(c)
@@ -320,6 +423,16 @@ def verify(a):
         print("max |torch - ref| / max |ref| = %.3e" % rel)
     ok = worst < 1e-4
     print("logits agree to 1e-4 relative:", "yes" if ok else "NO")
+    if "num_local_experts" in c:  # routing: identical wherever the reference is not at a tie
+        moes = [l.block_sparse_moe for l in model.model.layers]
+        got = torch_routes(model, moes, torch.from_numpy(win))
+        _, sel, gap = ref.routes(win)
+        keep = gap.reshape(len(moes), -1) > 1e-4
+        differ = sum(int(((g.numpy() != s.reshape(-1, s.shape[-1])).any(-1) & k).sum())
+                     for g, s, k in zip(got, sel, keep))
+        print("routes: %d of %d (token, block) pairs differ, %d near-ties (gap <= 1e-4) left out"
+              % (differ, keep.sum(), (~keep).sum()))
+        ok = ok and differ == 0
     toks = evald.astype(np.int64)
     with torch.no_grad():
         n = len(toks) // T
@@ -339,8 +452,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--train", default=os.path.join(ROOT, "build", "demo-train.txt"))
     ap.add_argument("--eval", default=os.path.join(ROOT, "data", "demo-eval.txt"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "data", "demo-model"))
-    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--out", default=None,
+                    help="[data/demo-model, data/demo-moe with --moe]")
+    ap.add_argument("--moe", action="store_true",
+                    help="Mixtral architecture: 4 experts, top-2 (MOE_CONFIG)")
+    ap.add_argument("--steps", type=int, default=None, help="[700, 600 with --moe]")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=30)
@@ -349,6 +465,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--verify", action="store_true")
     a = ap.parse_args()
+    a.out = a.out or os.path.join(ROOT, "data", "demo-moe" if a.moe else "demo-model")
+    a.steps = a.steps or (600 if a.moe else 700)
     if a.verify:
         sys.exit(verify(a))
     train(a)

@@ -106,6 +106,10 @@ typedef struct mq_layer_result {
   double err_floor;  /* Qronos ‖r₁‖²; 0 otherwise */
   int64_t clipped;   /* entries whose rounding hit the grid range */
   int lambda_raises; /* times λ was multiplied by 10 after a failed Cholesky */
+  int64_t samples;   /* calibration samples (tokens) H was summed over */
+  int64_t routed;    /* of the tokens, those the router sent to this expert (== samples for a
+                        dense layer; an expert below --expert-min-tokens is calibrated on every
+                        token: routed < samples) */
   int lambda_ncand;  /* --lambda auto: candidates tried (0 otherwise) */
   double lambda_cand[MQ_LAMBDA_AUTO_CANDIDATES];    /* absolute λ of each candidate */
   double lambda_heldout[MQ_LAMBDA_AUTO_CANDIDATES]; /* held-out error of each candidate */

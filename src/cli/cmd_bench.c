@@ -55,6 +55,28 @@ static void measure_rates(mq_cli *cli, const bench_args *a, machine_rates *m) {
   *m = (machine_rates){.dgemm = all[0], .sgemm = all[1], .dsyrk = all[2], .ssyrk = all[3]};
 }
 
+/* What crosses the network per rank beyond the payload the context counts, as a model for
+ * larger runs (tools/scaling_model.py): the exact sums' reduce-scatter of 16-byte sums and
+ * allgather of doubles, (16 + 8)·c(c+1)/2·(P−1)/P bytes in 2(P−1) steps; and ScaLAPACK's
+ * pdpotrf, which moves its own data: an ESTIMATE for the right-looking block Cholesky on the
+ * pr×pc grid (as square as possible, block 64), whose c/64 steps broadcast the panel along
+ * the process rows and its transpose along the columns — about c²/2·(1/pr + 1/pc) doubles
+ * received per rank, in (c/64)·(2⌈log2 pr⌉ + ⌈log2 pc⌉) messages. */
+static void print_traffic(const bench_args *a, int size) {
+  double c = (double)a->cols, P = size, tri = c * (c + 1) / 2;
+  int pr = 1;
+  for (int d = 1; (long)d * d <= size; d++)
+    if (size % d == 0) pr = d;
+  int pc = size / pr;
+  printf("per rank on the wire (model): Hessian reduction %.1f MiB in %d steps", 24.0 * tri *
+         (P - 1) / P / 1048576.0, 2 * (size - 1));
+  if (a->opts.factor == MQ_FACTOR_SCALAPACK && size > 1)
+    printf("; pdpotrf on %dx%d (estimate, not counted above) %.1f MiB in %.0f messages", pr, pc,
+           8.0 * c * c / 2 * (1.0 / pr + 1.0 / pc) / 1048576.0,
+           c / 64 * (2 * ceil(log2(pr)) + ceil(log2(pc))));
+  printf("\n");
+}
+
 static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases *ph,
                          const mq_layer_result *res, const machine_rates *m, double mem_max,
                          double rss_max) {
@@ -78,6 +100,7 @@ static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases
   printf("bytes handed to MPI: %.1f MiB in %.0f calls (all ranks);  peak memory per rank: "
          "%.1f MiB counted, %.1f MiB resident (max over ranks)\n", ph->comm_bytes / 1048576.0,
          ph->comm_messages, mem_max / 1048576.0, rss_max / 1048576.0);
+  print_traffic(a, cli->ctx->size);
   printf("loss %.6g  bound_l2 %.6g  clipped %lld  lambda %.4g\n", res->loss, res->bound_l2,
          (long long)res->clipped, res->lambda);
 }

@@ -19,10 +19,10 @@ static const char inspect_help[] =
     "measured/bound (OPTQ, RTN: loss/bound_l2; Qronos: err/bound_l2; <= 1 when nothing\n"
     "clipped).\n";
 
-#define MQ_HEADER_SCALAR(field, kind) printf(" %11s", #field);
+#define MQ_HEADER_SCALAR(field, kind, ...) printf(" %11s", #field);
 #define F64(v) printf(" %11.4g", (v))
 #define I64(v) printf(" %11lld", (long long)(v))
-#define MQ_PRINT_SCALAR(field, kind) kind(l->res.field);
+#define MQ_PRINT_SCALAR(field, kind, ...) kind(l->res.field);
 
 static void print_layer(const mq_result_layer_summary *l, int qronos) {
   char shape[32];

@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 #include <cblas.h> /* OpenBLAS: also openblas_get_num_threads() */
+#ifdef MQ_NO_OPENBLAS_THREADS /* another BLAS (cmake/MqLinalg.cmake): the sweep uses one thread */
+static inline int openblas_get_num_threads(void) { return 1; }
+#endif
 
 void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,

@@ -13,6 +13,7 @@
 #include "core/mem.h"
 #include "core/optq.h"
 #include "core/pack.h"
+#include "core/progress.h"
 #include "core/qronos.h"
 #include "core/status.h"
 
@@ -148,10 +149,24 @@ cleanup:
   return st;
 }
 
+/* factor·Σ_rows dᵀAd over D [rows, cols], tile by tile (MQ_ROW_TILE rows), each tile's share
+ * stored at tiles[tile·MQ_TILE_COUNT + slot] (tiles may be NULL). */
+static double tiled_quadratic_forms(const double *A, const double *D, size_t rows, size_t cols,
+                                    double *scratch, double factor, double *tiles, int slot) {
+  double total = 0.0;
+  for (size_t r0 = 0, tile = 0; r0 < rows; r0 += MQ_ROW_TILE, tile++) {
+    size_t nr = rows - r0 < MQ_ROW_TILE ? rows - r0 : MQ_ROW_TILE;
+    double t = factor * mq_quadratic_form_sum(A, D + r0 * cols, nr, cols, scratch);
+    if (tiles != NULL) tiles[tile * MQ_TILE_COUNT + (size_t)slot] = t;
+    total += t;
+  }
+  return total;
+}
+
 /* RTN: round every weight; loss = Σ dᵀ(H+λI)d; bound = Σ_rows Σ_ij |A_ij|·δ_i·δ_j/4, which holds
  * for any rounding error |d_i| ≤ δ_i/2. */
 static mq_status rtn_quantize(layer_work *w, const double *H, mq_layer_result *res,
-                              mq_error *err) {
+                              double *tiles, mq_error *err) {
   mq_status st = MQ_OK;
   size_t rows = w->rows, cols = w->cols;
   double *D = mq_alloc(rows * cols, sizeof *D);
@@ -171,12 +186,12 @@ static mq_status rtn_quantize(layer_work *w, const double *H, mq_layer_result *r
   }
   for (size_t k = 0; k < cols * cols; k++) A[k] = H[k];
   for (size_t j = 0; j < cols; j++) A[j * cols + j] += res->lambda;
-  res->loss = mq_quadratic_form_sum(A, D, rows, cols, S);
+  res->loss = tiled_quadratic_forms(A, D, rows, cols, S, 1.0, tiles, MQ_TILE_LOSS);
   for (size_t r = 0; r < rows; r++) /* D becomes the step δ of every entry */
     for (size_t p = 0; p < cols; p++)
       D[r * cols + w->perm[p]] = res->scales[r * res->ngroups + (size_t)w->col_group[p]];
   for (size_t k = 0; k < cols * cols; k++) A[k] = fabs(A[k]);
-  res->bound_l2 = 0.25 * mq_quadratic_form_sum(A, D, rows, cols, S);
+  res->bound_l2 = tiled_quadratic_forms(A, D, rows, cols, S, 0.25, tiles, MQ_TILE_BOUND);
 cleanup:
   mq_free(D);
   mq_free(S);
@@ -237,9 +252,11 @@ static mq_status sweep_quantize(const mq_rows_input *in, layer_work *w,
   info->R = f->full != NULL ? f->full(f->ctx) : NULL;
   t->factor = mq_wtime() - t0;
   t->factor_flops = (double)cols * (double)cols * (double)cols / 3.0;
+  mq_progress_tick(MQ_PROGRESS_FACTOR, 1.0, t->factor_flops); /* progress.h */
   if (V != NULL) {
     t0 = mq_wtime();
-    MQ_CHECK(mq_qronos_refit_share(f, cols, V, rows, o->block_size, &info->t_sq, err));
+    MQ_CHECK(mq_qronos_refit_share(f, cols, V, rows, o->block_size, &info->t_sq, info->tiles,
+                                   err));
     t->refit += mq_wtime() - t0;
     t->refit_flops = 3.0 * (double)rows * (double)cols * (double)cols; /* GEMM + TRSM */
   }
@@ -249,7 +266,7 @@ static mq_status sweep_quantize(const mq_rows_input *in, layer_work *w,
       .col_group = w->col_group, .orig_col = w->perm, .row0 = in->row0,
       .ngroups = res->ngroups, .scales = res->scales, .zeros = res->zeros, .codes = w->codes,
       .block_size = o->block_size < (int)cols ? o->block_size : (int)cols,
-      .T = V, .first_target = target,
+      .T = V, .first_target = target, .tiles = info->tiles,
   };
   t0 = mq_wtime();
   MQ_CHECK(mq_optq_sweep(&s, err));
@@ -327,9 +344,14 @@ mq_status mq_quantize_rows(const mq_rows_input *in, const mq_quant_options *opts
   st = prepare(in, opts, &w, res, err);
   MQ_CHECK(mq_factorizer_agree(opts->method == MQ_METHOD_RTN ? NULL : in->factorizer, st));
   info.timing.prepare = mq_wtime() - t_start;
+  info.ntiles = (rows + MQ_ROW_TILE - 1) / MQ_ROW_TILE;
+  info.tiles = mq_calloc(info.ntiles * MQ_TILE_COUNT + 1, sizeof *info.tiles);
+  MQ_CHECK(mq_factorizer_agree(opts->method == MQ_METHOD_RTN ? NULL : in->factorizer,
+                               info.tiles ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
+                                                             "out of memory (tile sums)")));
   if (opts->method == MQ_METHOD_RTN) {
     double t0 = mq_wtime();
-    MQ_CHECK(rtn_quantize(&w, in->H, res, err));
+    MQ_CHECK(rtn_quantize(&w, in->H, res, info.tiles, err));
     info.timing.sweep = mq_wtime() - t0;
   } else {
     MQ_CHECK(sweep_quantize(in, &w, opts, res, &info, err));
@@ -343,6 +365,8 @@ cleanup:
     info.perm = w.perm;
     w.perm = NULL;
     *info_out = info;
+  } else {
+    mq_free(info.tiles);
   }
   work_free(&w);
   return st;
@@ -350,7 +374,9 @@ cleanup:
 
 void mq_rows_info_free(mq_rows_info *info) {
   mq_free(info->perm);
+  mq_free(info->tiles);
   info->perm = NULL;
+  info->tiles = NULL;
 }
 
 mq_status mq_layer_result_dequantize(const mq_layer_result *res, float *What, mq_error *err) {

@@ -47,6 +47,12 @@ typedef struct mq_rows_info {
   double e0_sq;   /* Σ_rows e₀² (processing column 0's share of loss) */
   double bound0;  /* column 0's share of the OPTQ bound */
   double t_sq;    /* Qronos: Σ_rows ‖R⁻¹(G−H)w‖² (0 when G = H) */
+  /* The sums of loss, bound_l2 (before Qronos' err_floor), e0_sq, bound0 and t_sq per tile of
+   * MQ_ROW_TILE rows (optq.h), in row order: [ntiles, MQ_TILE_COUNT] (owned). The engine adds
+   * every rank's tiles in the layer's row order, so they have the same bits on any number of
+   * ranks. */
+  size_t ntiles;
+  double *tiles;
 } mq_rows_info;
 
 /* Fills res (arrays allocated here, released by mq_layer_result_free) except err, rel_err,

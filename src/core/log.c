@@ -15,6 +15,7 @@ static double now_seconds(void) {
 }
 
 static double log_t0 = -1.0;
+static double log_last = -1.0;
 
 void mq_log_setup(mq_log_level level, int rank, int all_ranks) {
   log_level = level;
@@ -32,6 +33,8 @@ double mq_wtime(void) {
   return now_seconds() - log_t0;
 }
 
+double mq_log_last_line(void) { return log_last; }
+
 void mq_log(mq_log_level level, const char *fmt, ...) {
   if (!mq_log_enabled(level)) return;
   char line[1024];
@@ -39,6 +42,7 @@ void mq_log(mq_log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  log_last = mq_wtime();
   const char *tag = level == MQ_LOG_WARN ? "warning: " : level == MQ_LOG_DEBUG ? "debug: " : "";
   if (log_all_ranks)
     fprintf(stderr, "[mpiquant %d] %8.2fs %s%s\n", log_rank, mq_wtime(), tag, line);

@@ -16,6 +16,9 @@ int mq_log_enabled(mq_log_level level);
 void mq_log(mq_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Seconds since mq_log_setup (monotonic clock); also used for timings. */
 double mq_wtime(void);
+/* mq_wtime() when this process last printed a line; negative before the first. The progress
+ * reporter (progress.h) is quiet while other lines keep coming. */
+double mq_log_last_line(void);
 
 #define MQ_INFO(...) do { if (mq_log_enabled(MQ_LOG_INFO)) mq_log(MQ_LOG_INFO, __VA_ARGS__); } while (0)
 #define MQ_WARN(...) do { if (mq_log_enabled(MQ_LOG_WARN)) mq_log(MQ_LOG_WARN, __VA_ARGS__); } while (0)

@@ -9,10 +9,10 @@
 #include "core/blas.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/progress.h"
 #include "core/status.h"
 
 /* Rows per tile of the in-block sweep: 64 rows × 128 columns of float stay in L2. */
-enum { MQ_ROW_TILE = 64 };
 
 static size_t group_len(const mq_sweep *s) {
   return s->group_size > 0 ? (size_t)s->group_size : s->cols;
@@ -304,6 +304,8 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     corrections(s, i1, width, C, ldc, dpanel, panel);
     if (wide_group) group_params(s, i1 == 0 ? NULL : C, ldc, i1, i1, 0, rows, tmp);
     sweep_block(s, C, ldc, U, i1, i2, tmp, g, wide_group, rdiag, sums, threads);
+    mq_progress_tick(MQ_PROGRESS_SWEEP, (double)i2 / (double)cols, /* progress.h: rows·cols² */
+                     (double)rows * (double)(i2 - i1) * (double)cols);
   }
   for (size_t tile = 0; tile < ntiles; tile++) {
     s->loss += sums[tile].loss;
@@ -311,6 +313,12 @@ mq_status mq_optq_sweep(mq_sweep *s, mq_error *err) {
     s->clipped += sums[tile].clipped;
     s->e0_sq += sums[tile].e0_sq;
     s->bound0 += sums[tile].bound0;
+    if (s->tiles == NULL) continue;
+    double *t = s->tiles + tile * MQ_TILE_COUNT;
+    t[MQ_TILE_LOSS] = sums[tile].loss;
+    t[MQ_TILE_BOUND] = sums[tile].bound;
+    t[MQ_TILE_E0] = sums[tile].e0_sq;
+    t[MQ_TILE_BOUND0] = sums[tile].bound0;
   }
 cleanup:
   mq_free(C);

@@ -25,6 +25,13 @@
  * from the layer's first row, and ranks own whole blocks (the last block may be shorter): the
  * same call computes the same row on any number of ranks. */
 #define MQ_ROW_BLOCK 128
+/* Rows per tile of the sweep. Tiles start at the rank's first row, a multiple of MQ_ROW_BLOCK,
+ * so they are the same tiles of the layer on any number of ranks; sums kept per tile and added
+ * in the layer's row order have the same bits on any number of ranks (layer_errors.c). */
+#define MQ_ROW_TILE 64
+/* The per-tile sums (mq_rows_info.tiles, mq_sweep.tiles): loss, bound, the parts of both from
+ * processing column 0, and Qronos' ‖T‖² share. */
+enum { MQ_TILE_LOSS, MQ_TILE_BOUND, MQ_TILE_E0, MQ_TILE_BOUND0, MQ_TILE_T, MQ_TILE_COUNT };
 
 typedef struct mq_sweep {
   size_t rows, cols;
@@ -54,6 +61,8 @@ typedef struct mq_sweep {
   double bound;           /* Σ δ²·R_ii²/4 (= δ²/(4U_ii²)) */
   int64_t clipped;
   double e0_sq, bound0;   /* the parts of loss and bound from processing column 0 */
+  double *tiles;          /* NULL, or per tile of MQ_ROW_TILE rows [ntiles, MQ_TILE_COUNT]: the
+                             four sums above by tile (MQ_TILE_T untouched) */
   double gemm_seconds, gemm_flops; /* the block-start GEMM+TRSM (the BLAS-3 part) */
 } mq_sweep;
 

@@ -78,7 +78,7 @@ cleanup:
  * V[:, J] = T[:, J]·R_JJᵀ + Σ_{K>J} T[:, K]·R[J, K]ᵀ, so once T[:, K] is known its share is
  * removed from every earlier column with one GEMM, whose operand R[:k1, K] is in panel K. */
 mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, size_t rows,
-                                int block, double *t_sq, mq_error *err) {
+                                int block, double *t_sq, double *tiles, mq_error *err) {
   mq_status st = MQ_OK;
   size_t B = (size_t)block;
   double *dpanel = mq_alloc(cols * B, sizeof *dpanel);
@@ -104,7 +104,14 @@ mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, s
                     Tk + r0, (int)rows, panel, (int)ld, 1.0f, V + r0, (int)rows);
     }
   }
-  for (size_t k = 0; k < rows * cols; k++) *t_sq += (double)V[k] * (double)V[k];
+  for (size_t r0 = 0, tile = 0; r0 < rows; r0 += MQ_ROW_TILE, tile++) {
+    size_t r1 = r0 + MQ_ROW_TILE < rows ? r0 + MQ_ROW_TILE : rows;
+    double t = 0.0;
+    for (size_t k = 0; k < cols; k++)
+      for (size_t r = r0; r < r1; r++) t += (double)V[k * rows + r] * (double)V[k * rows + r];
+    if (tiles != NULL) tiles[tile * MQ_TILE_COUNT + MQ_TILE_T] = t;
+    *t_sq += t;
+  }
 cleanup:
   mq_free(dpanel);
   mq_free(panel);

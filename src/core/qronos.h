@@ -40,9 +40,11 @@ mq_status mq_qronos_mismatch(double *G, const double *H, size_t cols, const size
                              const float *Wcm, size_t rows, float *V, mq_error *err);
 
 /* After the factor: T = V·R⁻ᵀ in place — the [cols, rows] column-major input of the sweep;
- * *t_sq = ‖T‖²_F. R is read through the factorizer's panels (blocks of `block` columns,
- * fetched last to first; collective when the factorizer is, also for rows = 0). */
+ * *t_sq = ‖T‖²_F, summed tile by tile (MQ_ROW_TILE rows) and, when tiles is not NULL, each
+ * tile's share stored at tiles[tile·MQ_TILE_COUNT + MQ_TILE_T]. R is read through the
+ * factorizer's panels (blocks of `block` columns, fetched last to first; collective when the
+ * factorizer is, also for rows = 0). */
 mq_status mq_qronos_refit_share(const mq_factorizer *f, size_t cols, float *V, size_t rows,
-                                int block, double *t_sq, mq_error *err);
+                                int block, double *t_sq, double *tiles, mq_error *err);
 
 #endif

@@ -1,4 +1,5 @@
-/* `mpiquant export` (io/export.h): a deployable Hugging Face checkpoint (DIR/model.safetensors, DIR/config.json) from a complete
+/* `mpiquant export` (io/export.h): a deployable Hugging Face checkpoint (DIR/model.safetensors
+ * or shards, DIR/config.json, the checkpoint's tokenizer and generation files) from a complete
  * result file. Rank 0 does all the work; the other ranks wait and return the agreed status.
  *
  * Formats
@@ -27,7 +28,12 @@
  *             point 0 with a hint to use gptq_v2).
  *             config.json gains "quantization_config" (transformers GPTQConfig keys: quant_method,
  *             bits, group_size, desc_act, sym, static_groups, damp_percent, true_sequential,
- *             checkpoint_format); quantize_config.json (AutoGPTQ's file) is written too.
+ *             checkpoint_format), and torch_dtype becomes float16 (the dtype of the scales, the
+             activation dtype vLLM's GPTQ kernels take; the other tensors keep their stored
+             dtype and are cast by the loader); quantize_config.json (AutoGPTQ's file) is written
+             too. Scales must be float16 values (--scale-dtype float16) unless
+             --allow-requantize rounds them; export_gptq.c has the checks and which consumer
+             refuses what.
  *   gptq_v2   the same with the zero points stored as they are (GPTQModel's v2 checkpoint
  *             format) and checkpoint_format "gptq_v2".
  *
@@ -50,47 +56,21 @@
 
 #include "core/log.h"
 #include "core/mem.h"
-#include "core/pack.h"
 #include "core/status.h"
 #include "io/export.h"
+#include "io/export_internal.h"
 #include "io/gguf_llama.h"
 #include "io/outdir.h"
-#include "io/result_tensors.h"
-#include "io/safetensors.h"
-#include "io/safetensors_write.h"
 
 const char *const mq_export_format_names[4] = {"gptq", "gptq_v2", "dequant", "gguf"};
 const char *const mq_export_dtype_names[4] = {"auto", "float32", "float16", "bfloat16"};
 
-
-typedef enum item_kind {
-  IT_DEQUANT,       /* "<module>.weight" dequantized */
-  IT_QWEIGHT,       /* gptq tensors of a module */
-  IT_QZEROS,
-  IT_SCALES,
-  IT_GIDX,
-  IT_RESULT_TENSOR, /* /model/tensors/<name> */
-  IT_CKPT_TENSOR    /* --model checkpoint tensor */
-} item_kind;
-
-typedef struct export_item {
-  item_kind kind;
-  const char *name; /* source tensor name (owned by the source or checkpoint) or module */
-  mq_stw_dtype dtype;
-} export_item;
-
-typedef struct export_job {
-  const mq_export_args *a;
-  mq_tensor_source src;
-  mq_st_model *ckpt;          /* --model checkpoint when its tensors are used, else NULL */
-  json_t *config;             /* config.json to write (NULL: none known) */
-  const mq_result_meta *meta;
-  export_item *items;         /* [nitems] the writer's tags index this */
-  size_t nitems;
-  mq_layer_result layer;      /* gptq: the packed layer last read */
-  const char *layer_module;   /* its module name (NULL: none) */
-  int desc_act;               /* some g_idx is not c / group_size */
-} export_job;
+/* Files of --model DIR copied as they are when present: what transformers, vLLM and GPTQModel
+ * read besides the weights and config.json to load a folder as a model. */
+static const char *const model_files[] = {
+    "tokenizer.json",     "tokenizer_config.json", "tokenizer.model",  "special_tokens_map.json",
+    "added_tokens.json",  "vocab.json",            "merges.txt",       "generation_config.json",
+    "chat_template.json", "chat_template.jinja"};
 
 /* ---- small file helpers ---- */
 
@@ -102,25 +82,82 @@ static char *join(const char *dir, const char *name) {
   return s;
 }
 
-static mq_status write_json(const json_t *j, const char *path, mq_error *err) {
+static mq_status write_json(const json_t *j, const char *dir, const char *name, mq_error *err) {
   mq_status st = MQ_OK;
-  int created = 0;
-  FILE *f = fopen(path, "w");
+  FILE *f = NULL;
+  char *path = join(dir, name);
+  MQ_CHECK_ALLOC(err, path, strlen(dir) + strlen(name) + 2);
+  f = fopen(path, "w");
   if (f == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create: %s", path, strerror(errno));
-  created = 1;
   if (json_dumpf(j, f, JSON_INDENT(2)) != 0 || fputc('\n', f) == EOF)
     MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
   MQ_CHECK(mq_stw_finish_file(&f, path, err));
 cleanup:
   if (f != NULL) fclose(f);
-  if (st != MQ_OK && created) (void)remove(path);
+  mq_free(path);
+  return st;
+}
+
+/* Copies src to dst byte for byte (src must be a regular file). */
+static mq_status copy_file(const char *src, const char *dst, mq_error *err) {
+  mq_status st = MQ_OK;
+  FILE *in = NULL, *out = NULL;
+  struct stat sb;
+  enum { CHUNK = 1 << 16 };
+  char *buf = mq_alloc(CHUNK, 1);
+  MQ_CHECK_ALLOC(err, buf, CHUNK);
+  in = fopen(src, "rb");
+  if (in == NULL || fstat(fileno(in), &sb) != 0 || !S_ISREG(sb.st_mode))
+    MQ_FAIL(err, MQ_EINPUT, "%s: cannot read%s%s", src, in == NULL ? ": " : " (not a file)",
+            in == NULL ? strerror(errno) : "");
+  out = fopen(dst, "wb");
+  if (out == NULL) MQ_FAIL(err, MQ_EFAIL, "%s: cannot create: %s", dst, strerror(errno));
+  for (size_t n; (n = fread(buf, 1, CHUNK, in)) > 0;)
+    if (fwrite(buf, 1, n, out) != n)
+      MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", dst, strerror(errno));
+  if (ferror(in)) MQ_FAIL(err, MQ_EINPUT, "%s: read failed: %s", src, strerror(errno));
+  MQ_CHECK(mq_stw_finish_file(&out, dst, err));
+cleanup:
+  if (in != NULL) fclose(in);
+  if (out != NULL) fclose(out);
+  mq_free(buf);
+  return st;
+}
+
+/* The tokenizer and generation files of --model DIR that exist, copied into dir. */
+static mq_status copy_model_files(const mq_export_args *a, const char *dir, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *src = NULL, *dst = NULL;
+  size_t ncopied = 0;
+  if (a->model == NULL) {
+    MQ_WARN("export: no --model DIR: no tokenizer or generation files copied (tokenizer.json, "
+            "tokenizer_config.json, generation_config.json, ...); give the checkpoint folder");
+    return MQ_OK;
+  }
+  for (size_t i = 0; i < sizeof model_files / sizeof model_files[0]; i++) {
+    src = join(a->model, model_files[i]);
+    dst = join(dir, model_files[i]);
+    MQ_CHECK_ALLOC(err, src && dst, strlen(a->model) + strlen(dir) + 64);
+    if (access(src, F_OK) == 0) {
+      MQ_CHECK(copy_file(src, dst, err));
+      ncopied++;
+    }
+    mq_free(src);
+    mq_free(dst);
+    src = dst = NULL;
+  }
+  MQ_INFO("export: copied %zu tokenizer/generation file(s) from %s", ncopied, a->model);
+  if (ncopied == 0) MQ_WARN("export: %s has no tokenizer or generation files to copy", a->model);
+cleanup:
+  mq_free(src);
+  mq_free(dst);
   return st;
 }
 
 /* ---- config.json ---- */
 
 /* The config: /model/config of the result file, else --model DIR/config.json, else NULL. */
-static mq_status load_config(export_job *job, mq_error *err) {
+static mq_status load_config(mq__export_job *job, mq_error *err) {
   mq_status st = MQ_OK;
   json_error_t je;
   char *path = NULL;
@@ -145,7 +182,7 @@ cleanup:
 }
 
 /* Dequantized weights' dtype: --dtype, else the config's torch_dtype (or newer "dtype"). */
-static mq_stw_dtype dequant_dtype(const export_job *job) {
+static mq_stw_dtype dequant_dtype(const mq__export_job *job) {
   if (job->a->dtype == MQ_EXPORT_DTYPE_F32) return MQ_STW_F32;
   if (job->a->dtype == MQ_EXPORT_DTYPE_F16) return MQ_STW_F16;
   if (job->a->dtype == MQ_EXPORT_DTYPE_BF16) return MQ_STW_BF16;
@@ -159,14 +196,22 @@ static mq_stw_dtype dequant_dtype(const export_job *job) {
   return MQ_STW_F32;
 }
 
-static json_t *quantization_config(const export_job *job) {
-  const mq_quant_options *o = &job->meta->opts;
-  return json_pack("{s:s, s:i, s:i, s:b, s:b, s:b, s:f, s:b, s:s}", "quant_method", "gptq",
-                   "bits", o->bits, "group_size", o->group_size, "desc_act",
-                   o->act_order || job->desc_act, "sym", o->sym, "static_groups",
-                   o->static_groups, "damp_percent", isfinite(o->damp) ? o->damp : 0.01,
-                   "true_sequential", 1, "checkpoint_format",
-                   job->a->format == MQ_EXPORT_GPTQ_V2 ? "gptq_v2" : "gptq");
+/* config.json as exported: gptq gains quantization_config and torch_dtype float16 (and "dtype",
+ * the newer key, when the config has it); dequant loses any quantization_config. */
+static mq_status final_config(mq__export_job *job, const json_t *qc, mq_error *err) {
+  mq_status st = MQ_OK;
+  json_t *c = job->config;
+  if (qc == NULL) {
+    (void)json_object_del(c, "quantization_config"); /* plain weights now */
+    return MQ_OK;
+  }
+  if (json_object_set(c, "quantization_config", (json_t *)qc) != 0 ||
+      json_object_set_new(c, "torch_dtype", json_string("float16")) != 0 ||
+      (json_object_get(c, "dtype") != NULL &&
+       json_object_set_new(c, "dtype", json_string("float16")) != 0))
+    MQ_FAIL(err, MQ_EFAIL, "config.json: out of memory");
+cleanup:
+  return st;
 }
 
 /* ---- tensor data (the writer's fill callback) ---- */
@@ -195,93 +240,21 @@ cleanup:
   return st;
 }
 
-/* The packed layer `module`, read once for its four gptq tensors (usually adjacent). */
-static mq_status cached_layer(export_job *job, const char *module, mq_error *err) {
-  if (job->layer_module != NULL && strcmp(job->layer_module, module) == 0) return MQ_OK;
-  mq_layer_result_free(&job->layer);
-  job->layer_module = NULL;
-  mq_status st = mq_result_tensors_read_layer(&job->src, module, &job->layer, err);
-  if (st == MQ_OK) job->layer_module = module;
-  return st;
-}
-
-/* int32 [ngroups, rows·bits/32]: group g's zero points (v1: minus 1) packed along the rows. */
-static mq_status fill_qzeros(export_job *job, const char *module, int32_t *out, mq_error *err) {
-  mq_status st = MQ_OK;
-  const mq_layer_result *l = &job->layer;
-  const int v1 = job->a->format == MQ_EXPORT_GPTQ, sym = job->meta->opts.sym;
-  /* v1: stored zero − 1 must be a field value that GPTQModel's v1 -> v2 conversion can add 1
-   * to without a carry into the neighbour, so 1..maxq; v2: 0..maxq. */
-  const int32_t lo = v1 ? 1 : 0, hi = (1 << l->bits) - 1;
-  size_t zw = l->rows * (size_t)l->bits / 32;
-  uint8_t *codes = mq_alloc(l->rows, 1);
-  MQ_CHECK_ALLOC(err, codes, l->rows);
-  for (size_t g = 0; g < l->ngroups; g++) {
-    for (size_t r = 0; r < l->rows; r++) {
-      int32_t z = l->zeros[r * l->ngroups + g];
-      if (sym && z != (1 << (l->bits - 1)))
-        MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: file says sym but zero point %d (row %zu, "
-                "group %zu) is not 2^(bits-1)", job->a->in, module, (int)z, r, g);
-      if (z < lo || z > hi)
-        MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: zero point %d (row %zu, group %zu) cannot be "
-                "stored in the %s format (range %d..%d)%s", job->a->in, module, (int)z, r, g,
-                mq_export_format_names[job->a->format], (int)lo, (int)hi,
-                v1 && z == 0 ? "; use --format gptq_v2" : "");
-      codes[r] = (uint8_t)(z - (v1 ? 1 : 0));
-    }
-    uint32_t *w = (uint32_t *)(void *)(out + g * zw);
-    mq_pack_row(codes, l->rows, l->bits, w);
-  }
-cleanup:
-  mq_free(codes);
-  return st;
-}
-
-static mq_status fill_gptq(export_job *job, const export_item *it, void *buf, mq_error *err) {
-  mq_status st = MQ_OK;
-  MQ_CHECK(cached_layer(job, it->name, err));
-  const mq_layer_result *l = &job->layer;
-  if (it->kind == IT_QWEIGHT) { /* [words, rows]: the transpose of the result's [rows, words] */
-    uint32_t *q = buf;
-    for (size_t k = 0; k < l->words; k++)
-      for (size_t r = 0; r < l->rows; r++) q[k * l->rows + r] = l->qweight[r * l->words + k];
-  } else if (it->kind == IT_QZEROS) {
-    MQ_CHECK(fill_qzeros(job, it->name, buf, err));
-  } else if (it->kind == IT_SCALES) { /* float16 [ngroups, rows] */
-    uint16_t *h = buf;
-    for (size_t g = 0; g < l->ngroups; g++)
-      for (size_t r = 0; r < l->rows; r++) {
-        float s = l->scales[r * l->ngroups + g];
-        uint16_t v = mq_stw_f32_to_f16(s);
-        if ((v & 0x7c00u) == 0x7c00u || ((v & 0x7fffu) == 0 && s != 0.0f))
-          MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: scale %g (row %zu, group %zu) is outside "
-                  "the float16 range of the gptq format", job->a->in, it->name, (double)s, r, g);
-        h[g * l->rows + r] = v;
-      }
-  } else { /* g_idx int32 [cols] */
-    int gs = job->meta->opts.group_size > 0 ? job->meta->opts.group_size : (int)l->cols;
-    memcpy(buf, l->g_idx, l->cols * sizeof *l->g_idx);
-    for (size_t c = 0; c < l->cols; c++)
-      if ((size_t)l->g_idx[c] != c / (size_t)gs) job->desc_act = 1;
-  }
-cleanup:
-  return st;
-}
-
 static mq_status fill_tensor(void *ctx, size_t tag, void *buf, size_t nbytes, mq_error *err) {
   mq_status st = MQ_OK;
-  export_job *job = ctx;
-  const export_item *it = &job->items[tag];
+  mq__export_job *job = ctx;
+  const mq__export_item *it = &job->items[tag];
   float *x = NULL;
-  if (it->kind != IT_DEQUANT && it->kind != IT_RESULT_TENSOR && it->kind != IT_CKPT_TENSOR) {
-    MQ_CHECK(fill_gptq(job, it, buf, err));
+  if (it->kind != MQ__EX_DEQUANT && it->kind != MQ__EX_RESULT_TENSOR &&
+      it->kind != MQ__EX_CKPT_TENSOR) {
+    MQ_CHECK(mq__export_fill_gptq(job, it, buf, err));
     goto cleanup;
   }
   size_t n = nbytes / mq_stw_dtype_size(it->dtype);
   /* float32 output is read in place; 16-bit output needs a float32 scratch copy */
   x = it->dtype == MQ_STW_F32 ? buf : mq_alloc(n, sizeof *x);
   MQ_CHECK_ALLOC(err, x, n * sizeof *x);
-  if (it->kind == IT_CKPT_TENSOR) MQ_CHECK(mq_st_read_f32(job->ckpt, it->name, x, n, err));
+  if (it->kind == MQ__EX_CKPT_TENSOR) MQ_CHECK(mq_st_read_f32(job->ckpt, it->name, x, n, err));
   else MQ_CHECK(job->src.read(job->src.ctx, it->name, x, n, err));
   MQ_CHECK(convert_out(it->name, x, n, it->dtype, buf, err));
 cleanup:
@@ -289,7 +262,7 @@ cleanup:
   return st;
 }
 
-/* ---- planning: which tensors go into model.safetensors ---- */
+/* ---- planning: which tensors go into the safetensors file(s) ---- */
 
 static mq_stw_dtype dtype_from_name(const char *s) {
   if (s != NULL && !strcmp(s, "F16")) return MQ_STW_F16;
@@ -297,51 +270,18 @@ static mq_stw_dtype dtype_from_name(const char *s) {
   return MQ_STW_F32;
 }
 
-static mq_status add_item(export_job *job, mq_st_writer *w, const char *tensor, item_kind kind,
-                          const char *name, mq_stw_dtype dt, int ndim, const size_t *shape,
-                          mq_error *err) {
-  job->items[job->nitems] = (export_item){.kind = kind, .name = name, .dtype = dt};
+mq_status mq__export_add_item(mq__export_job *job, mq_st_writer *w, const char *tensor,
+                              mq__export_kind kind, const char *name, mq_stw_dtype dt, int ndim,
+                              const size_t *shape, mq_error *err) {
+  job->items[job->nitems] = (mq__export_item){.kind = kind, .name = name, .dtype = dt};
   mq_status st = mq_stw_add(w, tensor, dt, ndim, shape, fill_tensor, job, job->nitems, err);
   if (st == MQ_OK) job->nitems++;
   return st;
 }
 
-/* The four gptq tensors of a layer, after checking the layout can hold it. */
-static mq_status plan_gptq(export_job *job, mq_st_writer *w, const mq_result_tensor_info *ti,
-                           mq_error *err) {
-  mq_status st = MQ_OK;
-  const char *m = ti->module;
-  const int bits = job->meta->opts.bits;
-  size_t rows = ti->shape[0], cols = ti->shape[1];
-  char name[600];
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-    MQ_FAIL(err, MQ_EINPUT, "%s: %d-bit codes have no %s layout (2, 3, 4 or 8 bits)", job->a->in,
-            bits, mq_export_format_names[job->a->format]);
-  if (rows % 32 != 0 || cols % 32 != 0)
-    MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: %zux%zu: the %s layout needs rows and columns that "
-            "are multiples of 32", job->a->in, m, rows, cols, mq_export_format_names[job->a->format]);
-  if (ti->ngroups != mq_ngroups(cols, job->meta->opts.group_size))
-    MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: %zu groups, but group_size %d over %zu columns "
-            "makes %zu", job->a->in, m, ti->ngroups, job->meta->opts.group_size, cols,
-            mq_ngroups(cols, job->meta->opts.group_size));
-  if (strlen(m) + 10 > sizeof name) MQ_FAIL(err, MQ_EINPUT, "%s: /layers/%s: name too long", job->a->in, m);
-  size_t qw[2] = {cols * (size_t)bits / 32, rows}, qz[2] = {ti->ngroups, rows * (size_t)bits / 32};
-  size_t sc[2] = {ti->ngroups, rows}, gi[1] = {cols};
-  snprintf(name, sizeof name, "%s.qweight", m);
-  MQ_CHECK(add_item(job, w, name, IT_QWEIGHT, m, MQ_STW_I32, 2, qw, err));
-  snprintf(name, sizeof name, "%s.qzeros", m);
-  MQ_CHECK(add_item(job, w, name, IT_QZEROS, m, MQ_STW_I32, 2, qz, err));
-  snprintf(name, sizeof name, "%s.scales", m);
-  MQ_CHECK(add_item(job, w, name, IT_SCALES, m, MQ_STW_F16, 2, sc, err));
-  snprintf(name, sizeof name, "%s.g_idx", m);
-  MQ_CHECK(add_item(job, w, name, IT_GIDX, m, MQ_STW_I32, 1, gi, err));
-cleanup:
-  return st;
-}
-
 /* --model checkpoint: every quantized module must be there with the layer's shape; every other
  * tensor is copied in its own dtype. */
-static mq_status plan_checkpoint(export_job *job, mq_st_writer *w, mq_error *err) {
+static mq_status plan_checkpoint(mq__export_job *job, mq_st_writer *w, mq_error *err) {
   mq_status st = MQ_OK;
   size_t nt = mq_result_tensors_count(&job->src);
   mq_result_tensor_info ti;
@@ -361,60 +301,104 @@ static mq_status plan_checkpoint(export_job *job, mq_st_writer *w, mq_error *err
     if (job->src.find(job->src.ctx, name, NULL, NULL)) continue; /* a quantized weight */
     (void)mq_st_find(job->ckpt, name, &ci);
     mq_stw_dtype dt = dtype_from_name(mq_st_dtype_name(ci.dtype));
-    MQ_CHECK(add_item(job, w, name, IT_CKPT_TENSOR, name, dt, ci.ndim, ci.shape, err));
+    MQ_CHECK(mq__export_add_item(job, w, name, MQ__EX_CKPT_TENSOR, name, dt, ci.ndim, ci.shape,
+                                 err));
   }
 cleanup:
   return st;
 }
 
-static mq_status plan(export_job *job, mq_st_writer *w, mq_error *err) {
+static mq_status plan(mq__export_job *job, mq_st_writer *w, mq_error *err) {
   mq_status st = MQ_OK;
   size_t nt = mq_result_tensors_count(&job->src), cap = 4 * nt + 1;
+  const int gptq = job->a->format != MQ_EXPORT_DEQUANT;
+  const char *first = NULL; /* the first quantized module */
   if (job->ckpt != NULL) cap += mq_st_count(job->ckpt);
   job->items = mq_alloc(cap, sizeof *job->items);
   MQ_CHECK_ALLOC(err, job->items, cap * sizeof *job->items);
   mq_stw_dtype wdt = dequant_dtype(job);
   mq_result_tensor_info ti;
   size_t nlayers = 0;
+  if (gptq) mq__export_gptq_format_warnings(job);
   for (size_t i = 0; i < nt; i++) {
     (void)mq_result_tensors_info(&job->src, i, &ti);
     if (ti.module == NULL)
-      MQ_CHECK(add_item(job, w, ti.name, IT_RESULT_TENSOR, ti.name, dtype_from_name(ti.dtype),
-                        ti.ndim, ti.shape, err));
-    else if (job->a->format == MQ_EXPORT_DEQUANT)
-      MQ_CHECK(add_item(job, w, ti.name, IT_DEQUANT, ti.name, wdt, 2, ti.shape, err));
+      MQ_CHECK(mq__export_add_item(job, w, ti.name, MQ__EX_RESULT_TENSOR, ti.name,
+                                   dtype_from_name(ti.dtype), ti.ndim, ti.shape, err));
+    else if (!gptq)
+      MQ_CHECK(mq__export_add_item(job, w, ti.name, MQ__EX_DEQUANT, ti.name, wdt, 2, ti.shape,
+                                   err));
     else
-      MQ_CHECK(plan_gptq(job, w, &ti, err));
+      MQ_CHECK(mq__export_plan_gptq(job, w, &ti, err));
+    if (ti.module != NULL && first == NULL) first = ti.module;
     nlayers += ti.module != NULL;
   }
   if (nlayers == 0) MQ_FAIL(err, MQ_EINPUT, "%s: no quantized layers to export", job->a->in);
   if (job->ckpt != NULL) MQ_CHECK(plan_checkpoint(job, w, err));
+  if (gptq && !job->a->allow_requantize) /* float32 scales: refused before anything is written */
+    MQ_CHECK(mq__export_gptq_precheck(job, first, err));
   MQ_INFO("export: %zu quantized layer(s), %zu tensor(s) in all, format %s%s%s", nlayers,
           mq_stw_count(w), mq_export_format_names[job->a->format],
-          job->a->format == MQ_EXPORT_DEQUANT ? ", weights as " : "",
-          job->a->format == MQ_EXPORT_DEQUANT ? mq_stw_dtype_name(wdt) : "");
+          !gptq ? ", weights as " : "", !gptq ? mq_stw_dtype_name(wdt) : "");
 cleanup:
   return st;
 }
 
-/* ---- the export itself (rank 0) ---- */
+/* ---- writing ---- */
 
-typedef struct out_file {
-  const char *name; /* final name in DIR */
-  char *tmp, *final;
-  int written;
-} out_file;
+/* model.safetensors, or the shards and their index when the data exceeds the limit. */
+static mq_status write_weights(const mq_export_args *a, mq_st_writer *w, const char *dir,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  char *path = NULL, name[64];
+  json_t *index = NULL, *map = NULL;
+  uint64_t limit = a->max_shard_size ? a->max_shard_size : MQ_EXPORT_DEFAULT_SHARD_SIZE;
+  size_t nshards = mq_stw_shard(w, limit);
+  if (nshards == 1) {
+    path = join(dir, "model.safetensors");
+    MQ_CHECK_ALLOC(err, path, strlen(dir) + 20);
+    MQ_CHECK(mq_stw_write(w, path, err));
+    goto cleanup;
+  }
+  if (nshards > 99999) MQ_FAIL(err, MQ_EUSAGE, "--max-shard-size: %llu bytes makes %zu shards "
+                               "(at most 99999)", (unsigned long long)limit, nshards);
+  map = json_object();
+  index = json_pack("{s:{s:I}}", "metadata", "total_size", (json_int_t)mq_stw_total_bytes(w));
+  MQ_CHECK_ALLOC(err, map && index, 256);
+  if (json_object_set(index, "weight_map", map) != 0)
+    MQ_FAIL(err, MQ_EFAIL, "model.safetensors.index.json: out of memory");
+  for (size_t i = 0, k; mq_stw_tensor(w, i, &k) != NULL; i++) {
+    snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
+    if (json_object_set_new(map, mq_stw_tensor(w, i, NULL), json_string(name)) != 0)
+      MQ_FAIL(err, MQ_EFAIL, "model.safetensors.index.json: out of memory");
+  }
+  for (size_t k = 0; k < nshards; k++) {
+    snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
+    path = join(dir, name);
+    MQ_CHECK_ALLOC(err, path, strlen(dir) + sizeof name);
+    MQ_CHECK(mq_stw_write_shard(w, k, path, err));
+    mq_free(path);
+    path = NULL;
+  }
+  MQ_CHECK(write_json(index, dir, "model.safetensors.index.json", err));
+  MQ_INFO("export: %zu shards of at most %.4g bytes of data each", nshards, (double)limit);
+cleanup:
+  json_decref(map);
+  json_decref(index);
+  mq_free(path);
+  return st;
+}
 
 mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
   mq_status st = MQ_OK;
-  export_job job = {.a = a};
+  mq__export_job job = {.a = a};
   mq_outdir od = {0};
   mq_st_writer *w = NULL;
   json_t *qc = NULL;
-  out_file files[3] = {{.name = "model.safetensors"}, {.name = "config.json"},
-                       {.name = "quantize_config.json"}};
   const int gptq = a->format != MQ_EXPORT_DEQUANT;
   if (a->format == MQ_EXPORT_GGUF) return mq_gguf_export_llama(a, err); /* one file, own plan */
+  if (a->report != NULL) memset(a->report, 0, sizeof *a->report);
+  const double t0 = mq_wtime();
   MQ_CHECK(mq_result_tensors_open(a->in, &job.src, err));
   job.meta = mq_result_tensors_meta(&job.src);
   MQ_CHECK(load_config(&job, err));
@@ -428,56 +412,23 @@ mq_status mq_export_checkpoint(const mq_export_args *a, mq_error *err) {
   MQ_CHECK(plan(&job, w, err));
 
   MQ_CHECK(mq_outdir_begin(a->out, a->force, &od, err)); /* staged, renamed into place last */
-  const char *dir = od.tmp;
-  char suffix[64];
-  snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
-  for (int k = 0; k < 3; k++) {
-    size_t n = strlen(dir) + strlen(files[k].name) + strlen(suffix) + 3;
-    files[k].final = join(dir, files[k].name);
-    files[k].tmp = mq_alloc(n, 1);
-    MQ_CHECK_ALLOC(err, files[k].final && files[k].tmp, n);
-    snprintf(files[k].tmp, n, "%s/.%s%s", dir, files[k].name, suffix);
-  }
-  MQ_CHECK(mq_stw_write(w, files[0].tmp, err));
-  files[0].written = 1;
+  MQ_CHECK(write_weights(a, w, od.tmp, err));
   if (gptq) { /* after the data: desc_act depends on the g_idx seen */
-    qc = quantization_config(&job);
+    qc = mq__export_quantization_config(&job);
     MQ_CHECK_ALLOC(err, qc, 256);
-    if (job.config != NULL && json_object_set(job.config, "quantization_config", qc) != 0)
-      MQ_FAIL(err, MQ_EFAIL, "config.json: out of memory");
-    MQ_CHECK(write_json(qc, files[2].tmp, err));
-    files[2].written = 1;
-  } else if (job.config != NULL) {
-    (void)json_object_del(job.config, "quantization_config"); /* plain weights now */
+    MQ_CHECK(write_json(qc, od.tmp, "quantize_config.json", err));
   }
   if (job.config != NULL) {
-    MQ_CHECK(write_json(job.config, files[1].tmp, err));
-    files[1].written = 1;
+    MQ_CHECK(final_config(&job, qc, err));
+    MQ_CHECK(write_json(job.config, od.tmp, "config.json", err));
   }
-  /* Publish: config files first, the model file last. */
-  for (int k = 2; k >= 0; k--) {
-    if (!files[k].written) continue;
-    if (rename(files[k].tmp, files[k].final) != 0)
-      MQ_FAIL(err, MQ_EFAIL, "%s: cannot rename to %s: %s", files[k].tmp, files[k].final,
-              strerror(errno));
-    files[k].written = 0;
-  }
-  if (!gptq && files[2].final != NULL) (void)remove(files[2].final); /* stale gptq leftovers */
-  char *index = join(dir, "model.safetensors.index.json");
-  if (index != NULL && access(index, F_OK) == 0) { /* it would shadow the new single file */
-    MQ_WARN("export: removing stale %s", index);
-    (void)remove(index);
-  }
-  mq_free(index);
+  MQ_CHECK(copy_model_files(a, od.tmp, err));
   MQ_CHECK(mq_outdir_commit(&od, err));
-  MQ_INFO("export: wrote %s/%s", a->out, files[0].name);
+  if (gptq) mq__export_gptq_report(&job);
+  if (a->report != NULL) a->report->seconds = mq_wtime() - t0;
+  MQ_INFO("export: wrote %s in %.2f s", a->out, mq_wtime() - t0);
 cleanup:
   mq_outdir_abort(&od, err); /* a failure inside it is blamed on a->out */
-  for (int k = 0; k < 3; k++) {
-    if (files[k].written) (void)remove(files[k].tmp);
-    mq_free(files[k].tmp);
-    mq_free(files[k].final);
-  }
   json_decref(qc);
   json_decref(job.config);
   mq_stw_free(&w);
@@ -487,4 +438,3 @@ cleanup:
   mq_result_tensors_close(&job.src);
   return st;
 }
-

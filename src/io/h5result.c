@@ -253,7 +253,7 @@ static uint64_t layer_hash(const char *name, size_t total_rows, const mq_layer_r
   h = fnv1a(h, &res->lambda_ncand, sizeof res->lambda_ncand);
   h = fnv1a(h, res->lambda_cand, sizeof res->lambda_cand);
   h = fnv1a(h, res->lambda_heldout, sizeof res->lambda_heldout);
-#define HASH_SCALAR(field, kind) h = fnv1a(h, &res->field, sizeof res->field);
+#define HASH_SCALAR(field, kind, ...) h = fnv1a(h, &res->field, sizeof res->field);
   MQ_LAYER_SCALARS(HASH_SCALAR)
 #undef HASH_SCALAR
   return h;
@@ -264,34 +264,25 @@ typedef struct layer_claim {
   uint64_t row0, rows, hash;
 } layer_claim;
 
-/* A layer's scalars are numbers a reader can trust: λ, loss, err, rel_err, bound_l2 and
- * seconds finite and >= 0; bound_linf and err_floor finite (>= 0 for bound_linf) or NaN (not
- * applicable); clipped and lambda_raises >= 0. Anything else is a numerical failure
- * (MQ_ENUMERIC) and the layer is not written. The scalars are identical on every rank, so all
- * ranks reach the same verdict. */
+/* A layer's scalars are numbers a reader can trust, as the policy columns of
+ * MQ_LAYER_SCALARS say (λ, loss, err, rel_err, bound_l2 and seconds finite and >= 0; bound_linf
+ * and err_floor finite (>= 0 for bound_linf) or NaN (not applicable); clipped and
+ * lambda_raises >= 0). Anything else is a numerical failure (MQ_ENUMERIC) and the layer is not
+ * written. The scalars are identical on every rank, so all ranks reach the same verdict. */
 static mq_status check_scalars(const mq_h5_result *rf, const char *name,
                                const mq_layer_result *res, mq_error *err) {
   mq_status st = MQ_OK;
-  const struct {
-    const char *what;
-    double v;
-    int nan_ok, negative_ok;
-  } s[] = {{"lambda", res->lambda, 0, 0},         {"loss", res->loss, 0, 0},
-           {"err", res->err, 0, 0},               {"rel_err", res->rel_err, 0, 0},
-           /* Qronos' bound includes err_floor, unknown (NaN) for layers given as H and G */
-           {"bound_l2", res->bound_l2, isnan(res->err_floor), 0},
-           {"bound_linf", res->bound_linf, 1, 0},
-           {"err_floor", res->err_floor, 1, 1},   {"seconds", res->seconds, 0, 0}};
-  for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
-    double v = s[i].v;
-    if ((isnan(v) && s[i].nan_ok) || (isfinite(v) && (v >= 0 || s[i].negative_ok))) continue;
-    MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: %s = %g is not a finite%s number: numerical "
-            "failure, the layer is not written", rf->path, name, s[i].what, v,
-            s[i].negative_ok ? "" : " non-negative");
+  /* the table's policy columns (core/layer_scalars.h); integers go through double exactly */
+#define CHECK_SCALAR(field, kind, nan_ok, negative_ok)                                           \
+  {                                                                                              \
+    double v = (double)res->field;                                                               \
+    if (!((isnan(v) && nan_ok(res)) || (isfinite(v) && (v >= 0 || negative_ok))))               \
+      MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: %s = %g is not a finite%s number: numerical "  \
+              "failure, the layer is not written", rf->path, name, #field, v,                    \
+              negative_ok ? "" : " non-negative");                                               \
   }
-  if (res->clipped < 0 || res->lambda_raises < 0)
-    MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: negative clipped (%lld) or lambda_raises (%lld)",
-            rf->path, name, (long long)res->clipped, (long long)res->lambda_raises);
+  MQ_LAYER_SCALARS(CHECK_SCALAR)
+#undef CHECK_SCALAR
   for (size_t k = 0; k < res->rows * res->ngroups; k++) /* this rank's rows */
     if (!isfinite(res->scales[k]))
       MQ_FAIL(err, MQ_ENUMERIC, "%s: /layers/%s: scale of group %zu is %g: numerical failure, "
@@ -434,9 +425,9 @@ static mq_status write_layer_attrs(const mq_h5_result *rf, hid_t g, const char *
   mq_status st = MQ_OK;
   MQ_CHECK(attr_i64(rf, g, obj, "rows", (int64_t)total_rows, err));
   MQ_CHECK(attr_i64(rf, g, obj, "cols", (int64_t)res->cols, err));
-#define WRITE_I64(field, kind) \
+#define WRITE_I64(field, kind, ...) \
   IF_KIND_I64_##kind(MQ_CHECK(attr_i64(rf, g, obj, #field, (int64_t)res->field, err));)
-#define WRITE_F64(field, kind) \
+#define WRITE_F64(field, kind, ...) \
   IF_KIND_F64_##kind(MQ_CHECK(attr_f64(rf, g, obj, #field, res->field, err));)
   MQ_LAYER_SCALARS(WRITE_I64)
   MQ_LAYER_SCALARS(WRITE_F64)

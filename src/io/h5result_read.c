@@ -125,7 +125,7 @@ static mq_status read_layer(const char *path, hid_t layers, const char *name,
   memset(&ls->res, 0, sizeof ls->res);
 #define MISSING_F64 NAN
 #define MISSING_I64 -1
-#define SET_MISSING(field, kind) ls->res.field = MISSING_##kind;
+#define SET_MISSING(field, kind, ...) ls->res.field = MISSING_##kind;
   MQ_LAYER_SCALARS(SET_MISSING)
 #undef SET_MISSING
   mq_h5_obj g = {H5Gopen2(layers, name, H5P_DEFAULT), path, obj};
@@ -150,7 +150,7 @@ static mq_status read_layer(const char *path, hid_t layers, const char *name,
       MQ_FAIL(err, MQ_EINPUT, "%s: %s attribute %s: %lld is out of range", path, obj, #field, \
               (long long)v_);                                                               \
   } while (0);
-#define READ_SCALAR(field, kind) READ_##kind(field)
+#define READ_SCALAR(field, kind, ...) READ_##kind(field)
   MQ_LAYER_SCALARS(READ_SCALAR)
 #undef READ_SCALAR
 #undef READ_I64

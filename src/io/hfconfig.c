@@ -15,8 +15,23 @@
 /* A config.json is a few KB; anything this large is not one. */
 enum { MAX_CONFIG_BYTES = 16 << 20 };
 
-static const char *const supported[] = {"LlamaForCausalLM", "MistralForCausalLM",
-                                        "Qwen2ForCausalLM"};
+/* What an architecture changes in the forward pass. */
+typedef struct arch_traits {
+  const char *name;
+  int qkv_bias;       /* q/k/v biases whatever attention_bias says (Qwen2, Qwen2-MoE) */
+  int qk_norm;        /* per-head q/k RMSNorm (Qwen3, Qwen3-MoE) */
+  mq_moe_style moe;
+} arch_traits;
+
+static const arch_traits supported[] = {
+    {"LlamaForCausalLM", 0, 0, MQ_MOE_NONE},     {"MistralForCausalLM", 0, 0, MQ_MOE_NONE},
+    {"Qwen2ForCausalLM", 1, 0, MQ_MOE_NONE},     {"Qwen3ForCausalLM", 0, 1, MQ_MOE_NONE},
+    {"MixtralForCausalLM", 0, 0, MQ_MOE_MIXTRAL}, {"Qwen2MoeForCausalLM", 1, 0, MQ_MOE_QWEN},
+    {"Qwen3MoeForCausalLM", 0, 1, MQ_MOE_QWEN}};
+enum { NSUPPORTED = sizeof supported / sizeof supported[0] };
+#define MQ_SUPPORTED_LIST                                                                 \
+  "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "           \
+  "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM"
 
 /* Positive int field, at most max; `def` < 0 means required, 0 means optional with *out = 0
  * when absent. */
@@ -135,6 +150,57 @@ cleanup:
   return st;
 }
 
+/* mlp_only_layers: block indices that keep a dense MLP (Qwen MoE). */
+static mq_status parse_dense_layers(const char *path, const json_t *root, mq_llama_config *c,
+                                    mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *list = json_object_get(root, "mlp_only_layers");
+  if (list == NULL || json_is_null(list)) return MQ_OK;
+  if (!json_is_array(list)) MQ_FAIL(err, MQ_EINPUT, "%s: mlp_only_layers: not a list", path);
+  for (size_t k = 0; k < json_array_size(list); k++) {
+    const json_t *v = json_array_get(list, k);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) >= c->num_hidden_layers)
+      MQ_FAIL(err, MQ_EINPUT, "%s: mlp_only_layers: element %zu is not a block index 0..%d",
+              path, k, c->num_hidden_layers - 1);
+    c->moe_block[json_integer_value(v)] = 0;
+  }
+cleanup:
+  return st;
+}
+
+/* The experts of a mixture-of-experts architecture, and which blocks have them. */
+static mq_status parse_moe(const char *path, const json_t *root, mq_moe_style style,
+                           mq_llama_config *c, mq_error *err) {
+  mq_status st = MQ_OK;
+  c->moe_style = style;
+  if (style == MQ_MOE_NONE) return MQ_OK;
+  const char *count = style == MQ_MOE_MIXTRAL ? "num_local_experts" : "num_experts";
+  MQ_CHECK(get_pos_int(path, root, count, -1, MQ_CONFIG_MAX_EXPERTS, &c->num_experts, err));
+  MQ_CHECK(get_pos_int(path, root, "num_experts_per_tok", -1, MQ_CONFIG_MAX_EXPERTS,
+                       &c->experts_per_tok, err));
+  if (c->experts_per_tok > c->num_experts)
+    MQ_FAIL(err, MQ_EINPUT, "%s: num_experts_per_tok: %d exceeds %s (%d)", path,
+            c->experts_per_tok, count, c->num_experts);
+  int step = 1;
+  if (style == MQ_MOE_MIXTRAL) { /* every block; the experts have intermediate_size */
+    c->moe_intermediate_size = c->intermediate_size;
+    c->norm_topk_prob = 1;
+  } else {
+    MQ_CHECK(get_pos_int(path, root, "moe_intermediate_size", -1, MQ_CONFIG_MAX_WIDTH,
+                         &c->moe_intermediate_size, err));
+    MQ_CHECK(get_bool(path, root, "norm_topk_prob", 0, &c->norm_topk_prob, err));
+    MQ_CHECK(get_pos_int(path, root, "decoder_sparse_step", 1, MQ_CONFIG_MAX_LAYERS, &step, err));
+    if (strcmp(c->architecture, "Qwen2MoeForCausalLM") == 0)
+      MQ_CHECK(get_pos_int(path, root, "shared_expert_intermediate_size", -1,
+                           MQ_CONFIG_MAX_WIDTH, &c->shared_expert_intermediate_size, err));
+  }
+  for (int b = 0; b < c->num_hidden_layers; b++) c->moe_block[b] = (b + 1) % step == 0;
+  MQ_CHECK(parse_dense_layers(path, root, c, err));
+cleanup:
+  return st;
+}
+
 static mq_status parse(const char *path, const json_t *root, mq_llama_config *c, mq_error *err) {
   mq_status st = MQ_OK;
   if (!json_is_object(root)) MQ_FAIL(err, MQ_EINPUT, "%s: not a JSON object", path);
@@ -143,14 +209,12 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
       !json_is_string(json_array_get(arch, 0)))
     MQ_FAIL(err, MQ_EINPUT, "%s: architectures: missing or not a list of names", path);
   const char *a = json_string_value(json_array_get(arch, 0));
-  int known = 0;
-  for (size_t k = 0; k < sizeof supported / sizeof *supported; k++)
-    known |= strcmp(a, supported[k]) == 0;
-  if (!known)
-    MQ_FAIL(err, MQ_EINPUT,
-            "%s: unsupported architecture %.80s (supported: LlamaForCausalLM, "
-            "MistralForCausalLM, Qwen2ForCausalLM)",
-            path, a);
+  const arch_traits *tr = NULL;
+  for (size_t k = 0; k < NSUPPORTED; k++)
+    if (strcmp(a, supported[k].name) == 0) tr = &supported[k];
+  if (tr == NULL)
+    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported architecture %.80s (supported: " MQ_SUPPORTED_LIST
+            ")", path, a);
   snprintf(c->architecture, sizeof c->architecture, "%s", a);
   MQ_CHECK(get_pos_int(path, root, "hidden_size", -1, MQ_CONFIG_MAX_WIDTH, &c->hidden_size, err));
   MQ_CHECK(get_pos_int(path, root, "intermediate_size", -1, MQ_CONFIG_MAX_WIDTH,
@@ -167,22 +231,23 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
   MQ_CHECK(get_pos_real(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, err));
   MQ_CHECK(get_pos_real(path, root, "rope_theta", 10000.0, &c->rope_theta, err));
   MQ_CHECK(get_bool(path, root, "tie_word_embeddings", 0, &c->tie_word_embeddings, err));
-  int qwen2 = strcmp(a, "Qwen2ForCausalLM") == 0;
-  MQ_CHECK(get_bool(path, root, "attention_bias", qwen2, &c->attention_bias, err));
-  if (qwen2) c->attention_bias = 1; /* Qwen2 always has q/k/v biases */
-  if (c->hidden_size % c->num_attention_heads != 0)
-    MQ_FAIL(err, MQ_EINPUT, "%s: hidden_size: %d is not divisible by num_attention_heads (%d)",
-            path, c->hidden_size, c->num_attention_heads);
+  MQ_CHECK(get_bool(path, root, "attention_bias", tr->qkv_bias, &c->attention_bias, err));
+  if (tr->qkv_bias) c->attention_bias = 1; /* Qwen2 (-MoE) always has q/k/v biases */
+  c->qk_norm = tr->qk_norm;
   if (c->num_attention_heads % c->num_key_value_heads != 0)
     MQ_FAIL(err, MQ_EINPUT,
             "%s: num_key_value_heads: num_attention_heads (%d) is not divisible by %d", path,
             c->num_attention_heads, c->num_key_value_heads);
-  c->head_dim = c->hidden_size / c->num_attention_heads;
-  const json_t *hd = json_object_get(root, "head_dim");
-  if (hd && !json_is_null(hd) &&
-      (!json_is_integer(hd) || json_integer_value(hd) != c->head_dim))
-    MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: only hidden_size / num_attention_heads (%d) is supported",
-            path, c->head_dim);
+  /* An explicit head_dim (Mistral-Nemo, Qwen3) may differ from hidden / heads. */
+  MQ_CHECK(get_pos_int(path, root, "head_dim", 0, MQ_CONFIG_MAX_WIDTH, &c->head_dim, err));
+  if (c->head_dim == 0 && c->hidden_size % c->num_attention_heads != 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: hidden_size: %d is not divisible by num_attention_heads (%d)",
+            path, c->hidden_size, c->num_attention_heads);
+  if (c->head_dim == 0) c->head_dim = c->hidden_size / c->num_attention_heads;
+  if ((long long)c->head_dim * c->num_attention_heads > MQ_CONFIG_MAX_WIDTH)
+    MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: %d x %d heads is beyond %lld", path, c->head_dim,
+            c->num_attention_heads, MQ_CONFIG_MAX_WIDTH);
+  MQ_CHECK(parse_moe(path, root, tr->moe, c, err));
   MQ_CHECK(check_unsupported(path, root, c, err));
   /* transformers >= 4.56 writes "dtype"; older files "torch_dtype" */
   const json_t *dt = json_object_get(root, "torch_dtype");

@@ -1,5 +1,6 @@
 /* Hugging Face config.json of the Llama family (SPEC.md "Command line", supported models):
- * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM. Parsed with jansson, validated, and
+ * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the mixtures of
+ * experts MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM. Parsed with jansson, validated, and
  * kept verbatim as text (the result file stores it). Not collective. */
 #ifndef MQ_IO_HFCONFIG_H
 #define MQ_IO_HFCONFIG_H
@@ -15,6 +16,13 @@
 #define MQ_CONFIG_MAX_LAYERS (1LL << 12)
 #define MQ_CONFIG_MAX_HEADS (1LL << 12)
 #define MQ_CONFIG_MAX_VOCAB (1LL << 24)
+#define MQ_CONFIG_MAX_EXPERTS (1LL << 12)
+
+/* How a mixture-of-experts block names its tensors (module names under "model.layers.<i>."):
+ * Mixtral  block_sparse_moe.gate, block_sparse_moe.experts.<j>.w1 (gate) / w3 (up) / w2 (down);
+ * Qwen     mlp.gate, mlp.experts.<j>.gate_proj / up_proj / down_proj, and Qwen2-MoE's
+ *          mlp.shared_expert.gate_proj / up_proj / down_proj with mlp.shared_expert_gate. */
+typedef enum mq_moe_style { MQ_MOE_NONE = 0, MQ_MOE_MIXTRAL = 1, MQ_MOE_QWEN = 2 } mq_moe_style;
 
 typedef struct mq_llama_config {
   char architecture[64];        /* architectures[0] */
@@ -23,7 +31,9 @@ typedef struct mq_llama_config {
   int num_hidden_layers;
   int num_attention_heads;
   int num_key_value_heads;      /* default: num_attention_heads */
-  int head_dim;                 /* hidden_size / num_attention_heads */
+  int head_dim;                 /* config's head_dim, else hidden_size / num_attention_heads */
+  int qk_norm;                  /* Qwen3: RMSNorm of each q and k head (q_norm, k_norm [head_dim])
+                                   before the rotary embedding */
   int vocab_size;
   int max_position_embeddings;  /* 0 when absent */
   int sliding_window;           /* attention window of Mistral/Qwen2 configs; 0 = none (windows
@@ -37,6 +47,16 @@ typedef struct mq_llama_config {
   double rope_theta;            /* default 10000 */
   int tie_word_embeddings;      /* default 0 */
   int attention_bias;           /* q/k/v (and o for Llama) biases; Qwen2 always 1 */
+  /* Mixture of experts (moe_style != MQ_MOE_NONE): a block whose moe_block[i] is set replaces
+   * its MLP by a router over num_experts experts of width moe_intermediate_size; each token
+   * goes to its experts_per_tok most probable ones (softmax over all), weights renormalised to
+   * sum 1 when norm_topk_prob (always for Mixtral); Qwen2-MoE adds a shared expert of width
+   * shared_expert_intermediate_size (0: none) scaled by sigmoid(shared_expert_gate · x). Other
+   * blocks (mlp_only_layers, decoder_sparse_step) keep the dense MLP of intermediate_size. */
+  mq_moe_style moe_style;
+  int num_experts, experts_per_tok, moe_intermediate_size, shared_expert_intermediate_size;
+  int norm_topk_prob;
+  unsigned char moe_block[MQ_CONFIG_MAX_LAYERS];
   char torch_dtype[16];         /* "torch_dtype", else "dtype" (transformers >= 4.56):
                                    "bfloat16", ...; "" when absent */
   char *json_text;              /* the file's bytes, NUL-terminated, mq_alloc'd */

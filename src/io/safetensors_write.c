@@ -20,12 +20,14 @@ typedef struct stw_tensor {
   mq_stw_fill_fn fill;
   void *ctx;
   size_t tag;
+  size_t shard; /* 0 until mq_stw_shard assigns one */
 } stw_tensor;
 
 struct mq_st_writer {
   size_t n, cap;
-  stw_tensor *t; /* [n] in declaration order until mq_stw_write sorts them */
-  json_t *meta;  /* "__metadata__" object */
+  stw_tensor *t;  /* [n] in declaration order until sorted: by (shard, data order) */
+  size_t nshards; /* 1 until mq_stw_shard */
+  json_t *meta;   /* "__metadata__" object */
 };
 
 static const char *const dtype_names[4] = {"F32", "F16", "BF16", "I32"};
@@ -71,6 +73,7 @@ mq_status mq_stw_create(mq_st_writer **out, mq_error *err) {
   mq_status st = MQ_OK;
   *out = mq_calloc(1, sizeof **out);
   MQ_CHECK_ALLOC(err, *out, sizeof **out);
+  (*out)->nshards = 1;
   (*out)->meta = json_object();
   MQ_CHECK_ALLOC(err, (*out)->meta, 64);
 cleanup:
@@ -148,14 +151,16 @@ cleanup:
  * the reference writer arranges it), then by name. */
 static int cmp_data_order(const void *pa, const void *pb) {
   const stw_tensor *a = pa, *b = pb;
+  if (a->shard != b->shard) return a->shard < b->shard ? -1 : 1;
   size_t sa = dtype_sizes[a->dtype], sb = dtype_sizes[b->dtype];
   if (sa != sb) return sa > sb ? -1 : 1;
   return strcmp(a->name, b->name);
 }
 
-/* The header JSON (compact, keys sorted), padded with spaces to make 8 + length a multiple
- * of 8. *text from malloc (jansson), *len its padded length. */
-static mq_status build_header(const mq_st_writer *w, char **text, size_t *len, mq_error *err) {
+/* The header JSON of tensors t[lo, hi) (compact, keys sorted), padded with spaces to make
+ * 8 + length a multiple of 8. *text from malloc (jansson), *len its padded length. */
+static mq_status build_header(const mq_st_writer *w, size_t lo, size_t hi, char **text,
+                              size_t *len, mq_error *err) {
   mq_status st = MQ_OK;
   json_t *root = json_object();
   char *s = NULL;
@@ -163,7 +168,7 @@ static mq_status build_header(const mq_st_writer *w, char **text, size_t *len, m
   if (json_object_size(w->meta) > 0 && json_object_set(root, "__metadata__", w->meta) != 0)
     MQ_FAIL(err, MQ_EFAIL, "safetensors header: out of memory");
   size_t off = 0;
-  for (size_t i = 0; i < w->n; i++) {
+  for (size_t i = lo; i < hi; i++) {
     const stw_tensor *t = &w->t[i];
     json_t *shape = json_array();
     json_t *desc = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtype_names[t->dtype], "shape",
@@ -209,7 +214,9 @@ cleanup:
   return st;
 }
 
-mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
+/* Writes tensors t[lo, hi) (already in data order) as one file at path. */
+static mq_status write_range(mq_st_writer *w, size_t lo, size_t hi, const char *path,
+                             mq_error *err) {
   mq_status st = MQ_OK;
   FILE *f = NULL;
   char *header = NULL;
@@ -218,9 +225,8 @@ mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
   int created = 0;
   if (!host_is_little_endian())
     MQ_FAIL(err, MQ_EFAIL, "%s: safetensors writing needs a little-endian host", path);
-  if (w->n) qsort(w->t, w->n, sizeof *w->t, cmp_data_order);
-  MQ_CHECK(build_header(w, &header, &hlen, err));
-  for (size_t i = 0; i < w->n; i++)
+  MQ_CHECK(build_header(w, lo, hi, &header, &hlen, err));
+  for (size_t i = lo; i < hi; i++)
     if (w->t[i].nbytes > maxbytes) maxbytes = w->t[i].nbytes;
   buf = mq_alloc(maxbytes, 1);
   MQ_CHECK_ALLOC(err, buf, maxbytes);
@@ -231,7 +237,7 @@ mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
   for (int k = 0; k < 8; k++) lenbytes[k] = (uint8_t)((uint64_t)hlen >> (8 * k));
   if (fwrite(lenbytes, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen)
     MQ_FAIL(err, MQ_EFAIL, "%s: write failed: %s", path, strerror(errno));
-  for (size_t i = 0; i < w->n; i++) {
+  for (size_t i = lo; i < hi; i++) {
     const stw_tensor *t = &w->t[i];
     if (t->nbytes == 0) continue;
     MQ_CHECK(t->fill(t->ctx, t->tag, buf, t->nbytes, err));
@@ -245,4 +251,52 @@ cleanup:
   mq_free(buf);
   free(header);
   return st;
+}
+
+mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err) {
+  for (size_t i = 0; i < w->n; i++) w->t[i].shard = 0; /* one file: every tensor */
+  w->nshards = 1;
+  if (w->n) qsort(w->t, w->n, sizeof *w->t, cmp_data_order);
+  return write_range(w, 0, w->n, path, err);
+}
+
+static int cmp_name(const void *pa, const void *pb) {
+  return strcmp(((const stw_tensor *)pa)->name, ((const stw_tensor *)pb)->name);
+}
+
+size_t mq_stw_shard(mq_st_writer *w, uint64_t max_bytes) {
+  size_t shard = 0;
+  uint64_t used = 0;
+  if (w->n) qsort(w->t, w->n, sizeof *w->t, cmp_name);
+  for (size_t i = 0; i < w->n; i++) {
+    uint64_t nb = w->t[i].nbytes;
+    if (used > 0 && used + nb > max_bytes) { /* the next shard (a larger tensor: alone) */
+      shard++;
+      used = 0;
+    }
+    w->t[i].shard = shard;
+    used += nb;
+  }
+  w->nshards = shard + 1;
+  if (w->n) qsort(w->t, w->n, sizeof *w->t, cmp_data_order);
+  return w->nshards;
+}
+
+mq_status mq_stw_write_shard(mq_st_writer *w, size_t k, const char *path, mq_error *err) {
+  size_t lo = 0, hi;
+  while (lo < w->n && w->t[lo].shard < k) lo++;
+  for (hi = lo; hi < w->n && w->t[hi].shard == k; hi++) continue;
+  return write_range(w, lo, hi, path, err);
+}
+
+uint64_t mq_stw_total_bytes(const mq_st_writer *w) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < w->n; i++) total += w->t[i].nbytes;
+  return total;
+}
+
+const char *mq_stw_tensor(const mq_st_writer *w, size_t i, size_t *shard) {
+  if (i >= w->n) return NULL;
+  if (shard != NULL) *shard = w->t[i].shard;
+  return w->t[i].name;
 }

@@ -10,7 +10,13 @@
  *
  * Data is produced on demand: each tensor is declared with a fill callback that the writer calls
  * once, in data order, with a buffer of exactly the tensor's bytes (on-disk layout: row-major,
- * little-endian), so only one tensor is in memory at a time. Not collective. */
+ * little-endian), so only one tensor is in memory at a time. Not collective.
+ *
+ * Sharding (the checkpoints transformers and GPTQModel write above a size limit): mq_stw_shard
+ * splits the tensors, taken in name order, into consecutive shards of at most max_bytes of data
+ * each (a tensor larger than that gets a shard of its own); mq_stw_write_shard writes one of
+ * them as a complete safetensors file (same metadata, same guarantees); mq_stw_tensor names
+ * each tensor's shard for the index file. */
 #ifndef MQ_IO_SAFETENSORS_WRITE_H
 #define MQ_IO_SAFETENSORS_WRITE_H
 
@@ -56,6 +62,17 @@ size_t mq_stw_count(const mq_st_writer *w);
  * fsyncs and closes it. On any failure path is removed. MQ_EFAIL "<path>: ..." on I/O errors;
  * a fill callback's own status otherwise. */
 mq_status mq_stw_write(mq_st_writer *w, const char *path, mq_error *err);
+
+/* Assigns every declared tensor to a shard (see above); returns the number of shards (>= 1;
+ * 1 when everything fits, or when there are no tensors). */
+size_t mq_stw_shard(mq_st_writer *w, uint64_t max_bytes);
+/* Writes shard k (0-based, after mq_stw_shard) to path, as mq_stw_write does for all. */
+mq_status mq_stw_write_shard(mq_st_writer *w, size_t k, const char *path, mq_error *err);
+/* Sum of the tensors' data bytes (the index file's "total_size"). */
+uint64_t mq_stw_total_bytes(const mq_st_writer *w);
+/* Tensor i's name (i < count; order unspecified) and, in *shard (may be NULL), its shard;
+ * NULL when i >= count. */
+const char *mq_stw_tensor(const mq_st_writer *w, size_t i, size_t *shard);
 
 /* Flushes, fsyncs and closes *f (nulled), so a file reported written is on disk; MQ_EFAIL
  * "<path>: write failed: ..." otherwise. Shared by every writer of export. */

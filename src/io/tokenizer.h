@@ -13,11 +13,13 @@
  * truncation and padding sections are ignored (they do not change the ids of a document).
  *
  * Text is UTF-8; ill-formed bytes become U+FFFD (one per maximal ill-formed subpart, as Node,
- * browsers and Rust's String::from_utf8_lossy decode). Serial; one tokenizer is used by one
- * thread at a time (it keeps a cache of pieces and scratch buffers). */
+ * browsers and Rust's String::from_utf8_lossy decode). Serial but for
+ * mq_tokenizer_encode_file (collective); one tokenizer is used by one thread at a time (it keeps
+ * a cache of pieces and scratch buffers). */
 #ifndef MQ_IO_TOKENIZER_H
 #define MQ_IO_TOKENIZER_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,11 +51,20 @@ int32_t mq_tokenizer_id_limit(const mq_tokenizer *tok);
 mq_status mq_tokenizer_encode(mq_tokenizer *tok, const char *text, size_t len, mq_token_buf *out,
                               mq_error *err);
 
-/* The documents of a text file, each encoded and appended to out: `.jsonl`: one JSON object per
- * line with a string field "text" (blank lines skipped); any other name: the whole file is one
- * document. *ndocs (may be NULL) counts them; *nbytes (may be NULL) the text bytes encoded.
- * Errors: MQ_EINPUT "<path>: <reason>" (unreadable, "line N: ..."), or the tokenizer's. */
-mq_status mq_tokenizer_encode_file(mq_tokenizer *tok, const char *path, mq_token_buf *out,
-                                   size_t *ndocs, size_t *nbytes, mq_error *err);
+/* Collective over comm (every rank passes its own tokenizer, loaded from the same file): the
+ * documents of a text file, each encoded and appended to out in file order — `.jsonl`: one JSON
+ * object per line with a string field "text" (blank lines skipped); any other name: the whole
+ * file is one document. The documents are split across the ranks by bytes, cut only where a
+ * document starts (tokenizer_docs.c), and every rank ends with all ids: the same array at any
+ * rank count; a rank reads and tokenizes only the documents that start in its share (a .txt is
+ * one document: rank 0's).
+ * The file is opened without blocking and must be a regular file. *ndocs (may be NULL) counts
+ * the documents; *nbytes (may be NULL) the text bytes encoded. Errors, agreed by all ranks and
+ * recorded on the ranks that saw them: MQ_EINPUT "<path>: <reason>" (unreadable, "line N: ..."
+ * with N counted in the whole file), or the tokenizer's; MQ_EFAIL out of memory. out is
+ * unchanged on failure. */
+mq_status mq_tokenizer_encode_file(MPI_Comm comm, mq_tokenizer *tok, const char *path,
+                                   mq_token_buf *out, size_t *ndocs, size_t *nbytes,
+                                   mq_error *err);
 
 #endif

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/mem.h"
 #include "core/status.h"
 #include "io/h5common.h"
+#include "io/paths.h"
 #include "io/tokenizer.h"
+#include "parallel/ctx.h"
 
 /* Elements converted per read (npy and h5): bounds temporary buffers to 8 MiB. */
 enum { CHUNK = 1 << 20 };
@@ -339,11 +342,16 @@ mq_status mq_tokens_read(const char *path, int vocab_size, int32_t **out, size_t
     MQ_CHECK(read_h5(path, vocab_size, out, n, err));
     goto cleanup;
   }
-  f = fopen(path, "rb");
-  if (!f) MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  int fd = -1;
+  MQ_CHECK(mq_path_open_regular(path, &fd, err)); /* a FIFO would block fopen */
+  f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    MQ_FAIL(err, MQ_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+  }
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-    MQ_FAIL(err, MQ_EINPUT, "%s: not a regular file", path);
+  if (fstat(fileno(f), &sb) != 0)
+    MQ_FAIL(err, MQ_EINPUT, "%s: cannot stat: %s", path, strerror(errno));
   size_t fsize = (size_t)sb.st_size;
   if (npy)
     MQ_CHECK(read_npy(path, f, fsize, vocab_size, out, n, err));
@@ -358,13 +366,16 @@ cleanup:
 
 int mq_tokens_is_text(const char *path) { return has_ext(path, ".txt") || has_ext(path, ".jsonl"); }
 
-static mq_status read_text(const char *path, const char *json, int vocab, int32_t **out, size_t *n,
-                           mq_error *err) {
+/* Collective: the text's documents split across the ranks, every rank gets all ids. Every
+ * rank loads the tokenizer; the checks after the gather see the same array on every rank, so
+ * they fail alike everywhere. */
+static mq_status read_text(MPI_Comm comm, const char *path, const char *json, int vocab,
+                           int32_t **out, size_t *n, mq_error *err) {
   mq_status st = MQ_OK;
   mq_tokenizer *tok = NULL;
   mq_token_buf ids = {0};
-  MQ_CHECK(mq_tokenizer_load_file(json, &tok, err));
-  MQ_CHECK(mq_tokenizer_encode_file(tok, path, &ids, NULL, NULL, err));
+  MQ_AGREE(comm, mq_tokenizer_load_file(json, &tok, err));
+  MQ_CHECK(mq_tokenizer_encode_file(comm, tok, path, &ids, NULL, NULL, err));
   if (ids.n == 0) MQ_FAIL(err, MQ_EINPUT, "%s: holds no text", path);
   for (size_t i = 0; i < ids.n; i++)
     if (ids.ids[i] >= vocab)
@@ -380,32 +391,81 @@ cleanup:
   return st;
 }
 
-mq_status mq_tokens_read_model(const char *path, const char *model_dir, int vocab_size,
-                               int32_t **out, size_t *n, mq_error *err) {
+/* Rank 0 only: a token file, or text without a tokenizer.json (raw bytes for a 256-token
+ * vocabulary, else an error naming the missing file). */
+static mq_status read_file(const char *path, const char *model_dir, const char *json, int vocab,
+                           int32_t **out, size_t *n, mq_error *err) {
   mq_status st = MQ_OK;
-  char *json = NULL;
-  *out = NULL;
-  *n = 0;
-  if (model_dir == NULL || !mq_tokens_is_text(path))
-    return mq_tokens_read(path, vocab_size, out, n, err);
-  if (vocab_size <= 0)
-    MQ_FAIL(err, MQ_EINPUT, "%s: vocabulary size %d is not positive", path, vocab_size);
-  size_t len = strlen(model_dir) + 32;
-  json = mq_alloc(len, 1);
-  MQ_CHECK_ALLOC(err, json, len);
-  size_t dl = strlen(model_dir);
-  snprintf(json, len, "%s%stokenizer.json", model_dir,
-           dl > 0 && model_dir[dl - 1] == '/' ? "" : "/");
   struct stat sb;
-  if (stat(json, &sb) == 0) {
-    MQ_CHECK(read_text(path, json, vocab_size, out, n, err));
-  } else if (vocab_size == 256) { /* byte-vocabulary models read text as bytes, as before */
-    MQ_CHECK(mq_tokens_read(path, vocab_size, out, n, err));
-  } else {
+  if (model_dir != NULL && mq_tokens_is_text(path) && vocab != 256 && stat(json, &sb) != 0)
     MQ_FAIL(err, MQ_EINPUT, "%s: text needs the model's tokenizer, and %s: %s", path, json,
             strerror(errno));
+  MQ_CHECK(mq_tokens_read(path, vocab, out, n, err));
+cleanup:
+  return st;
+}
+
+/* Collective: rank 0's *tok[*n] on every rank (broadcast in chunks: MPI counts are int). */
+static mq_status share_tokens(MPI_Comm comm, int32_t **tok, size_t *n, mq_error *err) {
+  mq_status st = MQ_OK;
+  int rank;
+  uint64_t count = *n;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Bcast(&count, 1, MPI_UINT64_T, 0, comm);
+  if (rank != 0) {
+    *n = (size_t)count;
+    *tok = mq_alloc(*n, sizeof **tok);
+    if (*tok == NULL)
+      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
+                    *n * sizeof **tok);
+  }
+  MQ_AGREE(comm, st);
+  for (size_t off = 0; off < *n; off += (size_t)1 << 28) {
+    size_t len = *n - off < ((size_t)1 << 28) ? *n - off : (size_t)1 << 28;
+    MPI_Bcast(*tok + off, (int)len, MPI_INT32_T, 0, comm);
   }
 cleanup:
+  return st;
+}
+
+mq_status mq_tokens_read_model(MPI_Comm comm, const char *path, const char *model_dir,
+                               int vocab_size, int32_t **out, size_t *n, mq_error *err) {
+  mq_status st = MQ_OK;
+  char *json = NULL;
+  int rank, text = 0;
+  struct stat sb;
+  *out = NULL;
+  *n = 0;
+  MPI_Comm_rank(comm, &rank);
+  if (model_dir != NULL) {
+    size_t dl = strlen(model_dir), len = dl + 32;
+    json = mq_alloc(len, 1);
+    if (json != NULL)
+      snprintf(json, len, "%s%stokenizer.json", model_dir,
+               dl > 0 && model_dir[dl - 1] == '/' ? "" : "/");
+    else
+      st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes", len);
+  }
+  if (st == MQ_OK && vocab_size <= 0)
+    st = mq__fail(err, MQ_EINPUT, __FILE__, __LINE__, "%s: vocabulary size %d is not positive",
+                  path, vocab_size);
+  MQ_AGREE(comm, st);
+  /* rank 0 decides, so all ranks take the same branch even if their views of the disk differ */
+  if (rank == 0) text = json != NULL && mq_tokens_is_text(path) && stat(json, &sb) == 0;
+  MPI_Bcast(&text, 1, MPI_INT, 0, comm);
+  if (text) {
+    MQ_CHECK(read_text(comm, path, json, vocab_size, out, n, err));
+  } else {
+    if (rank == 0) st = read_file(path, model_dir, json, vocab_size, out, n, err);
+    MQ_AGREE(comm, st);
+    MQ_CHECK(share_tokens(comm, out, n, err));
+  }
+cleanup:
+  if (st != MQ_OK) {
+    mq_free(*out);
+    *out = NULL;
+    *n = 0;
+  }
   mq_free(json);
   return st;
 }

@@ -2,11 +2,13 @@
  * 2-D [samples, seqlen] flattened in row order), `.h5` (integer dataset /tokens, 1-D), text
  * (`.txt`: one document, the whole file; `.jsonl`: one JSON object per line with a string
  * "text") through the model's tokenizer.json (io/tokenizer.h), anything else raw bytes = tokens
- * 0..255 (only for a 256-token vocabulary). Serial, not collective: one rank reads and
- * broadcasts, or each reads. */
+ * 0..255 (only for a 256-token vocabulary). mq_tokens_read is serial; mq_tokens_read_model is
+ * collective (text split across the ranks, token files read by rank 0 and broadcast). Files are
+ * opened without blocking (io/paths.h): a FIFO is refused, never read. */
 #ifndef MQ_IO_TOKENS_H
 #define MQ_IO_TOKENS_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,14 +22,18 @@
 mq_status mq_tokens_read(const char *path, int vocab_size, int32_t **out, size_t *n,
                          mq_error *err);
 
-/* The same for a model: model_dir (may be NULL: then exactly mq_tokens_read) is the checkpoint
- * directory. A text file (.txt, .jsonl) is tokenized with <model_dir>/tokenizer.json when it
- * exists (each document with the post-processor's special tokens, e.g. BOS); without one, a
+/* Collective over comm: the tokens of path for a model, identical on every rank. model_dir (may
+ * be NULL: then path is read as by mq_tokens_read) is the checkpoint directory. A text file
+ * (.txt, .jsonl) is tokenized with <model_dir>/tokenizer.json when rank 0 finds one (each
+ * document with the post-processor's special tokens, e.g. BOS), its documents split across the
+ * ranks (mq_tokenizer_encode_file: the ids do not depend on the rank count); without one, a
  * 256-token vocabulary reads it as raw bytes (the old behaviour) and any other vocabulary fails
- * with MQ_EINPUT naming the missing tokenizer.json. Other files as mq_tokens_read. Errors of the
- * tokenizer: MQ_EINPUT "<model_dir>/tokenizer.json: <reason>". */
-mq_status mq_tokens_read_model(const char *path, const char *model_dir, int vocab_size,
-                               int32_t **out, size_t *n, mq_error *err);
+ * with MQ_EINPUT naming the missing tokenizer.json. Other files: rank 0 reads them as
+ * mq_tokens_read and broadcasts. Errors of the tokenizer: MQ_EINPUT
+ * "<model_dir>/tokenizer.json: <reason>". The status is agreed by all ranks; the cause is
+ * recorded in err on the ranks that saw it. *out is NULL and *n 0 on failure. */
+mq_status mq_tokens_read_model(MPI_Comm comm, const char *path, const char *model_dir,
+                               int vocab_size, int32_t **out, size_t *n, mq_error *err);
 
 /* 1 when path names a text file for the tokenizer (.txt or .jsonl). */
 int mq_tokens_is_text(const char *path);

@@ -27,7 +27,9 @@
 #include "io/report.h"
 #include "io/tokens.h"
 #include "model/llama.h"
+#include "model/moe_calibrate.h"
 #include "model/output_errors.h"
+#include "model/run_progress.h"
 #include "parallel/ctx.h"
 #include "parallel/interrupt.h"
 #include "parallel/layer_engine.h"
@@ -72,6 +74,8 @@ typedef struct pipeline {
   mq_report *report;
   size_t layers_done, layers_total;
   size_t layers_quantized; /* by this run (layers_done also counts those read back) */
+  int block;              /* the block being quantized (messages) */
+  size_t experts_all_tokens; /* mixture of experts: calibrated on every token (too few routed) */
   double t_start, t_forward, t_layers;
 } pipeline;
 
@@ -91,13 +95,16 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
   return h;
 }
 
-/* Local. Window i starts at a uniformly drawn offset in [0, ntok − L] (mixer(seed, i)). */
+/* Collective (the calibration text is tokenized split across the ranks, io/tokens.h). Window
+ * i starts at a uniformly drawn offset in [0, ntok − L] (mixer(seed, i)); this rank keeps its
+ * own. */
 static mq_status draw_windows(pipeline *p, mq_error *err) {
   mq_status st = MQ_OK;
   int32_t *all = NULL;
   size_t ntok = 0, L = p->L;
-  MQ_CHECK(mq_tokens_read_model(p->args->calib, p->args->model_dir, p->cfg.vocab_size, &all,
-                                &ntok, err));
+  /* collective: the text is tokenized split across the ranks (io/tokens.h) */
+  MQ_CHECK(mq_tokens_read_model(p->comm, p->args->calib, p->args->model_dir, p->cfg.vocab_size,
+                                &all, &ntok, err));
   if (ntok < L)
     MQ_FAIL(err, MQ_EINPUT, "%s: %zu tokens, fewer than one window of --seqlen %zu",
             p->args->calib, ntok, L);
@@ -206,6 +213,7 @@ static mq_status quantize_linear(pipeline *p, int block, mq_llama_linear which,
   MQ_AGREE(p->comm, st);
   int done = p->resumed && mq_h5_result_layer_done(p->rf, name);
   MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, p->comm);
+  mq_run_progress_layer(block, (int)which, done); /* progress lines (run_progress.h) */
   if (done) {
     p->cache.valid = 0; /* the next layer of the group computes its own H */
     return resume_linear(p, block, name, rows, cols, q->w[which], err);
@@ -248,6 +256,7 @@ static mq_status write_group(pipeline *p, int block, mq_llama_linear first, mq_l
       MQ_CHECK(mq_output_errors_finish(p->oe, p->ctx, (mq_llama_linear)k, p->nwin * p->L,
                                        &pl->res.err, &pl->res.rel_err));
     MQ_CHECK(mq_h5_result_write_layer(p->rf, name, rows, pl->row0, &pl->res, err));
+    mq_report_set_number(p->report, "seconds_forward_rank0", p->t_forward); /* so far */
     mq_report_layer(p->report, name, &pl->res, rows, &pl->phases);
     progress(p, block, name, &pl->res);
     mq_layer_result_free(&pl->res);
@@ -262,6 +271,49 @@ static void pending_free(pipeline *p) {
     mq_layer_result_free(&p->pending[k].res);
     p->pending[k].active = 0;
   }
+}
+
+/* ---- the experts of a mixture-of-experts block (moe_calibrate.h) ---- */
+
+static int expert_done(void *user, const char *name) {
+  pipeline *p = user;
+  int done = p->resumed && mq_h5_result_layer_done(p->rf, name);
+  MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, p->comm);
+  return done;
+}
+
+static mq_status expert_read_back(void *user, const char *name, size_t rows, size_t cols,
+                                  float *What, mq_error *err) {
+  pipeline *p = user;
+  return resume_linear(p, p->block, name, rows, cols, What, err);
+}
+
+static mq_status expert_write(void *user, const char *name, size_t total_rows, size_t row0,
+                              mq_layer_result *res, const mq_layer_phases *ph, mq_error *err) {
+  mq_status st = MQ_OK;
+  pipeline *p = user;
+  MQ_CHECK(mq_h5_result_write_layer(p->rf, name, total_rows, row0, res, err));
+  mq_report_layer(p->report, name, res, total_rows, ph);
+  progress(p, p->block, name, res);
+cleanup:
+  return st;
+}
+
+/* Collective. The experts of block fp, inputs af/aq (the post-attention norm); both streams
+ * advanced. */
+static mq_status quantize_experts(pipeline *p, const mq_llama_block *fp, mq_llama_block *q,
+                                  mq_error *err) {
+  const mq_model_quantize_args *a = p->args;
+  mq_moe_run run = {
+      .ctx = p->ctx, .cfg = &p->cfg, .opts = &p->opts, .fwd = &p->fwd, .L = p->L,
+      .nwin = p->nwin, .chunk_windows = p->chunk_windows, .w0 = p->w0, .nw = p->nw,
+      .groups = a->expert_groups, .all_tokens = a->experts_all_tokens,
+      .min_tokens = a->expert_min_tokens,
+      .hooks = {.done = expert_done, .read_back = expert_read_back, .write = expert_write,
+                .user = p},
+      .t_forward = &p->t_forward, .t_layers = &p->t_layers,
+      .experts_all_tokens = &p->experts_all_tokens};
+  return mq__moe_quantize_block(&run, fp, q, p->af, p->aq, p->hf, p->hq, err);
 }
 
 /* ---- one block ---- */
@@ -288,6 +340,8 @@ static void run_stage(pipeline *p, stage_fn fn, const mq_llama_block *fp, const 
     fn(&p->fwd, fp, in_f + a * in_cols, out_f + a * out_cols);
     mq_output_errors_window(p->oe, w, 1);
     fn(&p->fwd, q, in_q + a * in_cols, out_q + a * out_cols);
+    mq_run_progress_window(fn == stage_attn_input || fn == stage_mlp_input ? MQ_STAGE_NORM
+                           : MQ_STAGE_LINEARS, in_cols, out_cols, w + 1, p->nw);
   }
   p->fwd.tap = NULL;
   p->xf = out_f;
@@ -308,6 +362,7 @@ static void run_residual(pipeline *p, mq_llama_linear which, const mq_llama_bloc
     mq_llama_residual(&p->fwd, fp, which, p->xf + a * p->xcols, p->hf + a * hid);
     mq_output_errors_window(p->oe, w, 1);
     mq_llama_residual(&p->fwd, q, which, p->xq + a * p->xcols, p->hq + a * hid);
+    mq_run_progress_window(MQ_STAGE_RESIDUAL, p->xcols, hid, w + 1, p->nw);
   }
   p->fwd.tap = NULL;
   p->t_forward += mq_wtime() - t0;
@@ -342,11 +397,14 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
   mq_llama_block fp = {0}, q = {0};
   size_t hid = (size_t)p->cfg.hidden_size, inter = (size_t)p->cfg.intermediate_size;
   size_t attn = (size_t)p->cfg.num_attention_heads * (size_t)p->cfg.head_dim;
+  p->block = block;
   st = mq_llama_block_load(&p->ckpt, &p->cfg, block, &fp, err);
   if (st != MQ_OK) mq__error_blame(err, p->args->model_dir);
   MQ_AGREE(p->comm, st);
-  q = fp; /* norms and biases shared; the weights are replaced as they are quantized */
+  q = fp; /* norms, biases, router shared; the weights are replaced as they are quantized */
   memset(q.w, 0, sizeof q.w);
+  q.experts = NULL;
+  q.nexperts = 0;
   run_stage(p, stage_attn_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
   MQ_CHECK(quantize_group(p, block, MQ_LIN_Q, MQ_LIN_V, &fp, &q, err));
   run_stage(p, attention_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, attn);
@@ -357,6 +415,11 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
   MQ_CHECK(write_group(p, block, MQ_LIN_O, MQ_LIN_O, err));
   MQ_CHECK(safe_point(p, err)); /* interrupt */
   run_stage(p, stage_mlp_input, &fp, &fp, p->hf, p->hq, hid, p->af, p->aq, hid);
+  if (fp.moe) {
+    MQ_CHECK(quantize_experts(p, &fp, &q, err));
+    MQ_CHECK(safe_point(p, err)); /* interrupt */
+    goto cleanup;
+  }
   MQ_CHECK(quantize_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, &fp, &q, err));
   run_stage(p, mlp_act_stage, &fp, &q, p->af, p->aq, hid, p->bf, p->bq, inter);
   MQ_CHECK(write_group(p, block, MQ_LIN_GATE, MQ_LIN_UP, err));
@@ -368,6 +431,7 @@ static mq_status run_block(pipeline *p, int block, mq_error *err) {
 cleanup:
   pending_free(p); /* after an interruption: nothing half-written */
   for (int k = 0; k < MQ_LIN_COUNT; k++) mq_free(q.w[k]);
+  mq__moe_release_quantized(&q);
   mq_llama_block_free(&fp);
   mq_hessian_cache_free(&p->cache); /* also after an interruption inside a group */
   return st;
@@ -413,9 +477,20 @@ static mq_status write_model_part(pipeline *p, mq_error *err) {
   MQ_CHECK(mq_h5_result_write_config(p->rf, p->cfg.json_text, p->cfg.json_len, err));
   for (size_t i = 0; i < sizeof outer / sizeof outer[0]; i++)
     MQ_CHECK(copy_tensor(p, outer[i], err));
+  static const char *const kept[] = {"self_attn.q_norm.weight", "self_attn.k_norm.weight",
+                                     "mlp.shared_expert_gate.weight"}; /* when present */
   for (int b = 0; b < p->cfg.num_hidden_layers; b++) {
     for (int k = 0; k < 2; k++) {
       snprintf(name, sizeof name, "model.layers.%d.%s", b, norms[k]);
+      MQ_CHECK(copy_tensor(p, name, err));
+    }
+    for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
+      snprintf(name, sizeof name, "model.layers.%d.%s", b, kept[k]);
+      MQ_CHECK(copy_tensor(p, name, err));
+    }
+    if (mq_llama_is_moe(&p->cfg, b)) { /* the router stays in full precision */
+      mq_llama_router_name(&p->cfg, b, name, sizeof name - 8);
+      strcat(name, ".weight");
       MQ_CHECK(copy_tensor(p, name, err));
     }
     for (int k = 0; k < MQ_LIN_COUNT; k++) {
@@ -434,19 +509,20 @@ static void resume_key(const pipeline *p, char *key, size_t len) {
   snprintf(key, len,
            "method=%s rounding=%s bits=%d group_size=%d sym=%d act_order=%d static_groups=%d "
            "mse=%d lambda_mode=%d damp=%.17g lambda=%.17g block_size=%d seed=%llu factor=%d "
-           "scale_fp16=%d nsamples=%zu seqlen=%zu calib=%016llx config=%016llx",
+           "scale_fp16=%d nsamples=%zu seqlen=%zu calib=%016llx config=%016llx "
+           "experts_all_tokens=%d expert_min_tokens=%zu",
            mq_method_names[o->method], mq_rounding_names[o->rounding], o->bits, o->group_size,
            o->sym, o->act_order, o->static_groups, o->mse, (int)o->lambda_mode, o->damp, o->lambda,
            o->block_size, (unsigned long long)o->seed, (int)o->factor, o->scale_fp16, p->nwin, p->L,
-           (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash);
+           (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash,
+           p->args->experts_all_tokens, p->args->expert_min_tokens);
 }
 
 /* ---- setup ---- */
 
-/* Local. Config, checkpoint, windows, buffers; both streams start as the embeddings. */
+/* Local. Config, checkpoint, window length, this rank's windows. */
 static mq_status open_local(pipeline *p, mq_error *err) {
   mq_status st = MQ_OK;
-  mq_llama_outer outer = {0};
   const mq_model_quantize_args *a = p->args;
   MQ_CHECK(mq_llama_config_read_dir(a->model_dir, &p->cfg, err));
   MQ_CHECK(mq_checkpoint_source_open(a->model_dir, &p->ckpt, err));
@@ -472,7 +548,15 @@ static mq_status open_local(pipeline *p, mq_error *err) {
   p->w0 = c0 * p->chunk_windows < p->nwin ? c0 * p->chunk_windows : p->nwin;
   size_t wend = (c0 + nc) * p->chunk_windows < p->nwin ? (c0 + nc) * p->chunk_windows : p->nwin;
   p->nw = wend - p->w0;
-  MQ_CHECK(draw_windows(p, err));
+cleanup:
+  return st;
+}
+
+/* Local. Buffers; both streams start as the embeddings of this rank's windows. */
+static mq_status open_streams(pipeline *p, mq_error *err) {
+  mq_status st = MQ_OK;
+  mq_llama_outer outer = {0};
+  const mq_model_quantize_args *a = p->args;
   MQ_CHECK(mq_llama_ctx_init(&p->fwd, &p->cfg, p->L, err));
   MQ_CHECK(mq_output_errors_create(&p->cfg, p->L, p->nw, &p->oe, err));
   size_t hid = (size_t)p->cfg.hidden_size, attn = (size_t)p->cfg.num_attention_heads * (size_t)p->cfg.head_dim;
@@ -504,6 +588,8 @@ static void report_run(pipeline *p, double total, double forward, double layers)
   mq_report_set_number(p->report, "seconds_total", total);
   mq_report_set_number(p->report, "seconds_forward_max_over_ranks", forward);
   mq_report_set_number(p->report, "seconds_layer_engine", layers);
+  mq_report_set_number(p->report, "experts_calibrated_on_all_tokens",
+                       (double)p->experts_all_tokens);
 }
 
 static void pipeline_close(pipeline *p) {
@@ -529,12 +615,20 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   p.t_start = mq_wtime();
   st = open_local(&p, err);
   MQ_AGREE(comm, st);
+  MQ_AGREE(comm, draw_windows(&p, err)); /* collective: the text is tokenized split over ranks */
+  MQ_AGREE(comm, open_streams(&p, err));
   int nb = p.cfg.num_hidden_layers;
-  p.layers_total = (size_t)nb * MQ_LIN_COUNT;
+  p.layers_total = 0;
+  for (int b = 0; b < nb; b++)
+    p.layers_total += mq_llama_is_moe(&p.cfg, b)
+                          ? (size_t)MQ_LIN_GATE + MQ_EXP_COUNT * mq_llama_expert_count(&p.cfg)
+                          : (size_t)MQ_LIN_COUNT;
+  mq_run_progress_begin(&p.cfg, &p.opts, p.L, p.nw, p.rank, p.nranks); /* run_progress.h */
   MQ_INFO("%s: %d blocks, hidden %d, %zu windows x %zu tokens (%zu on this rank), %d ranks",
           args->model_dir, nb, p.cfg.hidden_size, p.nwin, p.L, p.nw, p.nranks);
   p.report = mq_report_create(args->json, p.rank, p.nranks, &p.opts);
-  char key[512];
+  report_run(&p, NAN, NAN, NAN); /* model, sizes from the first layer on; seconds at the end */
+  char key[640];
   resume_key(&p, key, sizeof key);
   mq_result_meta meta = {.opts = p.opts, .nranks = p.nranks, .resume_key = key};
   mq_resume_state state = MQ_RESUME_NONE;

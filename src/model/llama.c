@@ -101,6 +101,13 @@ mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_
   ctx->rope_sin = mq_alloc(ntab, sizeof(double));
   MQ_CHECK_ALLOC(err, ctx->scratch && ctx->rope_cos && ctx->rope_sin,
                  ctx->scratch_len * sizeof(float));
+  if (cfg->moe_style != MQ_MOE_NONE) { /* T is at most 2^31 tokens: no overflow below */
+    size_t k = (size_t)cfg->experts_per_tok, len = mq__llama_moe_scratch_len(cfg, T);
+    ctx->moe_sel = mq_alloc(T * (k + 1), sizeof *ctx->moe_sel);
+    ctx->moe_weight = mq_alloc(T * k, sizeof *ctx->moe_weight);
+    ctx->moe_scratch = mq_alloc(len, sizeof *ctx->moe_scratch);
+    MQ_CHECK_ALLOC(err, ctx->moe_sel && ctx->moe_weight && ctx->moe_scratch, len * sizeof(float));
+  }
   /* HF rotary: inv_freq[i] = 1 / theta^(2i/hd), angle(t, i) = t * inv_freq[i], in double. */
   for (size_t i = 0; i < half; i++) {
     double inv = scaled_inv_freq(cfg, 1.0 / pow(cfg->rope_theta, (double)(2 * i) / (double)d.hd));
@@ -120,6 +127,9 @@ void mq_llama_ctx_free(mq_llama_ctx *ctx) {
   mq_free(ctx->scratch);
   mq_free(ctx->rope_cos);
   mq_free(ctx->rope_sin);
+  mq_free(ctx->moe_sel);
+  mq_free(ctx->moe_weight);
+  mq_free(ctx->moe_scratch);
   memset(ctx, 0, sizeof *ctx);
 }
 
@@ -156,7 +166,8 @@ static void linear(const mq_llama_ctx *ctx, mq_llama_linear which, const float *
   mq_llama_linear_shape(ctx->cfg, which, &out, &in);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)out, (int)in, 1.0f, x,
               (int)in, w, (int)in, 0.0f, y, (int)out);
-  if (ctx->tap != NULL) ctx->tap->observe(ctx->tap->user, which, y, T, out);
+  if (ctx->tap != NULL && ctx->tap->observe != NULL)
+    ctx->tap->observe(ctx->tap->user, which, y, T, out);
   add_bias(y, bias, T, out);
 }
 
@@ -219,6 +230,10 @@ void mq_llama_attention(mq_llama_ctx *ctx, const mq_llama_block *blk, const floa
   linear(ctx, MQ_LIN_Q, xa, blk->w[MQ_LIN_Q], blk->bias[MQ_LIN_Q], q);
   linear(ctx, MQ_LIN_K, xa, blk->w[MQ_LIN_K], blk->bias[MQ_LIN_K], k);
   linear(ctx, MQ_LIN_V, xa, blk->w[MQ_LIN_V], blk->bias[MQ_LIN_V], v);
+  if (blk->q_norm != NULL) { /* Qwen3: each head's vector normalised before the rotation */
+    mq_llama_rmsnorm(q, blk->q_norm, d.T * d.nh, d.hd, ctx->cfg->rms_norm_eps, q);
+    mq_llama_rmsnorm(k, blk->k_norm, d.T * d.nkv, d.hd, ctx->cfg->rms_norm_eps, k);
+  }
   rope(ctx, q, d.nh);
   rope(ctx, k, d.nkv);
   float scale = (float)(1.0 / sqrt((double)d.hd));
@@ -274,6 +289,10 @@ void mq_llama_block_forward(mq_llama_ctx *ctx, const mq_llama_block *blk, float 
   mq_llama_attention(ctx, blk, xa, ya);
   mq_llama_residual(ctx, blk, MQ_LIN_O, ya, h);
   mq_llama_mlp_input(ctx, blk, h, xa);
+  if (blk->moe) {
+    mq_llama_moe(ctx, blk, xa, h);
+    return;
+  }
   mq_llama_mlp_act(ctx, blk, xa, ym);
   mq_llama_residual(ctx, blk, MQ_LIN_DOWN, ym, h);
 }

@@ -1,6 +1,7 @@
 /* Llama-family decoder forward pass (SPEC.md "Supported models"): RMSNorm, rotary embeddings
- * (HF half-split convention, rope_theta), grouped-query attention, SwiGLU MLP, optional q/k/v
- * (and o) biases, tied or separate lm_head. Float32 activations and weights, every matrix
+ * (HF half-split convention, rope_theta), grouped-query attention (Qwen3's per-head q/k norms),
+ * SwiGLU MLP or a mixture of SwiGLU experts (moe.c), optional q/k/v (and o) biases, tied or
+ * separate lm_head. Float32 activations and weights, every matrix
  * product one BLAS-3 call, softmax/norm statistics in double. Serial (no MPI): ranks split
  * windows, not the math.
  *
@@ -35,14 +36,45 @@ typedef enum mq_llama_linear {
 /* "self_attn.q_proj", ..., "mlp.down_proj" (module name = "model.layers.<i>." + this) */
 extern const char *const mq_llama_linear_names[MQ_LIN_COUNT];
 
+/* The three linears of an expert (a SwiGLU MLP of its own width). */
+typedef enum mq_expert_linear { MQ_EXP_GATE, MQ_EXP_UP, MQ_EXP_DOWN, MQ_EXP_COUNT } mq_expert_linear;
+
+typedef struct mq_llama_expert {
+  size_t inter;               /* its width */
+  float *w[MQ_EXP_COUNT];     /* gate and up [inter, hidden], down [hidden, inter] */
+} mq_llama_expert;
+
 typedef struct mq_llama_block {
+  int layer;                   /* its index in the model */
   float *attn_norm, *mlp_norm; /* [hidden] */
+  float *q_norm, *k_norm;      /* [head_dim], Qwen3 (cfg->qk_norm); NULL otherwise */
   /* weights, PyTorch layout [out, in]:
    *   q [nh*hd, hidden], k and v [nkv*hd, hidden], o [hidden, nh*hd],
-   *   gate and up [inter, hidden], down [hidden, inter] */
+   *   gate and up [inter, hidden], down [hidden, inter] (NULL in a mixture-of-experts block) */
   float *w[MQ_LIN_COUNT];
   float *bias[MQ_LIN_COUNT]; /* [out] or NULL: any linear whose "<module>.bias" exists */
+  /* Mixture-of-experts block (cfg->moe_block[layer]): the router [num_experts, hidden] and
+   * nexperts experts: the num_experts routed ones, then Qwen2-MoE's shared expert, whose
+   * weight is sigmoid(shared_gate · x) (shared_gate [1, hidden]) */
+  int moe;
+  float *router, *shared_gate;
+  size_t nexperts;
+  mq_llama_expert *experts;    /* [nexperts] */
 } mq_llama_block;
+
+/* Module name of expert e's linear (e == num_experts: the shared expert) in block `layer`,
+ * e.g. "model.layers.3.block_sparse_moe.experts.5.w1" or "model.layers.3.mlp.shared_expert.
+ * down_proj"; and of a block's router. */
+void mq_llama_expert_name(const mq_llama_config *cfg, int layer, size_t e, mq_expert_linear which,
+                          char *buf, size_t len);
+void mq_llama_router_name(const mq_llama_config *cfg, int layer, char *buf, size_t len);
+/* Whether block `layer` is a mixture of experts, and how many experts it has (with a shared
+ * one). */
+int mq_llama_is_moe(const mq_llama_config *cfg, int layer);
+size_t mq_llama_expert_count(const mq_llama_config *cfg);
+/* Rows and columns of expert e's linear. */
+void mq_llama_expert_shape(const mq_llama_config *cfg, size_t e, mq_expert_linear which,
+                           size_t *rows, size_t *cols);
 
 /* Rows (out) and columns (in) of linear `which`. */
 void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, size_t *rows,
@@ -84,7 +116,11 @@ void mq_llama_outer_free(mq_llama_outer *out);
  * measures each layer's output error from the two streams' own products this way, with no
  * extra GEMM. */
 typedef struct mq_llama_tap {
+  /* may be NULL; the dense linears only (an expert's products are not shown) */
   void (*observe)(void *user, mq_llama_linear which, const float *y, size_t T, size_t out);
+  /* may be NULL; once per window per mixture-of-experts block: each token's experts_per_tok
+   * routed experts sel [T, k] in decreasing weight, and their weights [T, k] */
+  void (*route)(void *user, const int32_t *sel, const float *weight, size_t T, size_t k);
   void *user;
 } mq_llama_tap;
 
@@ -95,6 +131,10 @@ typedef struct mq_llama_ctx {
   double *rope_cos, *rope_sin; /* [seqlen, head_dim/2] */
   float *scratch;              /* owned; sized by init */
   size_t scratch_len;
+  /* mixture of experts only (NULL otherwise): routing of a window, sel and weight [seqlen, k],
+   * and the experts' scratch (moe.c) */
+  int32_t *moe_sel;
+  float *moe_weight, *moe_scratch;
   const mq_llama_tap *tap;     /* NULL: none (set by the caller between calls) */
 } mq_llama_ctx;
 
@@ -121,6 +161,25 @@ void mq_llama_residual(const mq_llama_ctx *ctx, const mq_llama_block *blk, mq_ll
 void mq_llama_mlp_input(const mq_llama_ctx *ctx, const mq_llama_block *blk, const float *h,
                         float *xm);
 void mq_llama_mlp_act(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xm, float *ym);
+
+/* Mixture-of-experts MLP (moe.c). Routing of a window's tokens x [seqlen, hidden]: sel and
+ * weight [seqlen, k] (k = experts_per_tok), the experts in decreasing probability (ties to the
+ * lower index), weights renormalised when cfg->norm_topk_prob; shown to the tap's route(). */
+void mq_llama_route(const mq_llama_ctx *ctx, const mq_llama_block *blk, const float *x,
+                    int32_t *sel, float *weight);
+/* act [n, inter] = silu(x·gateᵀ) ⊙ (x·upᵀ) of expert ex on n gathered rows x [n, hidden]; up is
+ * scratch [n, inter]. One GEMM shape per n: a window's rows give the same bits anywhere. */
+void mq_llama_expert_act(const mq_llama_config *cfg, const mq_llama_expert *ex, const float *x,
+                         size_t n, float *act, float *up);
+/* The rows of x [seqlen, hidden] whose tokens the routing sel [seqlen, k] sends to expert e, in
+ * token order: their indices tok[0..n), returned n (every token for the shared expert). */
+size_t mq_llama_expert_tokens(const mq_llama_config *cfg, const int32_t *sel, size_t seqlen,
+                              size_t e, int32_t *tok);
+/* Floats of ctx->moe_scratch a window of seqlen tokens needs (0 for a dense model). */
+size_t mq__llama_moe_scratch_len(const mq_llama_config *cfg, size_t seqlen);
+/* h += moe(xm): every expert on its tokens, weighted, summed in expert order (xm [seqlen,
+ * hidden], the post-attention norm of h). */
+void mq_llama_moe(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xm, float *h);
 
 /* All stages: h [seqlen, hidden] in, the block's output out. */
 void mq_llama_block_forward(mq_llama_ctx *ctx, const mq_llama_block *blk, float *h);

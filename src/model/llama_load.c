@@ -29,6 +29,44 @@ void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, si
   }
 }
 
+static const char *const expert_suffix[2][MQ_EXP_COUNT] = {
+    {"w1", "w3", "w2"}, {"gate_proj", "up_proj", "down_proj"}};
+
+int mq_llama_is_moe(const mq_llama_config *cfg, int layer) {
+  return cfg->moe_style != MQ_MOE_NONE && layer >= 0 && layer < cfg->num_hidden_layers &&
+         cfg->moe_block[layer];
+}
+
+size_t mq_llama_expert_count(const mq_llama_config *cfg) {
+  return (size_t)cfg->num_experts + (cfg->shared_expert_intermediate_size > 0);
+}
+
+void mq_llama_expert_shape(const mq_llama_config *cfg, size_t e, mq_expert_linear which,
+                           size_t *rows, size_t *cols) {
+  size_t hid = (size_t)cfg->hidden_size;
+  size_t inter = e < (size_t)cfg->num_experts ? (size_t)cfg->moe_intermediate_size
+                                              : (size_t)cfg->shared_expert_intermediate_size;
+  *rows = which == MQ_EXP_DOWN ? hid : inter;
+  *cols = which == MQ_EXP_DOWN ? inter : hid;
+}
+
+void mq_llama_expert_name(const mq_llama_config *cfg, int layer, size_t e, mq_expert_linear which,
+                          char *buf, size_t len) {
+  int qwen = cfg->moe_style == MQ_MOE_QWEN;
+  const char *suffix = expert_suffix[qwen][which];
+  if (!qwen)
+    snprintf(buf, len, "model.layers.%d.block_sparse_moe.experts.%zu.%s", layer, e, suffix);
+  else if (e < (size_t)cfg->num_experts)
+    snprintf(buf, len, "model.layers.%d.mlp.experts.%zu.%s", layer, e, suffix);
+  else
+    snprintf(buf, len, "model.layers.%d.mlp.shared_expert.%s", layer, suffix);
+}
+
+void mq_llama_router_name(const mq_llama_config *cfg, int layer, char *buf, size_t len) {
+  snprintf(buf, len, "model.layers.%d.%s", layer,
+           cfg->moe_style == MQ_MOE_MIXTRAL ? "block_sparse_moe.gate" : "mlp.gate");
+}
+
 /* Tensor `name` must have shape [rows] (cols == 0) or [rows, cols]; nothing is read.
  * `optional`: a missing tensor is no error (*present = 0). */
 static mq_status check_shape(const mq_tensor_source *src, const char *name, size_t rows,
@@ -81,7 +119,41 @@ cleanup:
   return st;
 }
 
-/* The tensors of block `layer` (norms, the seven linears, their biases), shapes only. */
+/* A mixture-of-experts block's router, shared-expert gate and experts, shapes only; an expert
+ * beyond the config's count is refused (a config that miscounts its checkpoint). */
+static mq_status check_experts(const mq_tensor_source *src, const mq_llama_config *cfg, int layer,
+                               mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[200];
+  int present = 0;
+  size_t hid = (size_t)cfg->hidden_size, E = (size_t)cfg->num_experts;
+  mq_llama_router_name(cfg, layer, name, sizeof name - 8);
+  strcat(name, ".weight");
+  MQ_CHECK(check_shape(src, name, E, hid, 0, &present, err));
+  if (cfg->shared_expert_intermediate_size > 0) {
+    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert_gate.weight", layer);
+    MQ_CHECK(check_shape(src, name, 1, hid, 0, &present, err));
+  }
+  for (size_t e = 0; e < mq_llama_expert_count(cfg); e++)
+    for (int k = 0; k < MQ_EXP_COUNT; k++) {
+      size_t rows = 0, cols = 0;
+      mq_llama_expert_shape(cfg, e, (mq_expert_linear)k, &rows, &cols);
+      mq_llama_expert_name(cfg, layer, e, (mq_expert_linear)k, name, sizeof name - 8);
+      strcat(name, ".weight");
+      MQ_CHECK(check_shape(src, name, rows, cols, 0, &present, err));
+    }
+  mq_llama_expert_name(cfg, layer, E, MQ_EXP_GATE, name, sizeof name - 8);
+  strcat(name, ".weight");
+  if (cfg->moe_style == MQ_MOE_QWEN) /* experts.<E> (the shared one is named apart) */
+    snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%zu.gate_proj.weight", layer, E);
+  if (src->find(src->ctx, name, NULL, NULL))
+    MQ_FAIL(err, MQ_EINPUT, "%s: present, but the config has %zu experts per block", name, E);
+cleanup:
+  return st;
+}
+
+/* The tensors of block `layer` (norms, the seven linears, their biases, or the experts), shapes
+ * only. */
 static mq_status check_block(const mq_tensor_source *src, const mq_llama_config *cfg, int layer,
                              mq_error *err) {
   mq_status st = MQ_OK;
@@ -89,11 +161,16 @@ static mq_status check_block(const mq_tensor_source *src, const mq_llama_config 
   int present = 0;
   size_t hid = (size_t)cfg->hidden_size;
   static const char *const norms[2] = {"input_layernorm", "post_attention_layernorm"};
+  static const char *const qk_norms[2] = {"self_attn.q_norm", "self_attn.k_norm"};
   for (int k = 0; k < 2; k++) {
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[k]);
     MQ_CHECK(check_shape(src, name, hid, 0, 0, &present, err));
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, qk_norms[k]);
+    if (cfg->qk_norm) MQ_CHECK(check_shape(src, name, (size_t)cfg->head_dim, 0, 0, &present, err));
   }
-  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+  int moe = mq_llama_is_moe(cfg, layer);
+  if (moe) MQ_CHECK(check_experts(src, cfg, layer, err));
+  for (int k = 0; k < (moe ? MQ_LIN_GATE : MQ_LIN_COUNT); k++) {
     size_t rows = 0, cols = 0;
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, mq_llama_linear_names[k]);
@@ -122,6 +199,35 @@ cleanup:
   return st;
 }
 
+/* A mixture-of-experts block's router, shared-expert gate and experts. */
+static mq_status load_experts(const mq_tensor_source *src, const mq_llama_config *cfg, int layer,
+                              mq_llama_block *blk, mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[200];
+  size_t hid = (size_t)cfg->hidden_size;
+  mq_llama_router_name(cfg, layer, name, sizeof name - 8);
+  strcat(name, ".weight");
+  MQ_CHECK(load_tensor(src, name, (size_t)cfg->num_experts, hid, 0, &blk->router, err));
+  if (cfg->shared_expert_intermediate_size > 0) {
+    snprintf(name, sizeof name, "model.layers.%d.mlp.shared_expert_gate.weight", layer);
+    MQ_CHECK(load_tensor(src, name, 1, hid, 0, &blk->shared_gate, err));
+  }
+  blk->nexperts = mq_llama_expert_count(cfg);
+  blk->experts = mq_calloc(blk->nexperts, sizeof *blk->experts);
+  MQ_CHECK_ALLOC(err, blk->experts, blk->nexperts * sizeof *blk->experts);
+  for (size_t e = 0; e < blk->nexperts; e++)
+    for (int k = 0; k < MQ_EXP_COUNT; k++) {
+      size_t rows = 0, cols = 0;
+      mq_llama_expert_shape(cfg, e, (mq_expert_linear)k, &rows, &cols);
+      blk->experts[e].inter = k == MQ_EXP_DOWN ? cols : rows;
+      mq_llama_expert_name(cfg, layer, e, (mq_expert_linear)k, name, sizeof name - 8);
+      strcat(name, ".weight");
+      MQ_CHECK(load_tensor(src, name, rows, cols, 0, &blk->experts[e].w[k], err));
+    }
+cleanup:
+  return st;
+}
+
 mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config *cfg,
                               int layer, mq_llama_block *blk, mq_error *err) {
   mq_status st = MQ_OK;
@@ -130,11 +236,20 @@ mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config
   memset(blk, 0, sizeof *blk);
   if (layer < 0 || layer >= cfg->num_hidden_layers)
     MQ_FAIL(err, MQ_EFAIL, "block %d: outside 0..%d", layer, cfg->num_hidden_layers - 1);
+  blk->layer = layer;
   snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
   MQ_CHECK(load_tensor(src, name, hid, 0, 0, &blk->attn_norm, err));
   snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
   MQ_CHECK(load_tensor(src, name, hid, 0, 0, &blk->mlp_norm, err));
-  for (int k = 0; k < MQ_LIN_COUNT; k++) {
+  if (cfg->qk_norm) {
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", layer);
+    MQ_CHECK(load_tensor(src, name, (size_t)cfg->head_dim, 0, 0, &blk->q_norm, err));
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", layer);
+    MQ_CHECK(load_tensor(src, name, (size_t)cfg->head_dim, 0, 0, &blk->k_norm, err));
+  }
+  blk->moe = mq_llama_is_moe(cfg, layer);
+  if (blk->moe) MQ_CHECK(load_experts(src, cfg, layer, blk, err));
+  for (int k = 0; k < (blk->moe ? MQ_LIN_GATE : MQ_LIN_COUNT); k++) {
     size_t rows = 0, cols = 0;
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, mq_llama_linear_names[k]);
@@ -153,10 +268,17 @@ void mq_llama_block_free(mq_llama_block *blk) {
   if (blk == NULL) return;
   mq_free(blk->attn_norm);
   mq_free(blk->mlp_norm);
+  mq_free(blk->q_norm);
+  mq_free(blk->k_norm);
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
     mq_free(blk->w[k]);
     mq_free(blk->bias[k]);
   }
+  mq_free(blk->router);
+  mq_free(blk->shared_gate);
+  for (size_t e = 0; blk->experts != NULL && e < blk->nexperts; e++)
+    for (int k = 0; k < MQ_EXP_COUNT; k++) mq_free(blk->experts[e].w[k]);
+  mq_free(blk->experts);
   memset(blk, 0, sizeof *blk);
 }
 

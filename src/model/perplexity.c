@@ -45,34 +45,6 @@ static void blame(mq_error *err, const mq_perplexity_args *a) {
   mq__error_blame(err, a->model_dir);
 }
 
-/* Rank 0 reads the token file and broadcasts it. Collective. */
-static mq_status read_tokens(mq_ctx *ctx, const char *path, const char *model_dir, int vocab,
-                             int32_t **tokens, size_t *ntok) {
-  mq_status st = MQ_OK;
-  uint64_t n = 0;
-  if (ctx->rank == 0) {
-    st = mq_tokens_read_model(path, model_dir, vocab, tokens, ntok, &ctx->err);
-    n = *ntok;
-  }
-  st = mq_agree(ctx->comm, st);
-  if (st != MQ_OK) return st;
-  MPI_Bcast(&n, 1, MPI_UINT64_T, 0, ctx->comm);
-  if (ctx->rank != 0) {
-    *ntok = (size_t)n;
-    *tokens = mq_alloc(*ntok, sizeof(int32_t));
-    if (*tokens == NULL)
-      st = mq__fail(&ctx->err, MQ_EFAIL, __FILE__, __LINE__,
-                    "out of memory allocating %zu bytes", *ntok * sizeof(int32_t));
-  }
-  st = mq_agree(ctx->comm, st);
-  if (st != MQ_OK) return st;
-  for (size_t off = 0; off < *ntok; off += (size_t)1 << 28) {
-    size_t len = *ntok - off < ((size_t)1 << 28) ? *ntok - off : (size_t)1 << 28;
-    MPI_Bcast(*tokens + off, (int)len, MPI_INT32_T, 0, ctx->comm);
-  }
-  return MQ_OK;
-}
-
 /* Every failure is agreed on before the next collective. */
 mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *a, mq_perplexity *out) {
   mq_status st = MQ_OK;
@@ -106,7 +78,9 @@ mq_status mq_model_perplexity(mq_ctx *ctx, const mq_perplexity_args *a, mq_perpl
   st = mq_llama_check_shapes(&src, &cfg, NULL, err);
   if (st != MQ_OK) blame(err, a);
   MQ_AGREE(ctx->comm, st);
-  MQ_CHECK(read_tokens(ctx, a->tokens, a->model_dir, cfg.vocab_size, &tokens, &ntok));
+  /* collective: text split across the ranks, token files read by rank 0 (io/tokens.h) */
+  MQ_CHECK(mq_tokens_read_model(ctx->comm, a->tokens, a->model_dir, cfg.vocab_size, &tokens,
+                                &ntok, err));
 
   size_t L = 2048;
   if (a->seqlen > 0) {

@@ -12,7 +12,7 @@
 
 enum { CHUNK_TOKENS = 1024 }; /* calibrate.c: windows per chunk of the exact sums */
 enum { ATT_ROWS = 128, HEAD_ROWS = 64 }; /* llama.c's attention and logits tiles */
-#define PANEL_BYTES (64.0 * 1048576.0) /* a ScaLAPACK-path H panel (README) */
+#define PANEL_BYTES (64.0 * 1048576.0) /* a ScaLAPACK-path H panel at most (README) */
 /* Resident bytes a run holds that neither the allocator counts nor the plan's own process
  * shows, fitted to the demo model at 1-3 ranks on one node (tests/slurm/run_plan.py): Open MPI's
  * shared-memory transport per other rank of the node (per-peer FIFOs and fragments), and the
@@ -47,7 +47,9 @@ static void engine_bytes(const mq_plan_args *a, mq_factor_mode f, double r, doub
   double P = a->ranks, c2 = c * c, samples = 16.0 * 1024.0 * c;
   int qronos = a->opts.method == MQ_METHOD_QRONOS;
   if (f == MQ_FACTOR_SCALAPACK) {
-    double panels = (qronos ? 5.0 : 4.0) * PANEL_BYTES + (qronos ? 4.0 * c * r / P : 0.0);
+    /* hessian_sums.c's panels: rows of H filling 64 MiB, at least 64, at most all of them */
+    double panel = 8.0 * c * fmin(fmax(64.0, floor(PANEL_BYTES / (8.0 * c))), c);
+    double panels = (qronos ? 5.0 : 4.0) * panel + (qronos ? 4.0 * c * r / P : 0.0);
     *hessian = 12.0 * c2 / P + 16.0 * c * r / P + 8.0 * 128.0 * c + panels + samples;
     *sweep = 12.0 * c2 / P + 16.0 * c * r / P + 8.0 * 128.0 * c + samples;
   } else if (qronos) { /* G and its sums, G−H in float, T; the Grams X̃ᵀX, XᵀX and copies */
@@ -63,6 +65,57 @@ static void engine_bytes(const mq_plan_args *a, mq_factor_mode f, double r, doub
 static double replicated_bytes(const mq_plan_args *a, double c) {
   mq_layer_desc d = {.cols = (size_t)c, .has_x = 1, .has_xq = 1};
   return mq__layer_replicated_bytes(&d, a->opts.method == MQ_METHOD_QRONOS);
+}
+
+/* ---- mixtures of experts (moe_calibrate.c) ---- */
+
+static int sparse_blocks(const mq_llama_config *cfg) {
+  int n = 0;
+  for (int b = 0; b < cfg->num_hidden_layers; b++) n += mq_llama_is_moe(cfg, b);
+  return n;
+}
+
+/* Weights (floats) of a sparse block's experts, and of its attention. */
+static double expert_weights(const mq_llama_config *cfg) {
+  double w = 0.0;
+  for (size_t e = 0; e < mq_llama_expert_count(cfg); e++)
+    for (int k = 0; k < MQ_EXP_COUNT; k++) {
+      size_t r, c;
+      mq_llama_expert_shape(cfg, e, (mq_expert_linear)k, &r, &c);
+      w += (double)r * (double)c;
+    }
+  return w;
+}
+
+static double attention_weights(const mq_llama_config *cfg) {
+  double w = 0.0;
+  for (int k = MQ_LIN_Q; k <= MQ_LIN_O; k++) {
+    size_t r, c;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &r, &c);
+    w += (double)r * (double)c;
+  }
+  return w;
+}
+
+/* Flops of all experts of one sparse block over n tokens (each routed to k experts, the shared
+ * one to all): forward products per stream, Gram sums, factors, sweeps. */
+static void expert_work(const mq_llama_config *cfg, mq_method method, double n, double *lin,
+                        double *grams, double *factor, double *sweep) {
+  double E = cfg->num_experts, k = cfg->experts_per_tok, hid = cfg->hidden_size;
+  *lin = *grams = *factor = *sweep = 2.0 * n * hid * E; /* the router */
+  *grams = *factor = *sweep = 0.0;
+  int rtn = method == MQ_METHOD_RTN, qronos = method == MQ_METHOD_QRONOS;
+  for (size_t e = 0; e < mq_llama_expert_count(cfg); e++) {
+    size_t r, c, rd, cd;
+    mq_llama_expert_shape(cfg, e, MQ_EXP_GATE, &r, &c);
+    mq_llama_expert_shape(cfg, e, MQ_EXP_DOWN, &rd, &cd);
+    double tokens = e < (size_t)cfg->num_experts ? n * k / E : n, width = (double)r;
+    *lin += tokens * 3.0 * 2.0 * hid * width;
+    if (rtn) continue;
+    *grams += tokens * (hid * hid + width * width) * (qronos ? 4.0 : 1.0);
+    *factor += (hid * hid * hid + width * width * width) / 3.0 * (qronos ? 2.0 : 1.0);
+    *sweep += (2.0 * width * hid * hid + hid * width * width) * (qronos ? 2.0 : 1.0);
+  }
 }
 
 /* The memory of a run of a->ranks ranks, ranks_per_node of them per node. */
@@ -90,8 +143,18 @@ static void memory(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_p
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &r, &c);
     block += (double)r * (double)c;
   }
+  if (sparse_blocks(cfg) > 0) /* a sparse block holds its experts, not a dense MLP */
+    block = maxd(block, attention_weights(cfg) + expert_weights(cfg));
   m->block = 2.0 * 4.0 * block; /* full precision and quantized, float32 */
   m->outputs = 4.0 * L * (qdim + 2.0 * kvdim); /* the armed q, k, v products of one window */
+  if (sparse_blocks(cfg) > 0) { /* a round's rows of one expert (one group: sent and kept,
+                                   received; both streams) and the forward's expert scratch */
+    double widest = maxd(cfg->moe_intermediate_size, cfg->shared_expert_intermediate_size);
+    double share = cfg->shared_expert_intermediate_size > 0
+                       ? 1.0 : (double)cfg->experts_per_tok / cfg->num_experts;
+    m->outputs = maxd(m->outputs, 24.0 * share * w * L * maxd(hid, widest));
+    m->forward += 4.0 * L * (3.0 * hid + 2.0 * widest + cfg->num_experts);
+  }
   /* the engine at its largest layer; groups of several layers keep H cached (8·c²) */
   double worst = -1.0;
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
@@ -116,26 +179,76 @@ static void memory(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_p
   m->resident = p->resident_base + IO_BYTES + PEER_BYTES * peers + m->peak - m->untouched;
 }
 
+void mq_plan_linear_work(const mq_llama_config *cfg, mq_method method, mq_llama_linear which,
+                         double n, double rows, double *grams, double *factor, double *sweep) {
+  size_t ri, ci;
+  mq_llama_linear_shape(cfg, which, &ri, &ci);
+  double c = (double)ci;
+  int first = which == MQ_LIN_Q || which == MQ_LIN_O || which == MQ_LIN_GATE ||
+              which == MQ_LIN_DOWN;
+  int rtn = method == MQ_METHOD_RTN;
+  *grams = !rtn && first ? n * c * c * (method == MQ_METHOD_QRONOS ? 4.0 : 1.0) : 0.0;
+  *factor = rtn ? 0.0 : c * c * c / 3.0;
+  *sweep = rtn ? 0.0 : rows * c * c;
+}
+
+/* Causal attention of one window: QKᵀ and PV over the lower triangle. */
+static double attention_flops(const mq_llama_config *cfg, double L) {
+  return 4.0 * L * L * cfg->num_attention_heads * cfg->head_dim / 2.0;
+}
+
+double mq_plan_window_flops(const mq_llama_config *cfg, size_t L, mq_plan_stage kind,
+                            size_t in_cols, size_t out_cols) {
+  double T = (double)L, hid = cfg->hidden_size, inter = cfg->intermediate_size;
+  double qdim = (double)cfg->num_attention_heads * cfg->head_dim;
+  double kvdim = (double)cfg->num_key_value_heads * cfg->head_dim;
+  if (kind == MQ_STAGE_NORM) return 0.0;
+  if (kind == MQ_STAGE_RESIDUAL) return 2.0 * 2.0 * T * (double)in_cols * hid;
+  if ((double)out_cols == inter && inter != qdim) return 2.0 * 2.0 * T * hid * 2.0 * inter;
+  return 2.0 * (2.0 * T * hid * (qdim + 2.0 * kvdim) + attention_flops(cfg, T));
+}
+
 static void flops(const mq_llama_config *cfg, const mq_plan_args *a, mq_model_plan *p) {
   double n = (double)p->tokens, L = (double)p->L, nb = cfg->num_hidden_layers;
-  double attn = 4.0 * L * L * cfg->num_attention_heads * cfg->head_dim / 2.0; /* causal */
   double lin = 0.0, grams = 0.0, factor = 0.0, sweep = 0.0;
-  int qronos = a->opts.method == MQ_METHOD_QRONOS, rtn = a->opts.method == MQ_METHOD_RTN;
+  /* Qronos factors twice (H, then the refit's solves) and sweeps with its refit */
+  double twice = a->opts.method == MQ_METHOD_QRONOS ? 2.0 : 1.0;
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
     size_t ri, ci;
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &ri, &ci);
-    double r = (double)ri, c = (double)ci;
-    lin += 2.0 * r * c;
-    int first = k == MQ_LIN_Q || k == MQ_LIN_O || k == MQ_LIN_GATE || k == MQ_LIN_DOWN;
-    if (!rtn && first) grams += n * c * c * (qronos ? 4.0 : 1.0); /* X̃ᵀX̃ (+ 2 X̃ᵀX + XᵀX) */
-    if (!rtn) factor += c * c * c / 3.0 * (qronos ? 2.0 : 1.0);
-    if (!rtn) sweep += r * c * c * (qronos ? 2.0 : 1.0);
+    lin += 2.0 * (double)ri * (double)ci;
+    double g, f, s;
+    mq_plan_linear_work(cfg, a->opts.method, (mq_llama_linear)k, n, (double)ri, &g, &f, &s);
+    grams += g;
+    factor += twice * f;
+    sweep += twice * s;
   }
   /* both streams, every window, every block */
-  p->flops_forward = 2.0 * nb * (double)p->nwin * (L * lin + attn);
+  p->flops_forward = 2.0 * nb * (double)p->nwin * (L * lin + attention_flops(cfg, L));
   p->flops_grams = nb * grams;
   p->flops_factor = nb * factor;
   p->flops_sweep = nb * sweep;
+  double ns = sparse_blocks(cfg);
+  if (ns > 0) { /* sparse blocks: experts instead of the dense MLP */
+    double elin, eg, ef, es, dlin = 0.0, dg = 0.0, df = 0.0, ds = 0.0;
+    expert_work(cfg, a->opts.method, n, &elin, &eg, &ef, &es);
+    for (int k = MQ_LIN_GATE; k < MQ_LIN_COUNT; k++) {
+      size_t ri, ci;
+      mq_llama_linear_shape(cfg, (mq_llama_linear)k, &ri, &ci);
+      double g, f, s;
+      mq_plan_linear_work(cfg, a->opts.method, (mq_llama_linear)k, n, (double)ri, &g, &f, &s);
+      dlin += 2.0 * (double)ri * (double)ci * n;
+      dg += g;
+      df += twice * f;
+      ds += twice * s;
+    }
+    /* the experts' inputs of the full-precision stream are computed on the quantized
+     * stream's tokens too: three streams' worth of expert products */
+    p->flops_forward += ns * (1.5 * 2.0 * elin - 2.0 * dlin);
+    p->flops_grams += ns * (eg - dg);
+    p->flops_factor += ns * (ef - df);
+    p->flops_sweep += ns * (es - ds);
+  }
 }
 
 static void times(mq_model_plan *p, int ranks, int threads, double *total) {

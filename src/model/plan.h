@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "io/hfconfig.h"
+#include "model/llama.h"
 #include "mpiquant.h"
 
 typedef struct mq_plan_args {
@@ -56,6 +57,19 @@ typedef struct mq_model_plan {
   int sug_nodes, sug_ranks_per_node, sug_threads;
   double sug_peak, sug_seconds;
 } mq_model_plan;
+
+/* The layer engine's work on linear `which` for n samples and `rows` of its rows, in the units
+ * its progress ticks count (core/progress.h): the Gram sums n·c² (Qronos 4·n·c²: X̃ᵀX̃, XᵀX and
+ * X̃ᵀX), only for the first linear of a group sharing its inputs (q, o, gate, down: the others
+ * reuse the cached H); the factor c³/3; the sweep rows·c². All zero for RTN. */
+void mq_plan_linear_work(const mq_llama_config *cfg, mq_method method, mq_llama_linear which,
+                         double n, double rows, double *grams, double *factor, double *sweep);
+/* Flops of one calibrate.c forward stage on one window of L tokens, both streams: a norm
+ * (none), a stage with linears (to out_cols: q, k, v and attention; or gate, up and the
+ * activation when out_cols is the intermediate width) or a residual linear (in_cols → hidden). */
+typedef enum mq_plan_stage { MQ_STAGE_NORM, MQ_STAGE_LINEARS, MQ_STAGE_RESIDUAL } mq_plan_stage;
+double mq_plan_window_flops(const mq_llama_config *cfg, size_t L, mq_plan_stage kind,
+                            size_t in_cols, size_t out_cols);
 
 /* Local. The plan of quantizing the model of cfg with a. MQ_EUSAGE when --seqlen exceeds the
  * model's limits (as quantize). */

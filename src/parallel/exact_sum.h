@@ -33,6 +33,13 @@ void mq_exact_sum_add(mq_exact_sum *s, const double *v);
 void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n);
 /* Integer sum over ctx of every rank's acc, result on every rank. Collective. */
 mq_status mq_exact_sum_allreduce(mq_exact_sum *s, mq_ctx *ctx, mq_error *err);
+/* Collective. out[k] = the integer sum over ctx of every rank's acc[k], converted as
+ * mq_exact_sum_result converts it, on every rank: the same bits as mq_exact_sum_allreduce
+ * followed by mq_exact_sum_result, with a quarter less traffic and the conversion shared among
+ * the ranks (reduce-scatter of the accumulators, allgather of the doubles). acc is clobbered;
+ * out [len] must not overlap it. */
+mq_status mq_exact_sum_reduce_to_double(mq_exact_sum *s, mq_ctx *ctx, double *out,
+                                        mq_error *err);
 /* out[k] = acc[k] · 2^−scale_exp, correctly rounded to double. */
 void mq_exact_sum_result(const mq_exact_sum *s, double *out);
 /* The same for acc[first … first+n) into out[0 … n). */

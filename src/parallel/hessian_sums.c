@@ -3,11 +3,14 @@
  * result has the same bits on any rank count; and, for a distributed H, its diagonal and its
  * row panels, which fill the ScaLAPACK factor's blocks without H ever being whole on a rank. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/blas.h"
 #include "core/hessian.h"
+#include "core/log.h"
 #include "core/mem.h"
+#include "core/progress.h"
 #include "core/qronos.h"
 #include "core/status.h"
 #include "parallel/exact_sum.h"
@@ -20,6 +23,15 @@ static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 /* Where chunks fall never depends on the rank count. This rank's chunks: a contiguous share of
  * the range for sources every rank can read, the chunks it holds for data-parallel ones. */
 void mq__chunks(const layer_run *r, size_t first, size_t count, size_t *k0, size_t *k1) {
+  const size_t *bounds = r->x->chunk_bounds;
+  if (bounds != NULL) { /* the caller's chunks: this rank's, cut to the range */
+    size_t a = r->x->chunk_first, e = a + r->x->chunk_count;
+    while (a < e && bounds[a + 1] <= first) a++;
+    while (e > a && bounds[e - 1] >= first + count) e--;
+    *k0 = a;
+    *k1 = e;
+    return;
+  }
   size_t ch = r->chunk, lo = first / ch, hi = count ? (first + count - 1) / ch + 1 : lo;
   if (r->x->samples_local) {
     size_t a = r->x->local_first, b = a + r->x->local_count;
@@ -35,8 +47,11 @@ void mq__chunks(const layer_run *r, size_t first, size_t count, size_t *k0, size
 }
 
 size_t mq__chunk_len(const layer_run *r, size_t first, size_t count, size_t k, size_t *start) {
-  *start = max_size(first, k * r->chunk);
-  return min_size(first + count, (k + 1) * r->chunk) - *start;
+  const size_t *b = r->x->chunk_bounds;
+  size_t lo = b != NULL ? b[k] : k * r->chunk, hi = b != NULL ? b[k + 1] : (k + 1) * r->chunk;
+  size_t end = min_size(first + count, hi);
+  *start = max_size(first, lo);
+  return end > *start ? end - *start : 0; /* a caller's chunk may be empty */
 }
 
 static double max_abs(const double *v, size_t n) {
@@ -78,15 +93,98 @@ static mq_status sample_bounds(layer_run *r, size_t first, size_t count, int nee
   return (mq_status)all[0];
 }
 
-/* One chunk's upper-triangle Gram AᵀA of A [len, cols], added exactly, packed row by row. P
- * [cols, cols] is scratch: the output matrix itself, which holds nothing until the sums are
- * reduced (no second cols² buffer, no second set of pages to fault in). */
-static void add_gram(mq_exact_sum *s, const double *A, size_t len, size_t cols, double *P) {
+/* Where one layer's sums spend their seconds (this rank's), logged with --verbose. */
+typedef struct sums_timing {
+  double bound, read, products, adds, reduce, finish;
+} sums_timing;
+
+/* How each chunk's products are computed. MQ_SUMS_PRECISION=single (environment, the same on
+ * every rank): in float32 (SSYRK, SGEMM of the samples rounded to float) instead of double. The
+ * chunks are still added exactly, so the result keeps its bits on any rank count (every chunk
+ * is computed alike), but each entry carries the float32 rounding of its chunk's products and
+ * sums (README: speed and error against the double sums). Experimental, off by default. */
+typedef struct chunk_products {
+  int single;
+  float *Aq, *A; /* [chunk, cols] float32 copies of X̃ and X (single only) */
+  double *row;   /* [cols] one float32 product row widened to double (single only) */
+} chunk_products;
+
+static mq_status chunk_products_init(const layer_run *r, int need_x, chunk_products *cp,
+                                     mq_error *err) {
+  mq_status st = MQ_OK;
+  const char *v = getenv("MQ_SUMS_PRECISION");
+  size_t n = r->chunk * r->desc->cols;
+  *cp = (chunk_products){.single = v != NULL && strcmp(v, "single") == 0};
+  if (!cp->single) return MQ_OK;
+  cp->Aq = mq_alloc(n, sizeof *cp->Aq);
+  cp->A = need_x ? mq_alloc(n, sizeof *cp->A) : NULL;
+  cp->row = mq_alloc(r->desc->cols, sizeof *cp->row);
+  MQ_CHECK_ALLOC(err, cp->Aq && (cp->A || !need_x) && cp->row, n * sizeof *cp->Aq);
+cleanup:
+  return st;
+}
+
+static void chunk_products_free(chunk_products *cp) {
+  mq_free(cp->Aq);
+  mq_free(cp->A);
+  mq_free(cp->row);
+}
+
+static const float *to_float(const double *A, size_t n, float *Af) {
+  for (size_t k = 0; k < n; k++) Af[k] = (float)A[k];
+  return Af;
+}
+
+/* Row i of a float32 product [?, cols], entries [j0, cols), added exactly at packed offset k. */
+static void add_float_row(mq_exact_sum *s, size_t k, const float *Pf, size_t i, size_t j0,
+                          size_t cols, double *row) {
+  for (size_t j = j0; j < cols; j++) row[j - j0] = Pf[i * cols + j]; /* exact widening */
+  mq_exact_sum_add_range(s, k, row, cols - j0);
+}
+
+/* One chunk's upper-triangle Gram AᵀA of A [len, cols] (Af: its float32 copy's buffer), added
+ * exactly, packed row by row. P [cols, cols] is scratch: the output matrix itself, which holds
+ * nothing until the sums are reduced (no second cols² buffer, no second set of pages to fault
+ * in); in single precision it holds a float32 [cols, cols]. */
+static void add_gram(mq_exact_sum *s, const double *A, float *Af, size_t len, size_t cols,
+                     double *P, const chunk_products *cp, sums_timing *t) {
   int n = (int)cols;
+  double t0 = mq_wtime();
   /* beta = 0: the chunk's own sum, no clearing pass */
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, A, n, 0.0, P, n);
-  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
-    mq_exact_sum_add_range(s, k, P + i * cols + i, cols - i);
+  if (cp->single)
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0f,
+                to_float(A, len * cols, Af), n, 0.0f, (float *)P, n);
+  else
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, A, n, 0.0, P, n);
+  double t1 = mq_wtime();
+  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++) {
+    if (cp->single) add_float_row(s, k, (const float *)P, i, i, cols, cp->row);
+    else mq_exact_sum_add_range(s, k, P + i * cols + i, cols - i);
+  }
+  t->products += t1 - t0;
+  t->adds += mq_wtime() - t1;
+}
+
+/* One chunk's X̃ᵀX [cols, cols] added exactly; G is scratch as P is for add_gram. */
+static void add_cross(mq_exact_sum *s, const layer_run *r, size_t len, double *G,
+                      const chunk_products *cp, sums_timing *t) {
+  size_t cols = r->desc->cols;
+  int n = (int)cols;
+  double t0 = mq_wtime();
+  if (cp->single)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0f,
+                to_float(r->Xq, len * cols, cp->Aq), n, to_float(r->X, len * cols, cp->A), n,
+                0.0f, (float *)G, n);
+  else
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, r->Xq, n, r->X, n,
+                0.0, G, n);
+  double t1 = mq_wtime();
+  if (cp->single)
+    for (size_t i = 0; i < cols; i++) add_float_row(s, i * cols, (const float *)G, i, 0, cols, cp->row);
+  else
+    mq_exact_sum_add(s, G);
+  t->products += t1 - t0;
+  t->adds += mq_wtime() - t1;
 }
 
 /* Pass 2: this rank's chunks, each DSYRK'd (and for G GEMM'd) alone, into the output matrix
@@ -94,37 +192,59 @@ static void add_gram(mq_exact_sum *s, const double *A, size_t len, size_t cols, 
  * accumulators packed. */
 static mq_status local_sums(layer_run *r, size_t first, size_t count, mq_exact_sum *sh,
                             mq_exact_sum *sg, mq_exact_sum *sxx, double *H, double *G,
-                            double *Hxx, mq_error *err) {
+                            double *Hxx, const chunk_products *cp, sums_timing *t,
+                            mq_error *err) {
   mq_status st = MQ_OK;
   size_t k0, k1, len, cols = r->desc->cols;
-  int n = (int)cols;
   mq__chunks(r, first, count, &k0, &k1);
   for (size_t c = k0; c < k1; c++) {
+    double t0 = mq_wtime();
     MQ_CHECK(read_chunk(r, first, count, c, sg != NULL || sxx != NULL, &len, err));
-    add_gram(sh, r->Xq, len, cols, H);
-    if (sxx != NULL) add_gram(sxx, r->X, len, cols, Hxx);
-    if (sg != NULL) {
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, r->Xq, n, r->X,
-                  n, 0.0, G, n);
-      mq_exact_sum_add(sg, G);
-    }
+    t->read += mq_wtime() - t0;
+    add_gram(sh, r->Xq, cp->Aq, len, cols, H, cp, t);
+    if (sxx != NULL) add_gram(sxx, r->X, cp->A, len, cols, Hxx, cp, t);
+    if (sg != NULL) add_cross(sg, r, len, G, cp, t);
+    mq_progress_tick(MQ_PROGRESS_SUMS, (double)(c + 1 - k0) / (double)(k1 - k0), /* progress.h */
+                     (double)len * (double)cols * (double)cols * (1.0 + (sxx != NULL) + 2.0 * (sg != NULL)));
   }
 cleanup:
   return st;
 }
 
-/* Collective. The packed upper triangle reduced into M's upper triangle row by row, made
- * symmetric and divided by count. */
+/* The packed upper triangle in M [cols, cols]'s first cols(cols+1)/2 entries moved to its
+ * rows: row i's cols−i values go from packed offset i·cols − i(i−1)/2 to i·cols + i, at or after
+ * where they are, and past every earlier row's packed values, so moving the rows last to first
+ * overwrites nothing still to be moved. */
+static void unpack_upper(double *M, size_t cols) {
+  for (size_t i = cols; i-- > 0;) {
+    size_t k = i * cols - i * (i - 1) / 2; /* i = 0: 0 · (SIZE_MAX) = 0 */
+    memmove(M + i * cols + i, M + k, (cols - i) * sizeof *M);
+  }
+}
+
+/* Collective. The packed upper triangle reduced and converted into M's first entries (M holds
+ * nothing yet: it was the chunks' scratch), moved to M's rows, made symmetric and divided by
+ * count. */
 static mq_status reduce_gram(layer_run *r, mq_exact_sum *s, size_t count, double *M,
-                             mq_error *err) {
+                             sums_timing *t, mq_error *err) {
   mq_status st = MQ_OK;
   size_t cols = r->desc->cols;
-  MQ_CHECK(mq_exact_sum_allreduce(s, r->ctx, err));
-  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++)
-    mq_exact_sum_result_range(s, k, M + i * cols + i, cols - i);
+  double t0 = mq_wtime();
+  MQ_CHECK(mq_exact_sum_reduce_to_double(s, r->ctx, M, err));
+  double t1 = mq_wtime();
+  unpack_upper(M, cols);
   mq_hessian_finalize(M, cols, count); /* reads the upper triangle only */
+  t->reduce += t1 - t0;
+  t->finish += mq_wtime() - t1;
 cleanup:
   return st;
+}
+
+static void log_timing(const layer_run *r, const sums_timing *t) {
+  MQ_DEBUG("%s: sums of %zu cols: bound %.3f s, read %.3f s, products %.3f s, fixed-point adds "
+           "%.3f s, reduce+convert+gather %.3f s, unpack+symmetrize %.3f s (rank 0)",
+           r->desc->name, r->desc->cols, t->bound, t->read, t->products, t->adds, t->reduce,
+           t->finish);
 }
 
 mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, double *G,
@@ -132,8 +252,11 @@ mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, dou
   mq_status st = MQ_OK;
   size_t cols = r->desc->cols, tri = cols * (cols + 1) / 2;
   mq_exact_sum sh = {0}, sg = {0}, sxx = {0};
-  double mx[2];
+  sums_timing t = {0};
+  chunk_products cp = {0};
+  double mx[2], t0 = mq_wtime();
   MQ_CHECK(sample_bounds(r, first, count, G != NULL || Hxx != NULL, mx, err));
+  t.bound = mq_wtime() - t0;
   double bh = (double)count * mx[0] * mx[0], bg = (double)count * mx[0] * mx[1];
   double bxx = (double)count * mx[1] * mx[1];
   st = mq_exact_sum_init(&sh, tri, mq_exact_sum_scale(fmax(bh, 1e-300)), err);
@@ -141,18 +264,20 @@ mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, dou
     st = mq_exact_sum_init(&sg, cols * cols, mq_exact_sum_scale(fmax(bg, 1e-300)), err);
   if (st == MQ_OK && Hxx != NULL)
     st = mq_exact_sum_init(&sxx, tri, mq_exact_sum_scale(fmax(bxx, 1e-300)), err);
+  if (st == MQ_OK) st = chunk_products_init(r, G != NULL || Hxx != NULL, &cp, err);
   if (st == MQ_OK)
     st = local_sums(r, first, count, &sh, G != NULL ? &sg : NULL, Hxx != NULL ? &sxx : NULL, H,
-                    G, Hxx, err);
+                    G, Hxx, &cp, &t, err);
   MQ_AGREE(r->comm, st);
-  MQ_CHECK(reduce_gram(r, &sh, count, H, err));
-  if (Hxx != NULL) MQ_CHECK(reduce_gram(r, &sxx, count, Hxx, err));
+  MQ_CHECK(reduce_gram(r, &sh, count, H, &t, err));
+  if (Hxx != NULL) MQ_CHECK(reduce_gram(r, &sxx, count, Hxx, &t, err));
   if (G != NULL) {
-    MQ_CHECK(mq_exact_sum_allreduce(&sg, r->ctx, err));
-    mq_exact_sum_result(&sg, G);
+    MQ_CHECK(mq_exact_sum_reduce_to_double(&sg, r->ctx, G, err));
     mq_hessian_scale(G, cols, count);
   }
+  log_timing(r, &t);
 cleanup:
+  chunk_products_free(&cp);
   mq_exact_sum_free(&sh);
   mq_exact_sum_free(&sg);
   mq_exact_sum_free(&sxx);
@@ -191,8 +316,7 @@ mq_status mq__sums_diag(layer_run *r, double *diag, mq_error *err) {
     if (st == MQ_OK) mq_exact_sum_add(&s, diag);
   }
   MQ_AGREE(r->comm, st);
-  MQ_CHECK(mq_exact_sum_allreduce(&s, r->ctx, err));
-  mq_exact_sum_result(&s, diag);
+  MQ_CHECK(mq_exact_sum_reduce_to_double(&s, r->ctx, diag, err));
   for (size_t q = 0; q < cols; q++) diag[q] /= (double)n;
 cleanup:
   mq_exact_sum_free(&s);
@@ -217,8 +341,7 @@ static mq_status samples_panel(layer_run *r, int g, size_t p0, size_t h, double 
     mq_exact_sum_add(&s, P);
   }
   MQ_AGREE(r->comm, st);
-  MQ_CHECK(mq_exact_sum_allreduce(&s, r->ctx, err));
-  mq_exact_sum_result(&s, panel);
+  MQ_CHECK(mq_exact_sum_reduce_to_double(&s, r->ctx, panel, err));
   for (size_t k = 0; k < h * cols; k++) panel[k] /= (double)n;
 cleanup:
   mq_exact_sum_free(&s);
@@ -240,6 +363,8 @@ mq_status mq__fill_from_samples(void *ctx, mq_dist_factor *f, const size_t *perm
   for (size_t p0 = 0; p0 < cols; p0 += h) {
     size_t hh = cols - p0 < h ? cols - p0 : h;
     MQ_CHECK(samples_panel(r, 0, p0, hh, panel, P, err));
+    mq_progress_tick(MQ_PROGRESS_SUMS, (double)(p0 + hh) / (double)cols, /* progress.h */
+                     (double)hh * (double)cols * (double)r->x->local_count); /* quantize's own samples */
     for (size_t lj = 0; lj < nloc; lj++) {
       size_t i = mq_dist_factor_column_source(f, lj, perm);
       if (i < p0 || i >= p0 + hh) continue;

@@ -52,6 +52,7 @@ static mq_status run_open(layer_run *r, mq_error *err) {
   size_t end = (b0 + nb) * MQ_ROW_BLOCK < rows ? (b0 + nb) * MQ_ROW_BLOCK : rows;
   r->nrows = end - r->row0;
   r->chunk = r->x->samples_local ? r->x->chunk : MQ_CHUNK;
+  if (r->chunk == 0) r->chunk = 1; /* an expert no token reached: buffers of one sample */
   r->W = mq_alloc(r->nrows * cols + 1, sizeof *r->W);
   r->X = mq_alloc(r->chunk * cols, sizeof *r->X);
   r->Xq = mq_alloc(r->chunk * cols, sizeof *r->Xq);
@@ -133,7 +134,9 @@ static void reduce_phases(const layer_run *r, const mq_rows_info *info, double t
       .sweep_gemm = worst[4], .pack = worst[5], .errors = worst[6], .total = worst[7],
       .hessian_flops = n * cols * cols * (r->qronos && r->desc->has_xq ? 3.0 : 1.0),
       .factor_flops = t->factor_flops, .refit_flops = total[1], .sweep_flops = total[2],
-      .sweep_gemm_flops = total[3], .comm_bytes = total[0], .comm_messages = total[4]};
+      .sweep_gemm_flops = total[3], .comm_bytes = total[0], .comm_messages = total[4],
+      .plan_factor = r->plan.factor, .plan_h_home = r->plan.h_home,
+      .plan_errors = r->plan.errors};
 }
 
 /* The matrices the plan needs whole on this rank. */
@@ -223,6 +226,7 @@ mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
   MQ_CHECK(every_row_dequantized(&r, res, &What_every_row, err));
   MQ_CHECK(mq__finish_errors(&r, m.H_given, What_every_row, &o, &info, res, err));
   double t_errors = mq_wtime() - t0;
+  res->samples = res->routed = (int64_t)src->desc.n;
   res->lambda_ncand = trace.lambda_ncand;
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
   memcpy(res->lambda_heldout, trace.lambda_heldout, sizeof res->lambda_heldout);

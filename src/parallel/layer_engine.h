@@ -23,6 +23,11 @@ typedef struct mq_layer_extras {
    * row. */
   int samples_local;
   size_t local_first, local_count, chunk;
+  /* Data-parallel sources whose chunks differ in size (the tokens routed to an expert): chunk
+   * k is samples [chunk_bounds[k], chunk_bounds[k+1]) (may be empty), this rank holds chunks
+   * [chunk_first, chunk_first + chunk_count), and `chunk` is the largest one's length. */
+  const size_t *chunk_bounds;
+  size_t chunk_first, chunk_count;
   float *dequant_out;      /* when not NULL: every row's Ŵ [rows, cols], on every rank */
   mq_hessian_cache *cache; /* H (and G) shared by the layers of a group; may be NULL */
 } mq_layer_extras;
@@ -33,6 +38,9 @@ typedef struct mq_layer_phases {
   double hessian_flops, factor_flops, refit_flops, sweep_flops, sweep_gemm_flops;
   double comm_bytes;    /* payload the ranks handed to MPI, summed over ranks */
   double comm_messages; /* collective calls they made, summed over ranks */
+  /* the layer's plan (layer_plan.h: mq_plan_factor, mq_plan_h_home, mq_plan_errors), as
+   * doubles like every field here (layer groups ship the struct as doubles) */
+  double plan_factor, plan_h_home, plan_errors;
 } mq_layer_phases;
 
 /* Collective over ctx. As mq_quantize_layer(), with extras (may be NULL) and the phases (may

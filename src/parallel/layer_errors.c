@@ -8,6 +8,7 @@
 #include "core/blas.h"
 #include "core/measure.h"
 #include "core/mem.h"
+#include "core/optq.h"
 #include "core/status.h"
 #include "parallel/layer_engine_internal.h"
 
@@ -117,11 +118,41 @@ cleanup:
   return st;
 }
 
-/* Local. The error sums of this rank's share by the plan's route. */
-static mq_status local_error_sums(layer_run *r, const double *H_given, const weight_delta *d,
-                                  mq_err_accum *acc, mq_linf_accum *linf, mq_error *err) {
-  mq_status st = MQ_OK;
+/* What each tile of MQ_ROW_TILE rows of this rank contributes: the sweep's sums (optq.h) and,
+ * where the error route goes row by row (the Grams, H), the error sums. [ntiles, T_COUNT] */
+enum { T_LOSS, T_BOUND, T_E0, T_T, T_ERR, T_REF, T_MISMATCH, T_COUNT };
+
+/* Local. The Grams' or H's error sums tile by tile: each tile's into tiles[·, T_ERR..], their
+ * sum into acc. One BLAS shape per tile: the same bits on any number of ranks. */
+static void tiled_error_sums(const layer_run *r, const double *H_given, const weight_delta *d,
+                             mq_err_accum *acc, double *tiles, double *scratch) {
   size_t rows = d->rows, cols = r->desc->cols;
+  acc->n = 1;
+  for (size_t r0 = 0, t = 0; r0 < rows; r0 += MQ_ROW_TILE, t++) {
+    size_t nr = rows - r0 < MQ_ROW_TILE ? rows - r0 : MQ_ROW_TILE;
+    mq_err_accum a = {0};
+    if (r->plan.errors == MQ_ERRORS_GRAMS)
+      mq_err_from_grams(&a, r->gram_H, r->gram_G, r->gram_XX, d->Wd + r0 * cols,
+                        d->D + r0 * cols, nr, cols, scratch);
+    else
+      mq_err_from_hessian(&a, H_given, d->Wd + r0 * cols, d->D + r0 * cols, nr, cols, scratch);
+    double *v = tiles + t * T_COUNT;
+    v[T_ERR] = a.err_sum;
+    v[T_REF] = a.ref_sum;
+    v[T_MISMATCH] = a.mismatch_sum;
+    acc->err_sum += a.err_sum;
+    acc->ref_sum += a.ref_sum;
+    acc->mismatch_sum += a.mismatch_sum;
+  }
+}
+
+/* Local. The error sums of this rank's share by the plan's route (by tile into tiles for the
+ * Grams and H). */
+static mq_status local_error_sums(layer_run *r, const double *H_given, const weight_delta *d,
+                                  mq_err_accum *acc, mq_linf_accum *linf, double *tiles,
+                                  mq_error *err) {
+  mq_status st = MQ_OK;
+  size_t cols = r->desc->cols;
   double *scratch = NULL;
   switch (r->plan.errors) {
     case MQ_ERRORS_NONE:
@@ -129,9 +160,9 @@ static mq_status local_error_sums(layer_run *r, const double *H_given, const wei
       acc->n = 1; /* err stays NaN */
       break;
     case MQ_ERRORS_GRAMS:
-      scratch = mq_alloc(cols * cols + rows * cols + 1, sizeof *scratch);
-      MQ_CHECK_ALLOC(err, scratch, (cols * cols + rows * cols) * sizeof *scratch);
-      mq_err_from_grams(acc, r->gram_H, r->gram_G, r->gram_XX, d->Wd, d->D, rows, cols, scratch);
+      scratch = mq_alloc(cols * cols + MQ_ROW_TILE * cols + 1, sizeof *scratch);
+      MQ_CHECK_ALLOC(err, scratch, (cols * cols + MQ_ROW_TILE * cols) * sizeof *scratch);
+      tiled_error_sums(r, H_given, d, acc, tiles, scratch);
       break;
     case MQ_ERRORS_SAMPLES:
       st = mq__sample_errors(r, 0, r->desc->n, d, acc, linf, err);
@@ -140,9 +171,9 @@ static mq_status local_error_sums(layer_run *r, const double *H_given, const wei
       st = errors_from_h_rows(r, d, acc, err);
       break;
     case MQ_ERRORS_H:
-      scratch = mq_alloc(rows * cols + 1, sizeof *scratch);
-      MQ_CHECK_ALLOC(err, scratch, rows * cols * sizeof *scratch);
-      mq_err_from_hessian(acc, H_given, d->Wd, d->D, rows, cols, scratch);
+      scratch = mq_alloc(MQ_ROW_TILE * cols + 1, sizeof *scratch);
+      MQ_CHECK_ALLOC(err, scratch, MQ_ROW_TILE * cols * sizeof *scratch);
+      tiled_error_sums(r, H_given, d, acc, tiles, scratch);
       break;
   }
 cleanup:
@@ -152,6 +183,57 @@ cleanup:
 
 /* The scalars every rank contributes to; summed in one reduction. */
 enum { S_ERR, S_REF, S_MISMATCH, S_LOSS, S_BOUND, S_E0, S_T, S_CLIPPED, S_COUNT };
+
+/* Local. This rank's tiles: the sweep's sums from info (bound without Qronos' column 0). */
+static void sweep_tiles(const layer_run *r, const mq_rows_info *info, double *tiles) {
+  for (size_t t = 0; t < info->ntiles; t++) {
+    const double *s = info->tiles + t * MQ_TILE_COUNT;
+    double *v = tiles + t * T_COUNT;
+    v[T_LOSS] = s[MQ_TILE_LOSS];
+    v[T_BOUND] = s[MQ_TILE_BOUND] - (r->qronos ? s[MQ_TILE_BOUND0] : 0.0);
+    v[T_E0] = s[MQ_TILE_E0];
+    v[T_T] = s[MQ_TILE_T];
+  }
+}
+
+/* Collective. Every rank's tiles added in the layer's row order (ranks hold contiguous rows in
+ * rank order) into sum[S_*]: the same bits on any number of ranks. The error columns replace
+ * the reduction's only when `errors_tiled`. */
+static mq_status ordered_tile_sums(layer_run *r, const double *tiles, size_t ntiles,
+                                   int errors_tiled, double *sum, mq_error *err) {
+  mq_status st = MQ_OK;
+  int P = r->ctx->size, n = (int)(ntiles * T_COUNT), total = 0;
+  int *cnt = mq_alloc(2 * (size_t)P, sizeof *cnt);
+  double *all = NULL;
+  if (cnt != NULL) MPI_Allgather(&n, 1, MPI_INT, cnt, 1, MPI_INT, r->comm);
+  MQ_AGREE(r->comm, cnt ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
+                                           "out of memory (tile sums)"));
+  int *disp = cnt + P;
+  for (int k = 0; k < P; k++) {
+    disp[k] = total;
+    total += cnt[k];
+  }
+  all = mq_alloc((size_t)total + 1, sizeof *all);
+  MQ_AGREE(r->comm, all ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
+                                           "out of memory (tile sums)"));
+  mq__ctx_count(r->ctx, (size_t)n * sizeof *all);
+  MPI_Allgatherv(tiles, n, MPI_DOUBLE, all, cnt, disp, MPI_DOUBLE, r->comm);
+  double s[T_COUNT] = {0};
+  for (int k = 0; k < total; k++) s[k % T_COUNT] += all[k];
+  sum[S_LOSS] = s[T_LOSS];
+  sum[S_BOUND] = s[T_BOUND];
+  sum[S_E0] = s[T_E0];
+  sum[S_T] = s[T_T];
+  if (errors_tiled) {
+    sum[S_ERR] = s[T_ERR];
+    sum[S_REF] = s[T_REF];
+    sum[S_MISMATCH] = s[T_MISMATCH];
+  }
+cleanup:
+  mq_free(cnt);
+  mq_free(all);
+  return st;
+}
 
 mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *What_every_row,
                             const mq_quant_options *o, const mq_rows_info *info,
@@ -163,6 +245,8 @@ mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *Wh
   mq_err_accum acc = {0};
   int measure = r->plan.errors != MQ_ERRORS_NONE && r->plan.errors != MQ_ERRORS_BY_CALLER;
   int grams = r->plan.errors == MQ_ERRORS_GRAMS;
+  int errors_tiled = grams || r->plan.errors == MQ_ERRORS_H;
+  double *tiles = mq_calloc(info->ntiles * T_COUNT + 1, sizeof *tiles);
   /* the ℓ∞ bound needs U = R⁻¹ whole (RTN: U = I, or a replicated factor) and this rank's
    * rows against every sample */
   int want_linf = measure && o->rounding == MQ_ROUND_STOCHASTIC && r->desc->has_x &&
@@ -170,15 +254,23 @@ mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *Wh
                   !r->x->samples_local;
   /* split samples: every row against this rank's samples, except from the Grams (all samples) */
   int every_row = r->x->samples_local && !grams;
-  if (measure) st = mq__weight_delta_make(r, res, every_row ? What_every_row : NULL, &d, err);
+  if (tiles == NULL)
+    st = mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (tile sums)");
+  else
+    sweep_tiles(r, info, tiles);
+  if (st == MQ_OK && measure)
+    st = mq__weight_delta_make(r, res, every_row ? What_every_row : NULL, &d, err);
   if (st == MQ_OK && want_linf)
     st = mq_linf_init(&linf, res, info->perm, o->method == MQ_METHOD_RTN ? NULL : info->R, n, err);
-  if (st == MQ_OK) st = local_error_sums(r, H_given, &d, &acc, want_linf ? &linf : NULL, err);
+  if (st == MQ_OK)
+    st = local_error_sums(r, H_given, &d, &acc, want_linf ? &linf : NULL, tiles, err);
   MQ_AGREE(r->comm, st);
   double mine[S_COUNT] = {acc.err_sum, acc.ref_sum, acc.mismatch_sum, res->loss, res->bound_l2,
                           info->e0_sq, info->t_sq, (double)res->clipped};
   double sum[S_COUNT], linf_mine = 0.0, linf_all = 0.0, secs = res->seconds;
   MPI_Allreduce(mine, sum, S_COUNT, MPI_DOUBLE, MPI_SUM, r->comm);
+  /* the sums that go by rows: in row order instead, whatever the split */
+  MQ_CHECK(ordered_tile_sums(r, tiles, info->ntiles, errors_tiled, sum, err));
   for (size_t row = 0; want_linf && row < rows; row++) linf_mine = fmax(linf_mine, linf.rowmax[row]);
   MPI_Allreduce(&linf_mine, &linf_all, 1, MPI_DOUBLE, MPI_MAX, r->comm);
   MPI_Allreduce(&secs, &res->seconds, 1, MPI_DOUBLE, MPI_MAX, r->comm);
@@ -199,6 +291,7 @@ mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *Wh
     res->bound_l2 += res->err_floor;
   }
 cleanup:
+  mq_free(tiles);
   mq_linf_free(&linf);
   mq__weight_delta_free(&d);
   return st;

@@ -22,7 +22,7 @@ static void pack_layer(const mq_layer_result *r, const mq_layer_phases *ph, doub
   v[SH_WORDS] = (double)r->words;
   v[SH_BITS] = r->bits;
   v[SH_NCAND] = r->lambda_ncand;
-#define MQ_PACK_SCALAR(field, kind) *s++ = (double)r->field;
+#define MQ_PACK_SCALAR(field, kind, ...) *s++ = (double)r->field;
   MQ_LAYER_SCALARS(MQ_PACK_SCALAR)
 #undef MQ_PACK_SCALAR
   memcpy(v + SH_CAND, r->lambda_cand, sizeof r->lambda_cand);
@@ -35,7 +35,7 @@ static void unpack_layer(const double *v, mq_layer_result *r, mq_layer_phases *p
   *r = (mq_layer_result){.cols = (size_t)v[SH_COLS], .ngroups = (size_t)v[SH_NGROUPS],
                          .words = (size_t)v[SH_WORDS], .bits = (int)v[SH_BITS],
                          .lambda_ncand = (int)v[SH_NCAND]};
-#define MQ_UNPACK_SCALAR(field, kind) r->field = (__typeof__(r->field))(*s++);
+#define MQ_UNPACK_SCALAR(field, kind, ...) r->field = (__typeof__(r->field))(*s++);
   MQ_LAYER_SCALARS(MQ_UNPACK_SCALAR)
 #undef MQ_UNPACK_SCALAR
   memcpy(r->lambda_cand, v + SH_CAND, sizeof r->lambda_cand);
@@ -43,10 +43,16 @@ static void unpack_layer(const double *v, mq_layer_result *r, mq_layer_phases *p
   memcpy(ph, v + SH_PHASES, sizeof *ph);
 }
 
-/* Collective over ctx. The layer the group whose first rank is `root` computed reaches every
- * rank: the group's ranks keep their rows, the others get rows = 0 and the shared parts. */
-static mq_status share_layer(mq_ctx *ctx, int root, int owner, mq_layer_result *res,
-                             mq_layer_phases *ph) {
+int mq__layer_group_of(int rank, int groups, int size) {
+  return (int)((long)rank * groups / size);
+}
+
+int mq__layer_group_root(int g, int groups, int size) {
+  return (int)(((long)g * size + groups - 1) / groups);
+}
+
+mq_status mq__layer_groups_share(mq_ctx *ctx, int root, int owner, mq_layer_result *res,
+                                 mq_layer_phases *ph) {
   mq_status st = MQ_OK;
   double v[SH_COUNT];
   if (ctx->rank == root) pack_layer(res, ph, v);
@@ -78,10 +84,10 @@ static mq_status run_round(mq_ctx *ctx, mq_ctx *group, int G, int g, size_t firs
   }
   MQ_AGREE(ctx->comm, st);
   for (int k = 0; k < G && first + (size_t)k < list->count; k++) {
-    int root = (k * ctx->size + G - 1) / G, owner = k == g; /* the group's first rank */
+    int root = mq__layer_group_root(k, G, ctx->size), owner = k == g;
     mq_layer_result *res = owner ? &mine : &shared;
     mq_layer_phases phases = my_phases;
-    MQ_CHECK(share_layer(ctx, root, owner, res, &phases));
+    MQ_CHECK(mq__layer_groups_share(ctx, root, owner, res, &phases));
     MQ_AGREE(ctx->comm, list->consume(list->user, first + (size_t)k, res, owner ? row0 : 0,
                                       &phases));
     mq_layer_result_free(&shared);
@@ -97,7 +103,7 @@ mq_status mq_layer_groups_run(mq_ctx *ctx, int groups, const mq_layer_list *list
   mq_status st = MQ_OK;
   mq_ctx *group = NULL;
   int G = groups < 1 ? 1 : groups > ctx->size ? ctx->size : groups;
-  int g = (int)((long)ctx->rank * G / ctx->size); /* contiguous ranks */
+  int g = mq__layer_group_of(ctx->rank, G, ctx->size); /* contiguous ranks */
   MQ_CHECK(mq__ctx_split(ctx, g, &group));
   for (size_t first = 0; first < list->count; first += (size_t)G)
     MQ_CHECK(run_round(ctx, group, G, g, first, list, opts));

@@ -25,6 +25,16 @@ typedef struct mq_layer_list {
   void *user;
 } mq_layer_list;
 
+/* The group of `rank` when `size` ranks form `groups` groups of contiguous ranks, and group
+ * g's first rank. */
+int mq__layer_group_of(int rank, int groups, int size);
+int mq__layer_group_root(int g, int groups, int size);
+/* Collective over ctx. The layer the group whose first rank is `root` computed reaches every
+ * rank: the group's ranks (owner = 1) keep their rows, the others get rows = 0 with the shape,
+ * scalars, g_idx and phases. */
+mq_status mq__layer_groups_share(mq_ctx *ctx, int root, int owner, mq_layer_result *res,
+                                 mq_layer_phases *ph);
+
 /* Collective over ctx. groups is clamped to [1, size of ctx]. */
 mq_status mq_layer_groups_run(mq_ctx *ctx, int groups, const mq_layer_list *list,
                               const mq_quant_options *opts);

@@ -6,13 +6,21 @@ result_layers    a result file's layers decoded straight from SPEC "Result file"
                  qweight, scales, zeros, g_idx) -> codes and the float32 weights scales·(q − z).
 gptq_unpack_*    qweight/qzeros unpacked the way AutoGPTQ's QuantLinear.forward does (2/4/8 bits
                  by shifts, 3 bits with its 3-int32 scheme).
+read_export      every tensor of an export folder: model.safetensors, or the shards named by
+                 model.safetensors.index.json, checked against the index (each tensor in the
+                 shard the index names and nowhere else, total_size = bytes of data, shard
+                 sizes within the limit unless one tensor alone exceeds it).
 check_*          an exported model.safetensors against the decoding: dequant bit for bit in
                  float32, numpy's float16 or bfloat16 round-to-nearest-even; gptq codes, zero
-                 points (v1: stored + 1), fp16 scales, g_idx; quantization_config.
+                 points (v1: stored + 1), fp16 scales, g_idx, and the weights a consumer
+                 computes (README: float32(scale_f16)·(q − z)) equal to the result file's Ŵ bit
+                 for bit when its scales are float16 values; quantization_config.
 Suite            runs `timeout T <mpirun> -np N mpiquant ...`, `export` that must succeed (then
                  a checker) or fail (error_path.judge), and tallies `ok`/`FAIL` lines.
 """
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from error_path import judge  # noqa: E402
 from launch import launch_cmd, subprocess_env  # noqa: E402
-from safetensors_np import bf16_round, bf16_to_f32  # noqa: E402
+from safetensors_np import bf16_round, bf16_to_f32, read_safetensors  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +133,51 @@ def check_model_tensors(st, model):
     return probs
 
 
-def check_gptq(st, layers, v2):
+def read_export(out, max_shard=None):
+    """(name -> (dtype, array), problems, number of files) of an export folder."""
+    index = os.path.join(out, "model.safetensors.index.json")
+    single = os.path.join(out, "model.safetensors")
+    if not os.path.exists(index):
+        return read_safetensors(single), [], 1
+    probs = []
+    if os.path.exists(single):
+        probs.append("both model.safetensors and an index")
+    with open(index) as fh:
+        idx = json.load(fh)
+    wmap = idx.get("weight_map", {})
+    files = sorted(set(wmap.values()))
+    n = len(files)
+    want = ["model-%05d-of-%05d.safetensors" % (k + 1, n) for k in range(n)]
+    if files != want or n < 2:
+        probs.append("shard files %s, want %s" % (files[:3], want[:3]))
+    on_disk = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
+    if on_disk != files:
+        probs.append("files on disk %s differ from the index's %s" % (on_disk[:4], files[:4]))
+    tensors, total = {}, 0
+    for f in files:
+        st = read_safetensors(os.path.join(out, f))
+        nbytes = sum(a.nbytes for _, a in st.values())
+        total += nbytes
+        if max_shard is not None and nbytes > max_shard and len(st) > 1:
+            probs.append("%s: %d bytes of data in %d tensors > limit %d" % (f, nbytes, len(st),
+                                                                           max_shard))
+        for k, v in st.items():
+            if k in tensors:
+                probs.append("%s in two shards" % k)
+            if wmap.get(k) != f:
+                probs.append("%s is in %s, the index says %s" % (k, f, wmap.get(k)))
+            tensors[k] = v
+    missing = set(wmap) - set(tensors)
+    if missing:
+        probs.append("index names tensors in no shard: %s" % sorted(missing)[:4])
+    if idx.get("metadata", {}).get("total_size") != total:
+        probs.append("total_size %r, data bytes %d" % (idx.get("metadata"), total))
+    return tensors, probs, n
+
+
+def check_gptq(st, layers, v2, exact=False):
+    """exact: the result's scales are float16 values, so the consumer's weights
+    float32(scale_f16)·(q − z) must equal Ŵ bit for bit; else within the fp16 rounding."""
     probs = []
     for name, L in layers.items():
         bits = L["bits"]
@@ -153,7 +205,14 @@ def check_gptq(st, layers, v2):
         if not np.array_equal(gi, L["g_idx"]):
             probs.append("%s: g_idx differs" % name)
         g = gi.astype(np.int64)
+        # the README formula, as a consumer computes it
         Wg = sc.astype(np.float32)[g, :] * (q - z[g, :]).astype(np.float32)  # [cols, rows]
+        if exact:
+            nbad = int((Wg.T.view(np.uint32) != L["W"].view(np.uint32)).sum())
+            if nbad:
+                probs.append("%s: %d of %d dequantized weights differ from the result's Ŵ" %
+                             (name, nbad, Wg.size))
+            continue
         tol = np.abs(L["codes"] - L["zeros"][:, L["g_idx"]]).T * \
             np.abs(L["scales"][:, L["g_idx"]]).T * 2.0 ** -11 + 1e-30
         err = np.abs(Wg - L["W"].T)
@@ -161,6 +220,56 @@ def check_gptq(st, layers, v2):
             probs.append("%s: scales*(q-z) off the result's weights by %.3g (> fp16 rounding)" %
                          (name, float(err.max())))
     return probs
+
+
+def rounding_error(layers):
+    """(scales changed, Σ (ŵ_f16 − ŵ)², Σ ŵ² over rows with a change, largest relative scale
+    change) of rounding every scale to float16 with the codes kept (export --allow-requantize)."""
+    n, err, ref, mx = 0, 0.0, 0.0, 0.0
+    for L in layers.values():
+        s = L["scales"]
+        s16 = s.astype(np.float16).astype(np.float32)
+        ch = s16 != s
+        n += int(ch.sum())
+        if ch.any():
+            mx = max(mx, float((np.abs(s16.astype(np.float64) - s) / np.abs(s))[ch].max()))
+        d = (L["codes"] - L["zeros"][:, L["g_idx"]]).astype(np.float32)
+        w16 = s16[:, L["g_idx"]] * d
+        rows = ch.any(axis=1)
+        err += float(((w16[rows].astype(np.float64) - L["W"][rows]) ** 2).sum())
+        ref += float((L["W"][rows].astype(np.float64) ** 2).sum())
+    return n, err, ref, mx
+
+
+def f16_scales(layers):
+    """True when every scale of every layer is a float16 value."""
+    return all(np.array_equal(L["scales"].astype(np.float16).astype(np.float32), L["scales"])
+               for L in layers.values())
+
+
+def expect_warnings(*want):
+    """A warn check for Suite.export: each string of want is in exactly one warning line, and
+    every other line is one about missing inputs (no --model, no config.json)."""
+    def check(lines):
+        probs = []
+        for w in want:
+            n = sum(w in ln for ln in lines)
+            if n != 1:
+                probs.append("%d warning lines contain %r (want 1): %s" % (n, w, lines))
+        for ln in lines:
+            if not any(w in ln for w in want) and "no --model DIR" not in ln and \
+                    "no config.json" not in ln:
+                probs.append("unexpected warning: " + ln)
+        return probs
+    return check
+
+
+WARN = re.compile(r"^\[mpiquant\]\s+\S+s warning: (.*)$")
+
+
+def warnings(stderr):
+    """The text of mpiquant's warning lines."""
+    return [m.group(1) for m in map(WARN.match, stderr.splitlines()) if m]
 
 
 def check_quant_config(qc, bits, group_size, sym, desc_act, v2):
@@ -215,22 +324,28 @@ class Suite:
             return False
         return True
 
-    def export(self, label, args, check):
-        """Runs export (must succeed) then check(outdir) -> problems."""
+    def export(self, label, args, check, warn=None):
+        """Runs export (must succeed) then check(outdir) -> problems, and warn(the warning
+        lines' texts) -> problems (default: there must be none). Returns (stdout, stderr)."""
         out = self.path("out-" + label)
         shutil.rmtree(out, ignore_errors=True)
         rc, so, se = self.run(["export", "--out", out, "--quiet"] + args)
         if rc != 0:
             self.case(label, ["export exit %d" % rc], so + se)
-            return
+            return so, se
         try:
             probs = check(out)
+            w = warnings(se)
+            if warn is None:  # only the warnings about what the inputs lack
+                warn = expect_warnings()
+            probs += warn(w)
             leftovers = [f for f in os.listdir(out) if ".tmp." in f]
             if leftovers:
                 probs.append("temporary files left: %s" % leftovers)
         except Exception as e:  # a malformed output must be reported, not crash the suite
             probs = ["checker exception %s: %s" % (type(e).__name__, e)]
-        self.case(label, probs)
+        self.case(label, probs, se if probs else "")
+        return so, se
 
     def export_fails(self, label, args, want_rc, must_contain=None):
         out = self.path("out-" + label)

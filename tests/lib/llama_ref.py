@@ -4,9 +4,27 @@
 Reads config.json and safetensors (F32, F16, BF16; one file or shards listed in
 model.safetensors.index.json) with numpy only.  Supports RMSNorm, rotary
 embeddings in the HF half-split convention (rotate_half) with rope_theta,
-grouped-query attention with any ratio, SwiGLU MLP, optional q/k/v biases
-(Qwen2: `attention_bias` or the presence of bias tensors), tied embeddings
-(lm_head.weight absent or tie_word_embeddings).
+grouped-query attention with any ratio, an explicit head_dim (may differ from
+hidden/heads), SwiGLU MLP, optional q/k/v biases (required by Qwen2 and
+Qwen2-MoE; used when present otherwise), tied embeddings (lm_head.weight absent
+or tie_word_embeddings), and the families of transformers:
+  Llama, Mistral, Qwen2   dense blocks
+  Qwen3                   + per-head RMSNorm q_norm / k_norm [head_dim] on q and
+                          k after the projection, before the rotation
+  Mixtral                 block_sparse_moe: router gate [E, hidden], softmax over
+                          all E experts, top-k, the k weights renormalised;
+                          experts w1 (gate), w3 (up), w2 (down), SwiGLU
+  Qwen3-MoE               Qwen3 attention; mlp.gate router, experts
+                          mlp.experts.j.{gate,up,down}_proj; the k weights
+                          renormalised only if norm_topk_prob (default false);
+                          blocks in mlp_only_layers or with
+                          (i+1) % decoder_sparse_step != 0 use a dense mlp
+  Qwen2-MoE               Qwen2 attention, Qwen3-MoE routing, plus
+                          sigmoid(x·shared_expert_gateᵀ) · shared_expert(x)
+Model.logits(tokens, trace) also returns the routing (each token's top-k
+experts in descending probability, and its sorted router probabilities);
+Model.routes(windows) stacks it for all MoE blocks with each token's gap
+between the k-th and (k+1)-th probability (how close routing is to a tie).
 
 Computation in float64 (weights as stored, converted exactly).
 
@@ -23,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -108,13 +127,76 @@ def rope_scaled(inv, rs):
     return np.where(medium, (1 - smooth) * out / factor + smooth * out, out)
 
 
+# architecture -> (q/k/v biases required, per-head q/k RMSNorm, MoE kind or None)
+FAMILIES = {
+    "LlamaForCausalLM": (False, False, None),
+    "MistralForCausalLM": (False, False, None),
+    "Qwen2ForCausalLM": (True, False, None),
+    "Qwen3ForCausalLM": (False, True, None),
+    "MixtralForCausalLM": (False, False, "mixtral"),
+    "Qwen3MoeForCausalLM": (False, True, "qwen3_moe"),
+    "Qwen2MoeForCausalLM": (True, False, "qwen2_moe"),
+}
+EXPERT_NAMES = {"mixtral": ("w1", "w3", "w2"),
+                "qwen3_moe": ("gate_proj", "up_proj", "down_proj"),
+                "qwen2_moe": ("gate_proj", "up_proj", "down_proj")}
+
+
+def moe_params(c, arch_kind):
+    """(experts E, top-k, renormalise the k weights, prefix of the block's MoE tensors)."""
+    if arch_kind == "mixtral":
+        return c["num_local_experts"], c["num_experts_per_tok"], True, "block_sparse_moe."
+    return c["num_experts"], c["num_experts_per_tok"], bool(c.get("norm_topk_prob", False)), "mlp."
+
+
+def is_sparse(c, arch_kind, layer):
+    """transformers' rule: Mixtral's blocks are all sparse; Qwen2/3-MoE's block i is dense when
+    listed in mlp_only_layers or when (i + 1) % decoder_sparse_step != 0."""
+    if arch_kind is None:
+        return False
+    if arch_kind == "mixtral":
+        return True
+    return (layer not in c.get("mlp_only_layers", []) and c["num_experts"] > 0
+            and (layer + 1) % c.get("decoder_sparse_step", 1) == 0)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _swiglu(x, gate, up, down):
+    g = x @ gate.T
+    return (g / (1.0 + np.exp(-g)) * (x @ up.T)) @ down.T
+
+
+def route(x, router, k, renorm):
+    """Top-k routing of the rows of x [N, hidden]: probabilities = softmax over all experts of
+    x·routerᵀ; the k most probable, in descending probability (a stable sort: among equal
+    probabilities the lower index first); their weights, renormalised to sum 1 when renorm.
+    Returns (sel int [N, k], weights [N, k], sorted probabilities [N, E])."""
+    p = _softmax(x @ router.T)
+    order = np.argsort(-p, axis=-1, kind="stable")
+    sel = order[:, :k]
+    wts = np.take_along_axis(p, sel, -1)
+    if renorm:
+        wts = wts / wts.sum(-1, keepdims=True)
+    return sel, wts, np.take_along_axis(p, order, -1)
+
+
 class Model:
-    LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-               "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+    MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    LINEARS = ATTN + MLP
 
     def __init__(self, model_dir, rtn_bits=None, rtn_group=64):
         c = json.load(open(os.path.join(model_dir, "config.json")))
         self.c = c
+        arch = (c.get("architectures") or ["LlamaForCausalLM"])[0]
+        if arch not in FAMILIES:
+            raise ValueError("architecture %s not supported by the reference" % arch)
+        self.arch = arch
+        need_bias, self.qk_norm, self.moe = FAMILIES[arch]
         w = {k: v.astype(np.float64) for k, v in load_weights(model_dir).items()}
         self.H = c["hidden_size"]
         self.nh = c["num_attention_heads"]
@@ -131,21 +213,66 @@ class Model:
         else:
             self.lm_head = self.embed
         self.norm = w["model.norm.weight"]
-        self.layers = []
-        for i in range(self.L):
-            p = "model.layers.%d." % i
-            d = {"ln1": w[p + "input_layernorm.weight"],
-                 "ln2": w[p + "post_attention_layernorm.weight"]}
-            for n in self.LINEARS:
-                W = w[p + n + ".weight"]
-                if rtn_bits:
-                    W = rtn_quantize(W, rtn_bits, rtn_group)
-                d[n] = W
-                b = w.get(p + n + ".bias")
-                if b is None and c.get("attention_bias") and n.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
-                    raise ValueError("attention_bias set but %s missing" % (p + n + ".bias"))
-                d[n + ".bias"] = b
-            self.layers.append(d)
+        self.rtn = (rtn_bits, rtn_group)
+        if self.moe:
+            self.E, self.k, self.renorm, _ = moe_params(c, self.moe)
+            if not 1 <= self.k <= self.E:
+                raise ValueError("num_experts_per_tok %d not in [1, %d]" % (self.k, self.E))
+        self.layers = [self._load_layer(w, i, need_bias) for i in range(self.L)]
+        self.sparse = [i for i in range(self.L) if "moe" in self.layers[i]]
+
+    @staticmethod
+    def _get(w, name):
+        if name not in w:
+            raise ValueError("%s: missing tensor" % name)
+        return w[name]
+
+    def _weight(self, w, name):
+        """A linear layer's weight, RTN-quantized when asked (routers and the shared expert's
+        gate are never quantized: they stay in full precision, as mpiquant keeps them)."""
+        W = self._get(w, name)
+        return rtn_quantize(W, *self.rtn) if self.rtn[0] else W
+
+    def _load_layer(self, w, i, need_bias):
+        p = "model.layers.%d." % i
+        c = self.c
+        d = {"ln1": self._get(w, p + "input_layernorm.weight"),
+             "ln2": self._get(w, p + "post_attention_layernorm.weight")}
+        if self.qk_norm:
+            d["q_norm"] = self._get(w, p + "self_attn.q_norm.weight")
+            d["k_norm"] = self._get(w, p + "self_attn.k_norm.weight")
+        sparse = is_sparse(c, self.moe, i)
+        for n in self.ATTN + (() if sparse else self.MLP):
+            d[n] = self._weight(w, p + n + ".weight")
+            b = w.get(p + n + ".bias")
+            if b is None and n in self.ATTN[:3] and (need_bias or c.get("attention_bias")):
+                raise ValueError("%s: missing tensor (q/k/v biases required)" % (p + n + ".bias"))
+            d[n + ".bias"] = b
+        if sparse:
+            d["moe"] = self._load_moe(w, p)
+        return d
+
+    def _load_moe(self, w, p):
+        E, _, _, pre = moe_params(self.c, self.moe)
+        pre = p + pre
+        names = EXPERT_NAMES[self.moe]
+        present = {int(m.group(1)) for m in
+                   (re.match(re.escape(pre) + r"experts\.(\d+)\.", n) for n in w) if m}
+        if present != set(range(E)):
+            raise ValueError("%sexperts: tensors for experts %s, config says %d"
+                             % (pre, sorted(present)[:8], E))
+        m = {"router": self._get(w, pre + "gate.weight"),
+             "experts": [tuple(self._weight(w, "%sexperts.%d.%s.weight" % (pre, j, n))
+                               for n in names) for j in range(E)],
+             "shared": None}
+        if self.moe == "qwen2_moe":
+            m["shared"] = tuple(self._weight(w, pre + "shared_expert.%s.weight" % n)
+                                for n in EXPERT_NAMES["qwen2_moe"])
+            m["shared_gate"] = self._get(w, pre + "shared_expert_gate.weight")
+        if m["router"].shape != (E, self.H):
+            raise ValueError("%sgate.weight: shape %s, expected %s"
+                             % (pre, m["router"].shape, (E, self.H)))
+        return m
 
     def _rms(self, x, wt):
         return wt * (x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps))
@@ -157,8 +284,28 @@ class Model:
             y = y + d[n + ".bias"]
         return y
 
-    def logits(self, tokens):
-        """tokens: int array [B, T] -> logits float64 [B, T, vocab]."""
+    def _moe_forward(self, h, m, layer, trace):
+        """Routed experts (+ the sigmoid-gated shared expert) on h [B, T, hidden]."""
+        B, T, H = h.shape
+        x = h.reshape(B * T, H)
+        sel, wts, probs = route(x, m["router"], self.k, self.renorm)
+        out = np.zeros_like(x)
+        for j, ex in enumerate(m["experts"]):
+            rows, slot = np.nonzero(sel == j)
+            if rows.size:
+                out[rows] += wts[rows, slot][:, None] * _swiglu(x[rows], *ex)
+        if m["shared"] is not None:
+            gate = 1.0 / (1.0 + np.exp(-(x @ m["shared_gate"].T)))
+            out += gate * _swiglu(x, *m["shared"])
+        if trace is not None:
+            trace[layer] = (sel.reshape(B, T, -1), probs.reshape(B, T, -1))
+        return out.reshape(B, T, H)
+
+    def logits(self, tokens, trace=None):
+        """tokens: int array [B, T] -> logits float64 [B, T, vocab].  trace: None or a dict that
+        receives, for every MoE block l, trace[l] = (sel int [B, T, k]: the top-k experts of each
+        token in descending probability, probs [B, T, E]: its router probabilities sorted
+        descending)."""
         tokens = np.asarray(tokens, dtype=np.int64)
         if tokens.ndim == 1:
             tokens = tokens[None]
@@ -177,12 +324,14 @@ class Model:
 
         mask = np.triu(np.full((T, T), -np.inf), 1)
         x = self.embed[tokens]
-        for d in self.layers:
+        for li, d in enumerate(self.layers):
             h = self._rms(x, d["ln1"])
-            q = self._lin(h, d, "self_attn.q_proj").reshape(B, T, nh, hd).transpose(0, 2, 1, 3)
-            k = self._lin(h, d, "self_attn.k_proj").reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)
+            q = self._lin(h, d, "self_attn.q_proj").reshape(B, T, nh, hd)
+            k = self._lin(h, d, "self_attn.k_proj").reshape(B, T, nkv, hd)
             v = self._lin(h, d, "self_attn.v_proj").reshape(B, T, nkv, hd).transpose(0, 2, 1, 3)
-            q, k = rope(q), rope(k)
+            if self.qk_norm:  # Qwen3: RMSNorm over each head's vector, before the rotation
+                q, k = self._rms(q, d["q_norm"]), self._rms(k, d["k_norm"])
+            q, k = rope(q.transpose(0, 2, 1, 3)), rope(k.transpose(0, 2, 1, 3))
             rep = nh // nkv
             k = np.repeat(k, rep, axis=1)   # query head j uses kv head j // rep
             v = np.repeat(v, rep, axis=1)
@@ -192,10 +341,31 @@ class Model:
             y = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, nh * hd)
             x = x + self._lin(y, d, "self_attn.o_proj")
             h = self._rms(x, d["ln2"])
-            g = self._lin(h, d, "mlp.gate_proj")
-            u = self._lin(h, d, "mlp.up_proj")
-            x = x + self._lin(g / (1.0 + np.exp(-g)) * u, d, "mlp.down_proj")
+            if "moe" in d:
+                x = x + self._moe_forward(h, d["moe"], li, trace)
+            else:
+                g = self._lin(h, d, "mlp.gate_proj")
+                u = self._lin(h, d, "mlp.up_proj")
+                x = x + self._lin(g / (1.0 + np.exp(-g)) * u, d, "mlp.down_proj")
         return self._rms(x, self.norm) @ self.lm_head.T
+
+    def routes(self, windows):
+        """windows int [nwin, T] -> (MoE block indices, sel int32 [nblocks_moe, nwin, T, k]: each
+        token's top-k experts in descending probability, gap [nblocks_moe, nwin, T]: the k-th
+        minus the (k+1)-th router probability, how far the choice is from a tie; inf when
+        k == E)."""
+        windows = np.asarray(windows, dtype=np.int64)
+        trace = {}
+        self.logits(windows, trace)
+        if not self.sparse:
+            return [], np.zeros((0,) + windows.shape + (0,), np.int32), \
+                np.zeros((0,) + windows.shape)
+        sel = np.stack([trace[l][0] for l in self.sparse]).astype(np.int32)
+        if self.k == self.E:
+            return list(self.sparse), sel, np.full(sel.shape[:-1], math.inf)
+        gap = np.stack([trace[l][1][..., self.k - 1] - trace[l][1][..., self.k]
+                        for l in self.sparse])
+        return list(self.sparse), sel, gap
 
     def nll(self, tokens, seqlen, batch=8):
         """(sum of NLL, number of predicted tokens) per SPEC."""

@@ -17,32 +17,7 @@
 #include "core/blas.h"
 #include "core/mem.h"
 #include "model/llama.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Uniform in [-a, a) from a splitmix64 counter. */
-static void fill(float *x, size_t n, uint64_t salt, double a) {
-  for (size_t k = 0; k < n; k++) {
-    uint64_t z = k + salt * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    x[k] = (float)(((double)(z >> 11) * 0x1.0p-53 * 2.0 - 1.0) * a);
-  }
-}
-
-static float *alloc_or_die(size_t n) {
-  float *p = mq_alloc(n, sizeof(float));
-  if (!p) {
-    fprintf(stderr, "bench_forward: out of memory (%zu floats)\n", n);
-    exit(1);
-  }
-  return p;
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
   long hidden = 4096, inter = 11008, heads = 32, kv = 32, T = 2048, reps = 2, gn = 4096;
@@ -81,17 +56,17 @@ int main(int argc, char **argv) {
   mq_llama_block blk;
   memset(&blk, 0, sizeof blk);
   size_t H = (size_t)hidden, n = (size_t)T;
-  blk.attn_norm = alloc_or_die(H);
-  blk.mlp_norm = alloc_or_die(H);
-  fill(blk.attn_norm, H, 1, 0.1);
-  fill(blk.mlp_norm, H, 2, 0.1);
+  blk.attn_norm = bench_alloc("bench_forward", H);
+  blk.mlp_norm = bench_alloc("bench_forward", H);
+  bench_fill(blk.attn_norm, H, 1, 0.1);
+  bench_fill(blk.mlp_norm, H, 2, 0.1);
   for (size_t i = 0; i < H; i++) blk.attn_norm[i] += 1.0f, blk.mlp_norm[i] += 1.0f;
   double wbytes = 0.0;
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
     size_t rows = 0, cols = 0;
     mq_llama_linear_shape(&cfg, (mq_llama_linear)k, &rows, &cols);
-    blk.w[k] = alloc_or_die(rows * cols);
-    fill(blk.w[k], rows * cols, 10 + (uint64_t)k, sqrt(3.0 / (double)cols));
+    blk.w[k] = bench_alloc("bench_forward", rows * cols);
+    bench_fill(blk.w[k], rows * cols, 10 + (uint64_t)k, sqrt(3.0 / (double)cols));
     wbytes += 4.0 * (double)(rows * cols);
   }
   mq_llama_ctx ctx;
@@ -101,8 +76,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_forward: %s\n", err.msg);
     return 1;
   }
-  float *h0 = alloc_or_die(n * H), *h = alloc_or_die(n * H);
-  fill(h0, n * H, 3, 1.0);
+  float *h0 = bench_alloc("bench_forward", n * H), *h = bench_alloc("bench_forward", n * H);
+  bench_fill(h0, n * H, 3, 1.0);
 
   double qdim = (double)hidden, kvdim = (double)(kv * (hidden / heads)), Td = (double)T;
   double lin = 2.0 * Td * (double)hidden * (qdim + 2.0 * kvdim + qdim) +
@@ -118,9 +93,9 @@ int main(int argc, char **argv) {
   double best = INFINITY;
   for (long r = 0; r < reps; r++) {
     memcpy(h, h0, n * H * sizeof(float));
-    double t0 = now();
+    double t0 = bench_now();
     mq_llama_block_forward(&ctx, &blk, h);
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     double ss = 0.0;
     for (size_t i = 0; i < n * H; i++) ss += (double)h[i] * h[i];
     printf("rep %ld: %.3f s, %.1f GFLOP/s (output rms %.3g)\n", r + 1, dt, (lin + att) / dt / 1e9,
@@ -131,22 +106,23 @@ int main(int argc, char **argv) {
   {
     size_t rows = 0, cols = 0;
     mq_llama_linear_shape(&cfg, MQ_LIN_Q, &rows, &cols);
-    float *x = alloc_or_die(n * H), *ya = alloc_or_die(n * rows), *ym = alloc_or_die(n * (size_t)inter);
+    float *x = bench_alloc("bench_forward", n * H), *ya = bench_alloc("bench_forward", n * rows);
+    float *ym = bench_alloc("bench_forward", n * (size_t)inter);
     double ts[6];
     memcpy(h, h0, n * H * sizeof(float));
-    double t0 = now();
+    double t0 = bench_now();
     mq_llama_attn_input(&ctx, &blk, h, x);
-    ts[0] = now();
+    ts[0] = bench_now();
     mq_llama_attention(&ctx, &blk, x, ya);
-    ts[1] = now();
+    ts[1] = bench_now();
     mq_llama_residual(&ctx, &blk, MQ_LIN_O, ya, h);
-    ts[2] = now();
+    ts[2] = bench_now();
     mq_llama_mlp_input(&ctx, &blk, h, x);
-    ts[3] = now();
+    ts[3] = bench_now();
     mq_llama_mlp_act(&ctx, &blk, x, ym);
-    ts[4] = now();
+    ts[4] = bench_now();
     mq_llama_residual(&ctx, &blk, MQ_LIN_DOWN, ym, h);
-    ts[5] = now();
+    ts[5] = bench_now();
     double qkv = 2.0 * Td * (double)hidden * (qdim + 2.0 * kvdim), o = 2.0 * Td * qdim * (double)hidden;
     double gu = 2.0 * Td * 2.0 * (double)hidden * (double)inter, dn = gu / 2.0;
     printf("stages: attn_norm %.3fs | attention (q,k,v + rope + softmax(QK')V) %.3fs, %.1f GFLOP/s"
@@ -166,15 +142,16 @@ int main(int argc, char **argv) {
 
   /* Same-run SGEMM reference: best of 3 square products of order gn. */
   size_t g = (size_t)gn;
-  float *a = alloc_or_die(g * g), *b = alloc_or_die(g * g), *c = alloc_or_die(g * g);
-  fill(a, g * g, 4, 1.0);
-  fill(b, g * g, 5, 1.0);
+  float *a = bench_alloc("bench_forward", g * g), *b = bench_alloc("bench_forward", g * g);
+  float *c = bench_alloc("bench_forward", g * g);
+  bench_fill(a, g * g, 4, 1.0);
+  bench_fill(b, g * g, 5, 1.0);
   double gbest = INFINITY;
   for (int r = 0; r < 3; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)gn, (int)gn, (int)gn, 1.0f, a,
                 (int)gn, b, (int)gn, 0.0f, c, (int)gn);
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     gbest = dt < gbest ? dt : gbest;
   }
   double grate = 2.0 * (double)gn * (double)gn * (double)gn / gbest / 1e9;

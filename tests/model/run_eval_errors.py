@@ -4,7 +4,10 @@
 Every case must exit with the expected status (3 bad input, 2 usage) within --timeout seconds,
 print exactly one stderr line starting `mpiquant: error:` that contains the expected text, and
 print no perplexity. The broken checkpoints are copies of make_models.py's llama_f32_gqa1
-(single f32 file), qwen2_bf16_gqa2 (biases) and llama_f16_gqa4 (sharded), rewritten here.
+(single f32 file), qwen2_bf16_gqa2 (biases) and llama_f16_gqa4 (sharded), rewritten here; the
+mixture-of-experts ones copies of mixtral_f32_e4 (sharded), qwen3moe_f16_e8, qwen2moe_bf16_e4
+and qwen3_bf16_hd (q/k norms). An expected text may be a tuple: the line must hold every part
+(the broken copy's directory, so the line names the checkpoint, and what is wrong).
 
 usage: run_eval_errors.py --mpiquant BIN --np N --models DIR --workdir DIR [--mpirun ...]
 """
@@ -20,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import model_drivers as common  # noqa: E402
-from safetensors_np import read_st, without, write_st  # noqa: E402
+from safetensors_np import read_st, st_blob, without, write_st  # noqa: E402
 
 
 class Cases:
@@ -37,7 +40,98 @@ class Cases:
         return d
 
     def add(self, label, args, rc, text):
-        self.list.append((label, args, rc, text))
+        self.list.append((label, args, rc, text if isinstance(text, tuple) else (text,)))
+
+    def edit_config(self, d, **changes):
+        path = os.path.join(d, "config.json")
+        c = json.load(open(path))
+        c.update(changes)
+        json.dump(c, open(path, "w"))
+
+    def drop_tensor(self, d, name):
+        """Removes tensor `name` from its file (and from the shard index, if any)."""
+        idx = os.path.join(d, "model.safetensors.index.json")
+        fn = "model.safetensors"
+        if os.path.exists(idx):
+            j = json.load(open(idx))
+            fn = j["weight_map"].pop(name)
+            json.dump(j, open(idx, "w"))
+        H, D = read_st(os.path.join(d, fn))
+        assert name in H, name
+        write_st(os.path.join(d, fn), *without(H, D, name))
+
+    def resize_rows(self, d, name, rows):
+        """Tensor `name` (F32, 2-D) cut or extended (new rows: copies of row 0) to `rows` rows."""
+        idx = os.path.join(d, "model.safetensors.index.json")
+        fn = json.load(open(idx))["weight_map"][name] if os.path.exists(idx) \
+            else "model.safetensors"
+        H, D = read_st(os.path.join(d, fn))
+        entries = []
+        for k in sorted((k for k in H if k != "__metadata__"), key=lambda k: H[k]["data_offsets"]):
+            v = H[k]
+            a0, b0 = v["data_offsets"]
+            raw, shape = D[a0:b0], v["shape"]
+            if k == name:
+                assert v["dtype"] == "F32" and len(shape) == 2
+                row = shape[1] * 4
+                raw = (raw + raw[:row] * max(0, rows - shape[0]))[: rows * row]
+                shape = [rows, shape[1]]
+            entries.append((k, v["dtype"], shape, raw))
+        with open(os.path.join(d, fn), "wb") as f:
+            f.write(st_blob(entries))
+
+    def moe(self):
+        """Hostile mixture-of-experts and Qwen3 checkpoints."""
+        def ev(d):
+            return ["--model", d, "--tokens", os.path.join(d, "tokens.npy"), "--seqlen", "16"]
+        for label, src, name, changes, text in (
+                ("Mixtral num_local_experts 3, router and 4 experts stored", "mixtral_f32_e4",
+                 "mixtral_3_of_4", dict(num_local_experts=3), "block_sparse_moe.gate.weight"),
+                ("Mixtral num_local_experts 5, router and 4 experts stored", "mixtral_f32_e4",
+                 "mixtral_5_of_4", dict(num_local_experts=5), "block_sparse_moe.gate.weight"),
+                ("Qwen3-MoE num_experts 6, router and 8 experts stored", "qwen3moe_f16_e8",
+                 "qwen3moe_6_of_8", dict(num_experts=6), "mlp.gate.weight"),
+                ("Mixtral num_experts_per_tok 5 > 4 experts", "mixtral_f32_e4", "mixtral_top5",
+                 dict(num_experts_per_tok=5), "num_experts_per_tok"),
+                ("Qwen2-MoE num_experts_per_tok 0", "qwen2moe_bf16_e4", "qwen2moe_top0",
+                 dict(num_experts_per_tok=0), "num_experts_per_tok"),
+                ("Qwen3-MoE mlp_only_layers [0], block 0 stores experts", "qwen3moe_f16_e8",
+                 "qwen3moe_dense0", dict(mlp_only_layers=[0, 1]),
+                 "model.layers.0.mlp.gate_proj.weight")):
+            d = self.copy(src, name)
+            self.edit_config(d, **changes)
+            self.add(label, ev(d), 3, (name, text))
+        for label, src, name, tensor in (
+                ("Mixtral without a router", "mixtral_f32_e4", "mixtral_norouter",
+                 "model.layers.1.block_sparse_moe.gate.weight"),
+                ("Mixtral without an expert's w3", "mixtral_f32_e4", "mixtral_now3",
+                 "model.layers.0.block_sparse_moe.experts.2.w3.weight"),
+                ("Qwen3-MoE without a router", "qwen3moe_f16_e8", "qwen3moe_norouter",
+                 "model.layers.2.mlp.gate.weight"),
+                ("Qwen2-MoE without shared_expert_gate", "qwen2moe_bf16_e4", "qwen2moe_nogate",
+                 "model.layers.3.mlp.shared_expert_gate.weight"),
+                ("Qwen2-MoE without a q bias", "qwen2moe_bf16_e4", "qwen2moe_noqbias",
+                 "model.layers.0.self_attn.q_proj.bias"),
+                ("Qwen3 without q_norm", "qwen3_bf16_hd", "qwen3_noqnorm",
+                 "model.layers.1.self_attn.q_norm.weight"),
+                ("Qwen3-MoE without k_norm", "qwen3moe_f16_e8", "qwen3moe_noknorm",
+                 "model.layers.0.self_attn.k_norm.weight")):
+            d = self.copy(src, name)
+            self.drop_tensor(d, tensor)
+            self.add(label, ev(d), 3, (name, tensor))
+        # config and routers agree, the expert tensors do not: one too many, one missing
+        for name, E, text in (("mixtral_extra_expert", 3, "experts.3"),
+                              ("mixtral_missing_expert", 5, "experts.4")):
+            d = self.copy("mixtral_f32_e4", name)
+            self.edit_config(d, num_local_experts=E)
+            for layer in (0, 1):
+                self.resize_rows(d, "model.layers.%d.block_sparse_moe.gate.weight" % layer, E)
+            self.add("Mixtral %d experts configured and routed, 4 stored" % E, ev(d), 3,
+                     (name, text))
+        d = self.copy("qwen3_bf16_hd", "qwen3_headdim")
+        self.edit_config(d, head_dim=8)  # hidden / heads: the stored q_proj is [64, 32]
+        self.add("Qwen3 head_dim 8, q_proj and q_norm stored for 16", ev(d), 3,
+                 ("qwen3_headdim", "config expects"))
 
     def build(self):
         base = "llama_f32_gqa1"
@@ -161,6 +255,8 @@ class Cases:
         self.add("no such token file", ["--model", ok_model, "--tokens",
                  os.path.join(self.w, "nope.npy")], 3, "nope.npy")
 
+        self.moe()
+
         # usage errors
         self.add("missing --model", ["--tokens", tok], 2, "--model")
         self.add("missing --tokens", ["--model", ok_model], 2, "--tokens")
@@ -211,8 +307,8 @@ def main(argv=None):
             problems.append("exit %s, expected %d" % (rc, want_rc))
         if len(errs) != 1:
             problems.append("%d error lines" % len(errs))
-        elif text not in errs[0]:
-            problems.append("error line lacks %r" % text)
+        elif any(t not in errs[0] for t in text):
+            problems.append("error line lacks %r" % [t for t in text if t not in errs[0]])
         if "perplexity" in out:
             problems.append("printed a perplexity")
         if problems:

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """`mpiquant eval --quantized O.h5` vs the numpy reference on the dequantized model.
 
-Quantizes a model with `mpiquant quantize` (demo model and the Qwen2 random model with q/k/v
-biases: biases and norms come from /model/tensors), dequantizes O.h5 here with numpy straight
+Quantizes a model with `mpiquant quantize` (demo model, the Qwen2 random model with q/k/v
+biases: biases and norms come from /model/tensors, and the Mixtral, Qwen2-MoE, Qwen3-MoE and
+Qwen3 random models: routers, shared-expert gates and q/k norms too), dequantizes O.h5 here with numpy straight
 from SPEC.md "Result file" (bit streams of qweight, scales, zeros, g_idx), writes the result as
 a float32 checkpoint and runs tests/lib/llama_ref.py on it. Asserts, at --np ranks:
   - eval --quantized prints a perplexity within --tol (1e-4) of the reference's;
@@ -71,6 +72,18 @@ def main(argv=None):
         ("qwen2 rtn 3-bit asym", qwen, qtok, qtok, 16, 20,
          ["--method", "rtn", "--bits", "3", "--asym", "--group-size", "16"]),
     ]
+    # the families of issue 9: experts (routers and the shared-expert gate from /model/tensors),
+    # q/k norms, an explicit head_dim; experts on 2 groups where there are ranks for them
+    groups = ["--expert-groups", "2"] if a.np > 1 else []
+    for name, label, opts in (
+            ("mixtral_f32_e4", "mixtral optq 4-bit g16", ["--bits", "4", "--group-size", "16"]),
+            ("qwen2moe_bf16_e4", "qwen2moe qronos 3-bit g16",
+             ["--method", "qronos", "--bits", "3", "--group-size", "16"]),
+            ("qwen3moe_f16_e8", "qwen3moe optq 4-bit", ["--bits", "4", "--group-size", "-1"]),
+            ("qwen3_bf16_hd", "qwen3 optq 3-bit g16", ["--bits", "3", "--group-size", "16"])):
+        d = os.path.join(a.models, name)
+        tok = os.path.join(d, "tokens.npy")
+        cases.append((label, d, tok, tok, 64, 8, opts + groups))
     npass = nfail = 0
     for label, d, calib, tok, L, nw, qopts in cases:
         tag = label.split()[0]

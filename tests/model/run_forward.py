@@ -9,8 +9,15 @@ and the per-window NLL sums it prints with the reference's, relative to |ref| <=
 Also checks that the reference logits are non-trivial (spread > 0.5 per position, mean top
 probability < 0.95), so agreement means something.
 
+Mixture-of-experts models: test_forward also writes each token's top-k experts and their weights
+in every MoE block ([n_moe_blocks, nwin, seqlen, k]); the experts must be those of the reference
+(Model.routes), in the same order, on every token, and the weights within --tol. make_models.py
+builds the MoE fixtures' token files so that no token of a window of 16 or 64 is within 1e-3 of
+a tie (checked here again); on the trained demo MoE (--demo-moe) tokens whose reference gap is
+below --tie-gap (1e-4) are left out of the routing comparison and counted.
+
 usage: run_forward.py --test-forward BIN --models DIR --demo-model DIR --demo-tokens FILE
-                      --workdir DIR
+                      --workdir DIR [--demo-moe DIR]
 """
 import argparse
 import os
@@ -23,6 +30,34 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import llama_ref  # noqa: E402
 
 
+def check_routes(m, trace, out, nwin, T, tol, min_gap, tie_gap):
+    """C's routing (out.routes, out.rweights) vs the reference's trace: (ok, text). Tokens
+    whose reference gap between the k-th and (k+1)-th probability is below tie_gap are left
+    out (counted); min_gap > 0 asserts that no token is that close (the fixtures' promise)."""
+    k = m.k
+    shape = (len(m.sparse), nwin, T, k)
+    try:
+        sel = np.fromfile(out + ".routes", dtype=np.int32).reshape(shape)
+        wts = np.fromfile(out + ".rweights", dtype=np.float32).reshape(shape).astype(np.float64)
+    except (OSError, ValueError) as e:
+        return False, " | routes: %s" % e
+    ref_sel = np.stack([trace[l][0] for l in m.sparse])
+    probs = np.stack([trace[l][1] for l in m.sparse])   # sorted descending
+    ref_w = probs[..., :k]
+    if m.renorm:
+        ref_w = ref_w / ref_w.sum(-1, keepdims=True)
+    gap = probs[..., k - 1] - probs[..., k] if k < m.E else np.full(shape[:-1], np.inf)
+    keep = gap >= tie_gap
+    same = (sel == ref_sel).all(-1)
+    differ = int((~same & keep).sum())
+    werr = float(np.abs(wts - ref_w)[same].max()) if same.any() else np.inf
+    used = np.unique(sel)
+    ok = differ == 0 and werr <= tol and gap.min() > min_gap and len(used) > 1
+    return ok, (" | routes: %d/%d tokens x blocks differ (%d near-ties left out), "
+                "weights max err %.1e, min gap %.1e, %d experts used"
+                % (differ, keep.sum(), (~keep).sum(), werr, gap.min(), len(used)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,7 +66,9 @@ def main(argv=None):
     ap.add_argument("--demo-model", required=True)
     ap.add_argument("--demo-tokens", required=True)
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--demo-moe", default=None)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--tie-gap", type=float, default=1e-4)
     a = ap.parse_args(argv)
     os.makedirs(a.workdir, exist_ok=True)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
@@ -46,8 +83,14 @@ def main(argv=None):
                   os.path.join(a.models, "qwen2_bf16_gqa2", "tokens.npy"), 300, 2))
     cases.append(("llama_f16_gqa4 T=200", os.path.join(a.models, "llama_f16_gqa4"),
                   os.path.join(a.models, "llama_f16_gqa4", "tokens.npy"), 200, 2))
+    # mixture of experts on windows of 64 (more tokens per expert; tie-free by construction)
+    for name in ("mixtral_f32_e4", "qwen2moe_bf16_e4", "qwen3moe_f16_e8"):
+        cases.append(("%s T=64" % name, os.path.join(a.models, name),
+                      os.path.join(a.models, name, "tokens.npy"), 64, 2))
     cases.append(("demo T=256", a.demo_model, a.demo_tokens, 256, 2))
     cases.append(("demo T=64", a.demo_model, a.demo_tokens, 64, 4))
+    if a.demo_moe:
+        cases.append(("demo-moe T=256", a.demo_moe, a.demo_tokens, 256, 2))
 
     npass = nfail = 0
     worst = (0.0, 0.0)
@@ -66,7 +109,8 @@ def main(argv=None):
         m = refs[d]
         V = m.embed.shape[0]
         toks = llama_ref.read_tokens(tokpath, V)[: nwin * T].reshape(nwin, T)
-        ref = m.logits(toks)
+        trace = {}
+        ref = m.logits(toks, trace)
         got = np.fromfile(out, dtype=np.float32).reshape(nwin, T, V).astype(np.float64)
         rel_fro = np.linalg.norm(got - ref) / np.linalg.norm(ref)
         rel_max = np.abs(got - ref).max() / np.abs(ref).max()
@@ -83,10 +127,14 @@ def main(argv=None):
         pr = np.exp(ref - ref.max(-1, keepdims=True))
         top = (pr.max(-1) / pr.sum(-1)).mean()
         worst = (max(worst[0], rel_fro), max(worst[1], rel_max))
+        route_ok, route_detail = (check_routes(m, trace, out, nwin, T,
+                                               a.tol, 0.0 if d == a.demo_moe else 1e-3,
+                                               a.tie_gap if d == a.demo_moe else 0.0)
+                                  if m.sparse else (True, ""))
         ok = (rel_fro <= a.tol and rel_max <= a.tol and nll_err <= a.tol and spread > 0.5
-              and top < 0.95 and "0 failed" in log)
-        detail = ("rel_fro %.2e rel_max %.2e nll %.2e | logit spread %.2f, top prob %.2f"
-                  % (rel_fro, rel_max, nll_err, spread, top))
+              and top < 0.95 and "0 failed" in log and route_ok)
+        detail = ("rel_fro %.2e rel_max %.2e nll %.2e | logit spread %.2f, top prob %.2f%s"
+                  % (rel_fro, rel_max, nll_err, spread, top, route_detail))
         if ok:
             npass += 1
             print("ok   %s (T=%d, %d windows): %s" % (label, T, nwin, detail))

@@ -2,7 +2,8 @@
 """`mpiquant quantize` on the bundled demo model (a 4-block byte-level Llama, GQA 4/2):
 
 identity  OPTQ and Qronos (nearest and stochastic) result files are identical bit for bit
-          (qweight, scales, zeros, g_idx of all 28 layers) at 1, 2 and 3 ranks; every layer's
+          (qweight, scales, zeros, g_idx and the scalars λ, loss, err, rel_err, bound_l2,
+          err_floor of all 28 layers) at 1, 2 and 3 ranks; every layer's
           rel_err is finite and in (0, 1).
 rtn       --method rtn equals the numpy reference's per-layer RTN of the checkpoint weights
           (codes, scales, zeros, g_idx), i.e. no dependence on calibration.
@@ -42,6 +43,9 @@ CALIB = os.path.join(ROOT, "data", "demo-calib.txt")
 SMALL = ["--nsamples", "13", "--seqlen", "128"]  # 13 windows: uneven over 2 and 3 ranks;
 # the layer engine's rows (128-row blocks) split unevenly too: 352 rows -> 3 blocks.
 TENSORS = ("qweight", "scales", "zeros", "g_idx")
+# every floating scalar of a layer: sums over ranks, added in the layer's row order (and the
+# output errors in window order), so identical bits too
+SCALARS = ("lambda", "loss", "err", "rel_err", "bound_l2", "err_floor")
 
 
 def quantize(s, out, opts, np_, model=MODEL, calib=CALIB, extra=SMALL):
@@ -53,7 +57,7 @@ def layers(path):
     import h5py
     with h5py.File(path, "r") as f:
         return {n: {k: f["layers"][n][k][()] for k in TENSORS} |
-                {"rel_err": float(f["layers"][n].attrs["rel_err"])}
+                {k: np.float64(f["layers"][n].attrs[k]) for k in SCALARS}
                 for n in f["layers"]}, int(f.attrs["complete"])
 
 
@@ -81,8 +85,8 @@ def identity(s):
         s.case(all(0 < r < 1 for r in rels), "%s: rel_err in (0, 1)" % label,
                "min %.4g max %.4g" % (min(rels), max(rels)))
         for np_ in (2, 3):
-            diff = [(n, k) for n in base for k in TENSORS
-                    if not np.array_equal(base[n][k], res[np_][0][n][k])]
+            diff = [(n, k) for n in base for k in TENSORS + SCALARS
+                    if base[n][k].tobytes() != res[np_][0][n][k].tobytes()]
             s.case(not diff, "%s: np%d identical to np1" % (label, np_),
                    "%d datasets differ, e.g. %s" % (len(diff), diff[:3]) if diff else "")
 

@@ -4,11 +4,14 @@
 
 The text is made from the fixtures' corpus (make_text_fixtures.py) with fresh words mixed in (random
 letters, numbers), so the piece cache sees novel pieces as in real text, written as .jsonl
-documents of about 4 KB. usage: bench_tokenize.py --mpiquant BIN --fixtures DIR --workdir DIR [--mb 16]
-[--tokenizers llama3,llama2] [--no-js]"""
+documents of about 4 KB. --ranks 1,2 also times `mpiquant tokenize` under mpirun at each rank count
+(the documents split across the ranks; the ids must be the same at every count).
+usage: bench_tokenize.py --mpiquant BIN --fixtures DIR --workdir DIR [--mb 16]
+[--tokenizers llama3,llama2] [--no-js] [--ranks 1,2 --mpirun "mpirun --oversubscribe"]"""
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -41,6 +44,29 @@ def make_text(fixtures, path, mb, seed=7):
     return size
 
 
+def by_ranks(a, name, model, text, ref):
+    """`mpiquant tokenize` under mpirun at each count of a.ranks: wall seconds of the whole run and
+    the encoding's MB/s as it prints them; 1 when a count fails or its ids differ from ref."""
+    bad = 0
+    for np_ in [int(x) for x in a.ranks.split(",")]:
+        out = os.path.join(a.workdir, "%s_np%d.npy" % (name, np_))
+        cmd = shlex.split(a.mpirun) + ["-np", str(np_), a.mpiquant, "tokenize", "--model", model,
+                                       "--in", text, "--out", out]
+        t0 = time.time()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.time() - t0
+        if r.returncode != 0:
+            print("FAIL %s at %d rank(s): exit %d: %s" % (name, np_, r.returncode, r.stderr.strip()[-2000:]))
+            bad = 1
+            continue
+        same = np.array_equal(np.load(out), np.load(ref))
+        print("bench %-12s %d rank(s): %.2f s wall (mpirun to exit); %s; ids %s" %
+              (name, np_, wall, r.stdout.strip().splitlines()[-1],
+               "equal to 1 process" if same else "DIFFER"))
+        bad |= not same
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mpiquant", required=True)
@@ -49,6 +75,8 @@ def main():
     ap.add_argument("--mb", type=float, default=16)
     ap.add_argument("--tokenizers", default="llama3,llama2,qwen2")
     ap.add_argument("--no-js", action="store_true")
+    ap.add_argument("--ranks", default="", help="e.g. 1,2: time tokenize under mpirun at these counts")
+    ap.add_argument("--mpirun", default="mpirun --oversubscribe")
     a = ap.parse_args()
     os.makedirs(a.workdir, exist_ok=True)
     text = os.path.join(a.workdir, "bench.jsonl")
@@ -67,6 +95,8 @@ def main():
             continue
         line = r.stdout.strip().splitlines()[-1]
         print("bench %-12s C (mpiquant tokenize): %s" % (name, line))
+        if a.ranks:
+            failed += by_ranks(a, name, model, text, out)
         if a.no_js:
             continue
         js_out = os.path.join(a.workdir, name + ".i32")

@@ -3,7 +3,10 @@
 documented exit status (2 usage, 3 bad input, 1 cannot write), exactly one `mpiquant: error:`
 line naming the file and the problem, no output file left behind, and within 30 s (a huge merges
 list must not take minutes). Some cases must instead succeed (circular-looking and duplicated
-merges terminate). Prints `ok`/`FAIL` lines and `N passed, M failed`.
+merges terminate). Also: a FIFO as --in is refused unread; an --out that is (a link to) an input
+is refused (exit 2); a bad line in one rank's share of the text (2 and 3 ranks) fails every rank
+with one line naming the line of the file and that rank. Prints `ok`/`FAIL` lines and
+`N passed, M failed`.
 usage: run_tokenize_errors.py --mpiquant BIN --mpirun "mpirun --oversubscribe" --fixtures DIR --workdir DIR"""
 import argparse
 import copy
@@ -178,6 +181,16 @@ def main():
         f.write('{"content": "x"}\n')
     empty_txt = os.path.join(a.workdir, "empty.txt")
     open(empty_txt, "w").close()
+    fifo = os.path.join(a.workdir, "fifo.jsonl")
+    os.mkfifo(fifo)
+    text_copy = os.path.join(a.workdir, "copy.jsonl")
+    shutil.copy(corpus, text_copy)
+    link_in = os.path.join(a.workdir, "link_in.npy")
+    os.symlink(text_copy, link_in)
+    model_copy = os.path.join(a.workdir, "model_copy")
+    shutil.copytree(model, model_copy)
+    link_tok = os.path.join(a.workdir, "link_tok.npy")
+    os.symlink(os.path.join(model_copy, "tokenizer.json"), link_tok)
     cli = [
         ("no tokenizer.json", ["--model", empty_dir, "--in", corpus, "--out", out], 3,
          empty_dir + "/tokenizer.json: cannot open"),
@@ -194,8 +207,14 @@ def main():
         ("jsonl object without text", ["--model", model, "--in", no_text, "--out", out], 3,
          no_text + ": line 1: not a JSON object with a string field \"text\""),
         ("empty text file", ["--model", model, "--in", empty_txt, "--out", out], 3, "holds no text"),
-        ("unwritable output", ["--model", model, "--in", corpus, "--out", "/nonexistent/dir/x.npy"], 1,
-         "cannot write"),
+        ("unwritable output", ["--model", model, "--in", corpus, "--out", "/nonexistent/dir/x.npy"], 2,
+         "cannot create files in /nonexistent/dir"),
+        ("--in a FIFO (refused unread, no hang)", ["--model", model, "--in", fifo, "--out", out], 3,
+         fifo + ": not a regular file"),
+        ("--out a link to --in", ["--model", model, "--in", text_copy, "--out", link_in], 2,
+         link_in + ": refusing to write: it is the input --in"),
+        ("--out a link to the tokenizer.json", ["--model", model_copy, "--in", corpus, "--out", link_tok], 2,
+         link_tok + ": refusing to write: it is the input --model"),
     ]
     for label, args, rc, text in cli:
         check(label, ["tokenize"] + args, rc, [text], out=out)
@@ -204,6 +223,20 @@ def main():
           ["tokenize", "--model", truncated, "--in", corpus, "--out", out], 3, ["not valid JSON"], np_=2,
           out=out)
     check("usage error under mpirun -np 2", ["tokenize", "--model", model], 2, ["--in: missing"], np_=2)
+    # hostile text in one rank's share: every rank fails, one line from the rank that read it,
+    # with the line number counted in the whole file
+    lines = ['{"text": "document %d %s"}' % (k, "word " * 20) for k in range(30)]
+    for bad_line, np_, rank, what in ((27, 3, 2, "not valid JSON"), (14, 3, 1, "not valid JSON"),
+                                      (17, 2, 1, "not a JSON object")):
+        rows = list(lines)
+        rows[bad_line - 1] = ('{"text": "bad \xff\xfe bytes %s"}' % ("word " * 20) if "valid" in what
+                              else '["text", "an array %s"]' % ("word " * 20))
+        hostile = os.path.join(a.workdir, "hostile_%d.jsonl" % bad_line)
+        with open(hostile, "wb") as f:
+            f.write("\n".join(rows).encode("latin-1") + b"\n")
+        check("hostile line %d of 30 under mpirun -np %d (rank %d's share)" % (bad_line, np_, rank),
+              ["tokenize", "--model", model, "--in", hostile, "--out", out], 3,
+              [hostile + ": line %d: %s" % (bad_line, what), "(on rank %d)" % rank], np_=np_, out=out)
     print("%d passed, %d failed" % (npass, nfail))
     return 1 if nfail else 0
 

@@ -5,8 +5,8 @@ version pinned in tests/text/package-lock.json, installed by tools/install-node-
 For each fixture tokenizer (make_text_fixtures.py: Llama 2 in both layouts, Llama 3, Qwen 2, GPT-2)
 and each corpus (corpus.jsonl: documents of English, code, CJK, emoji, combining marks, whitespace
 runs, special tokens written in the text; corpus.txt: one document with ill-formed UTF-8), the
-int32 .npy written by mpiquant must hold exactly the ids the JS tokenizer gives. One case also
-runs under mpirun -np 2 (rank 0 works, the file must be the same). Prints `ok`/`FAIL` lines and
+int32 .npy written by mpiquant must hold exactly the ids the JS tokenizer gives, also under
+mpirun -np 2 and 3 (corpus.jsonl: its documents split across the ranks). Prints `ok`/`FAIL` lines and
 `N passed, M failed`; exit 1 on any failure.
 
 Where the JS library departs from the Rust crate that transformers uses, mpiquant follows the
@@ -86,22 +86,26 @@ def main():
                 print("FAIL %s: %s" % (label, first_difference(c_ids, js_ids, vocab_r)))
                 nfail += 1
 
-    # under mpirun: rank 0 works, the others wait; same file, one summary line
-    model, src = os.path.join(a.fixtures, "llama3"), os.path.join(a.fixtures, "corpus.jsonl")
-    out = os.path.join(a.workdir, "np2.npy")
-    cmd = shlex.split(a.mpirun) + ["-np", "2", a.mpiquant, "tokenize", "--model", model, "--in", src,
-                                   "--out", out]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    ref = os.path.join(a.workdir, "llama3_corpus.jsonl.npy")
-    lines = [l for l in r.stdout.splitlines() if l.startswith("tokenized")]
-    if r.returncode == 0 and len(lines) == 1 and os.path.exists(ref) and \
-            np.array_equal(np.load(out), np.load(ref)):
-        print("ok   mpirun -np 2: same ids, one summary line")
-        npass += 1
-    else:
-        print("FAIL mpirun -np 2: exit %d, %d summary lines: %s" % (r.returncode, len(lines),
-                                                                   r.stderr.strip()[-2000:]))
-        nfail += 1
+    # under mpirun the documents are split across the ranks: the JS ids again, one summary line
+    src = os.path.join(a.fixtures, "corpus.jsonl")
+    for np_ in (2, 3):
+        for name in TOKENIZERS:
+            model = os.path.join(a.fixtures, name)
+            out = os.path.join(a.workdir, "%s_np%d.npy" % (name, np_))
+            theirs = os.path.join(a.workdir, "%s_corpus.jsonl.i32" % name)
+            cmd = shlex.split(a.mpirun) + ["-np", str(np_), a.mpiquant, "tokenize", "--model", model,
+                                           "--in", src, "--out", out]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            lines = [l for l in r.stdout.splitlines() if l.startswith("tokenized")]
+            if r.returncode == 0 and len(lines) == 1 and os.path.exists(theirs) and \
+                    np.array_equal(np.load(out), np.fromfile(theirs, dtype="<i4")):
+                print("ok   %s on corpus.jsonl under mpirun -np %d: the JS ids, one summary line"
+                      % (name, np_))
+                npass += 1
+            else:
+                print("FAIL %s under mpirun -np %d: exit %d, %d summary lines: %s"
+                      % (name, np_, r.returncode, len(lines), r.stderr.strip()[-2000:]))
+                nfail += 1
     print("%d passed, %d failed" % (npass, nfail))
     return 1 if nfail else 0
 

@@ -9,6 +9,7 @@
  *   - hand-checked ids of tiny tokenizers (merge order, byte fallback, fuse_unk, BOS,
  *     ignore_merges; Metaspace split and Digits, which the JS reference does not do as Rust);
  *   - no memory left allocated. */
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,15 +74,15 @@ static void test_text(void) {
   mq_error err = {0};
   EXPECT(mq_tokenizer_load(model, &tok, &err) == MQ_OK, "%s", err.msg);
   if (tok == NULL) return;
-  EXPECT(mq_tokenizer_encode_file(tok, corpus, &ids, &ndocs, &nbytes, &err) == MQ_OK, "%s",
+  EXPECT(mq_tokenizer_encode_file(MPI_COMM_SELF, tok, corpus, &ids, &ndocs, &nbytes, &err) == MQ_OK, "%s",
          err.msg);
   EXPECT(ndocs == 260, "%zu documents", ndocs);
   int32_t limit = mq_tokenizer_id_limit(tok);
-  EXPECT(mq_tokens_read_model(corpus, model, limit, &got, &n, &err) == MQ_OK, "%s", err.msg);
+  EXPECT(mq_tokens_read_model(MPI_COMM_SELF, corpus, model, limit, &got, &n, &err) == MQ_OK, "%s", err.msg);
   EXPECT(same(ids.ids, ids.n, got, n), "reader (%zu ids) != tokenizer (%zu ids)", n, ids.n);
   mq_free(got);
   got = NULL;
-  EXPECT(mq_tokens_read_model(corpus, model, limit - 1, &got, &n, &err) == MQ_EINPUT, "vocab");
+  EXPECT(mq_tokens_read_model(MPI_COMM_SELF, corpus, model, limit - 1, &got, &n, &err) == MQ_EINPUT, "vocab");
   EXPECT(strstr(err.msg, "outside the model's vocabulary") != NULL, "%s", err.msg);
   EXPECT(got == NULL && n == 0, "output on failure");
   mq_error_clear(&err);
@@ -91,16 +92,16 @@ static void test_text(void) {
   int32_t *raw = NULL, *viamodel = NULL;
   size_t nraw = 0, nvia = 0;
   EXPECT(mq_tokens_read(txt, 256, &raw, &nraw, &err) == MQ_OK, "%s", err.msg);
-  EXPECT(mq_tokens_read_model(txt, work, 256, &viamodel, &nvia, &err) == MQ_OK, "%s", err.msg);
+  EXPECT(mq_tokens_read_model(MPI_COMM_SELF, txt, work, 256, &viamodel, &nvia, &err) == MQ_OK, "%s", err.msg);
   EXPECT(same(raw, nraw, viamodel, nvia),
          "byte vocabulary without tokenizer.json is not raw bytes");
   mq_free(viamodel);
   viamodel = NULL;
-  EXPECT(mq_tokens_read_model(txt, work, 1000, &viamodel, &nvia, &err) == MQ_EINPUT,
+  EXPECT(mq_tokens_read_model(MPI_COMM_SELF, txt, work, 1000, &viamodel, &nvia, &err) == MQ_EINPUT,
          "no tokenizer");
   EXPECT(strstr(err.msg, "tokenizer.json") != NULL, "%s", err.msg);
   mq_error_clear(&err);
-  EXPECT(mq_tokens_read_model(txt, NULL, 256, &viamodel, &nvia, &err) == MQ_OK, "%s", err.msg);
+  EXPECT(mq_tokens_read_model(MPI_COMM_SELF, txt, NULL, 256, &viamodel, &nvia, &err) == MQ_OK, "%s", err.msg);
   EXPECT(same(raw, nraw, viamodel, nvia), "model_dir NULL is not mq_tokens_read");
   mq_free(raw);
   mq_free(viamodel);
@@ -193,15 +194,20 @@ static void test_split(void) {
 }
 
 int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv); /* the text readers are collective: here over MPI_COMM_SELF */
   if (argc != 3) {
     fprintf(stderr, "usage: test_tokens_text FIXTURES WORKDIR\n");
+    MPI_Finalize();
     return 2;
   }
   fx = argv[1];
   work = argv[2];
   char cmd[2048];
   snprintf(cmd, sizeof cmd, "mkdir -p '%s/tiny' '%s/split'", work, work);
-  if (system(cmd) != 0) return 2;
+  if (system(cmd) != 0) {
+    MPI_Finalize();
+    return 2;
+  }
   size_t base = mq_mem_current();
   test_npy2d();
   test_text();
@@ -209,5 +215,6 @@ int main(int argc, char **argv) {
   test_split();
   EXPECT(mq_mem_current() == base, "%zu bytes still allocated", mq_mem_current() - base);
   printf("%d passed, %d failed\n", checks - failures, failures);
+  MPI_Finalize();
   return failures ? 1 : 0;
 }

@@ -2,7 +2,6 @@
 numpy decoding of a result file (README "Results": Ŵ = scales·(code − zeros))."""
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
+from launch import launch_cmd, subprocess_env  # noqa: E402
 
 # name -> quantize options (demo model, calibration as the issue states). "fit": exported as
 # blocks; the others must be refused.
@@ -37,7 +38,7 @@ class Suite:
     """Runs commands, records cases, prints `ok`/`FAIL` lines and the closing count."""
 
     def __init__(self, mpiquant, workdir, mpirun="mpirun --oversubscribe"):
-        self.mpiquant, self.workdir, self.mpirun = mpiquant, workdir, shlex.split(mpirun)
+        self.mpiquant, self.workdir, self.mpirun = mpiquant, workdir, mpirun
         self.passed = self.failed = 0
         os.makedirs(workdir, exist_ok=True)
 
@@ -45,10 +46,10 @@ class Suite:
         return os.path.join(self.workdir, *p)
 
     def run(self, args, np_=0, timeout=300):
-        cmd = ([*self.mpirun, "-np", str(np_)] if np_ else []) + [self.mpiquant] + args
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-                   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        """mpiquant args, alone (np_ 0) or under mpirun -np np_ (tests/lib/launch.py)."""
+        cmd = launch_cmd(self.mpirun, np_, self.mpiquant) if np_ else [self.mpiquant]
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                           env=subprocess_env())
         return p.returncode, p.stdout, p.stderr
 
     def case(self, name, problems, detail=""):

@@ -7,7 +7,7 @@
 llama.cpp must have been installed by tools/install-llamacpp.sh into --llamacpp: a missing
 install is a failure, never a skip. For each case the same windows of --tokens (raw bytes =
 token ids of the byte-level demo model) are scored by `mpiquant eval --quantized R.h5` and by
-llama.cpp on the exported file (tests/gguf/llamacpp_eval.mjs, one thread, float32 KV cache):
+llama.cpp on the exported file (tools/llamacpp_perplexity.mjs, one thread, float32 KV cache):
   - Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 with float16 scales (exact exports): perplexities within 1e-3
     relative (llama.cpp multiplies the blocks with 8-bit quantized activations);
   - the result with float32 scales exported with --allow-requantize: within 1e-3 of eval on the
@@ -35,8 +35,9 @@ from gguf_reader import GGUFReader, from_llama_rows  # noqa: E402
 
 
 def llamacpp(a, gguf, tokenize=None):
-    cmd = ["node", os.path.join(HERE, "llamacpp_eval.mjs"), "--llamacpp", a.llamacpp, "--model",
-           gguf, "--tokens", a.tokens, "--seqlen", str(a.seqlen), "--nwindows", str(a.windows)]
+    cmd = ["node", os.path.join(HERE, "..", "..", "..", "tools", "llamacpp_perplexity.mjs"),
+           "--llamacpp", a.llamacpp, "--model", gguf, "--tokens", a.tokens, "--seqlen",
+           str(a.seqlen), "--nwindows", str(a.windows)]
     if tokenize is not None:
         cmd += ["--tokenize", tokenize]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -2,8 +2,11 @@
 // downloaded) and prints one JSON line: the perplexity of token windows fed as ids, and how
 // llama.cpp tokenizes a sample text.
 //
-//   node llamacpp_eval.mjs --llamacpp DIR --model M.gguf --tokens FILE --seqlen L --nwindows N
-//                          [--tokenize TEXT]
+//   node tools/llamacpp_perplexity.mjs --llamacpp DIR --model M.gguf --tokens FILE --seqlen L
+//                                      --nwindows N [--tokenize TEXT]
+//
+// Used by the GGUF tests (tests/io/gguf/run_gguf_llamacpp.py), jobs/demo.sh and
+// tools/gguf_size_table.sh; DIR is where tools/install-llamacpp.sh installed node-llama-cpp.
 //
 // FILE holds raw bytes = token ids (the demo model's byte vocabulary). Window w is tokens
 // [w·L, (w+1)·L); token i >= 1 of a window is predicted from tokens 0..i-1 of the same window
