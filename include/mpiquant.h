@@ -109,6 +109,10 @@ typedef struct mq_model_quantize_args {
   int expert_groups;
   int experts_all_tokens;
   size_t expert_min_tokens;
+  /* node-local scratch: with spill set, the activation streams live in a file there (mapped;
+   * the kernel writes them back under memory pressure) instead of in memory */
+  const char *spill_dir;
+  int spill;
 } mq_model_quantize_args;
 
 /* Collective. Quantizes every linear layer of the model block by block and writes a complete

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/progress.h"
 #include "core/status.h"
 #include "io/hfconfig.h"
@@ -45,6 +46,10 @@ static const char quantize_help[] =
     "                     leaves the finished layers, \"complete\": false)\n"
     "  --mem-per-rank SIZE  also: refuse up front (status 2) a run whose plan (`mpiquant plan`)\n"
     "                     needs more than SIZE on a rank, with the figures and a way out\n"
+    "  --spill-dir DIR    node-local scratch (e.g. $TMPDIR) for the activation streams: one\n"
+    "                     file there, mapped and unlinked at once (the kernel writes it back\n"
+    "                     under memory pressure; nothing is left behind); with --mem-per-rank\n"
+    "                     only when the run does not fit otherwise, else always\n"
     "  --progress-interval S  a progress line (phase, block, layer, ETA from the flops left)\n"
     "                     when S seconds passed without one [20; env MQ_PROGRESS_INTERVAL]\n"
     "  --resume           continue an interrupted run: layers O.h5 already holds (same settings,\n"
@@ -107,6 +112,8 @@ static mq_status parse_quantize_args(mq_cli *cli, int argc, char **argv, quantiz
       MQ_CHECK(parse_size(argc, argv, &i, 1, 1L << 20, &g, err));
       a->expert_groups = (int)g;
     } else if (!strcmp(argv[i], "--experts-all-tokens")) a->experts_all_tokens = 1;
+    else if (!strcmp(argv[i], "--spill-dir"))
+      MQ_CHECK(mq_cli_value(argc, argv, &i, &a->spill_dir, err));
     else if (!strcmp(argv[i], "--expert-min-tokens"))
       MQ_CHECK(parse_size(argc, argv, &i, 1, 1L << 40, &a->expert_min_tokens, err));
     else if (!strcmp(argv[i], "--nsamples"))
@@ -162,9 +169,10 @@ static void suggest_fit(const mq_llama_config *cfg, const mq_model_quantize_args
 /* Collective. With --mem-per-rank, a run whose plan needs more per rank than that is refused
  * before anything is created (MQ_EUSAGE, the numbers in the one error line). Rank 0 plans from
  * config.json alone; every rank takes its verdict. */
-static mq_status check_memory(mq_cli *cli, const mq_model_quantize_args *a) {
+static mq_status check_memory(mq_cli *cli, mq_model_quantize_args *a) {
   mq_status st = MQ_OK;
   uint64_t budget = a->opts.mem_per_rank;
+  a->spill = a->spill_dir != NULL && budget == 0; /* no budget: --spill-dir always spills */
   if (budget == 0) return MQ_OK;
   if (cli->ctx->rank == 0) {
     mq_llama_config cfg = {0};
@@ -173,7 +181,11 @@ static mq_status check_memory(mq_cli *cli, const mq_model_quantize_args *a) {
     double peak = -1.0;
     if (mq_llama_config_read_dir(a->model_dir, &cfg, &scratch) == MQ_OK)
       peak = planned_peak(&cfg, a, cli->ctx->size, a->opts.factor, &p);
-    if (peak > (double)budget) {
+    if (peak > (double)budget && a->spill_dir != NULL && peak - p.mem.streams <= (double)budget) {
+      a->spill = 1; /* fits with the streams on scratch */
+      MQ_INFO("--mem-per-rank: this run needs %.3g GiB per rank, %.3g GiB of it activation "
+              "streams: they go to --spill-dir %s", GIB(peak), GIB(p.mem.streams), a->spill_dir);
+    } else if (peak > (double)budget) {
       char way[200];
       suggest_fit(&cfg, a, cli->ctx->size, (double)budget, way, sizeof way);
       st = mq__fail(&cli->ctx->err, MQ_EUSAGE, __FILE__, __LINE__,
@@ -187,6 +199,7 @@ static mq_status check_memory(mq_cli *cli, const mq_model_quantize_args *a) {
     }
     mq_llama_config_free(&cfg);
   }
+  MPI_Bcast(&a->spill, 1, MPI_INT, 0, cli->ctx->comm);
   return mq_agree(cli->ctx->comm, st);
 }
 

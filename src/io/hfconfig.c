@@ -21,17 +21,27 @@ typedef struct arch_traits {
   int qkv_bias;       /* q/k/v biases whatever attention_bias says (Qwen2, Qwen2-MoE) */
   int qk_norm;        /* per-head q/k RMSNorm (Qwen3, Qwen3-MoE) */
   mq_moe_style moe;
+  int fused;          /* qkv_proj and gate_up_proj stored fused (Phi-3) */
 } arch_traits;
 
+/* The one list of supported architectures (the refusal message is built from it). */
 static const arch_traits supported[] = {
-    {"LlamaForCausalLM", 0, 0, MQ_MOE_NONE},     {"MistralForCausalLM", 0, 0, MQ_MOE_NONE},
-    {"Qwen2ForCausalLM", 1, 0, MQ_MOE_NONE},     {"Qwen3ForCausalLM", 0, 1, MQ_MOE_NONE},
-    {"MixtralForCausalLM", 0, 0, MQ_MOE_MIXTRAL}, {"Qwen2MoeForCausalLM", 1, 0, MQ_MOE_QWEN},
-    {"Qwen3MoeForCausalLM", 0, 1, MQ_MOE_QWEN}};
+    {"LlamaForCausalLM", 0, 0, MQ_MOE_NONE, 0},     {"MistralForCausalLM", 0, 0, MQ_MOE_NONE, 0},
+    {"Qwen2ForCausalLM", 1, 0, MQ_MOE_NONE, 0},     {"Qwen3ForCausalLM", 0, 1, MQ_MOE_NONE, 0},
+    {"Phi3ForCausalLM", 0, 0, MQ_MOE_NONE, 1},      {"MixtralForCausalLM", 0, 0, MQ_MOE_MIXTRAL, 0},
+    {"Qwen2MoeForCausalLM", 1, 0, MQ_MOE_QWEN, 0},  {"Qwen3MoeForCausalLM", 0, 1, MQ_MOE_QWEN, 0}};
 enum { NSUPPORTED = sizeof supported / sizeof supported[0] };
-#define MQ_SUPPORTED_LIST                                                                 \
-  "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "           \
-  "MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM"
+
+/* "LlamaForCausalLM, MistralForCausalLM, ..." into buf. */
+static void supported_list(char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t k = 0; k < NSUPPORTED && used < len; k++) {
+    int n = snprintf(buf + used, len - used, "%s%s", k ? ", " : "", supported[k].name);
+    if (n < 0) break;
+    used += (size_t)n;
+  }
+}
 
 /* Positive int field, at most max; `def` < 0 means required, 0 means optional with *out = 0
  * when absent. */
@@ -131,8 +141,9 @@ cleanup:
 
 /* Features that change the forward pass and are not implemented are refused here, so no model
  * is evaluated or calibrated with the wrong math: scaled rotary embeddings (Llama 3's
- * rope_scaling), activations other than SiLU. A sliding window is recorded: the commands
- * refuse windows longer than it. */
+ * rope_scaling), activations other than SiLU, a partial rotary embedding (Phi-3's
+ * partial_rotary_factor). A sliding window is recorded: the commands refuse windows longer
+ * than it. */
 static mq_status check_unsupported(const char *path, const json_t *root, mq_llama_config *c,
                                    mq_error *err) {
   mq_status st = MQ_OK;
@@ -141,6 +152,12 @@ static mq_status check_unsupported(const char *path, const json_t *root, mq_llam
   if (act != NULL && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
     MQ_FAIL(err, MQ_EINPUT, "%s: hidden_act: '%.40s' is not supported (SwiGLU with silu only)",
             path, json_is_string(act) ? json_string_value(act) : "?");
+  /* Phi-3 family: a rotary embedding over part of each head is not implemented */
+  const json_t *prf = json_object_get(root, "partial_rotary_factor");
+  if (prf != NULL && !json_is_null(prf) &&
+      (!json_is_number(prf) || json_number_value(prf) != 1.0))
+    MQ_FAIL(err, MQ_EINPUT, "%s: partial_rotary_factor: %g is not supported (rotary embedding "
+            "of whole heads only)", path, json_is_number(prf) ? json_number_value(prf) : NAN);
   const json_t *use = json_object_get(root, "use_sliding_window");
   const json_t *sw = json_object_get(root, "sliding_window");
   c->sliding_window = 0;
@@ -212,9 +229,11 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
   const arch_traits *tr = NULL;
   for (size_t k = 0; k < NSUPPORTED; k++)
     if (strcmp(a, supported[k].name) == 0) tr = &supported[k];
-  if (tr == NULL)
-    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported architecture %.80s (supported: " MQ_SUPPORTED_LIST
-            ")", path, a);
+  if (tr == NULL) {
+    char list[400];
+    supported_list(list, sizeof list);
+    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported architecture %.80s (supported: %s)", path, a, list);
+  }
   snprintf(c->architecture, sizeof c->architecture, "%s", a);
   MQ_CHECK(get_pos_int(path, root, "hidden_size", -1, MQ_CONFIG_MAX_WIDTH, &c->hidden_size, err));
   MQ_CHECK(get_pos_int(path, root, "intermediate_size", -1, MQ_CONFIG_MAX_WIDTH,
@@ -233,7 +252,9 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
   MQ_CHECK(get_bool(path, root, "tie_word_embeddings", 0, &c->tie_word_embeddings, err));
   MQ_CHECK(get_bool(path, root, "attention_bias", tr->qkv_bias, &c->attention_bias, err));
   if (tr->qkv_bias) c->attention_bias = 1; /* Qwen2 (-MoE) always has q/k/v biases */
+  if (tr->fused) c->attention_bias = 0;    /* Phi-3's linears have no biases */
   c->qk_norm = tr->qk_norm;
+  c->fused = tr->fused;
   if (c->num_attention_heads % c->num_key_value_heads != 0)
     MQ_FAIL(err, MQ_EINPUT,
             "%s: num_key_value_heads: num_attention_heads (%d) is not divisible by %d", path,

@@ -1,7 +1,8 @@
 /* Hugging Face config.json of the Llama family (SPEC.md "Command line", supported models):
- * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and the mixtures of
- * experts MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM. Parsed with jansson, validated, and
- * kept verbatim as text (the result file stores it). Not collective. */
+ * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM
+ * (fused qkv_proj and gate_up_proj) and the mixtures of experts MixtralForCausalLM,
+ * Qwen2MoeForCausalLM, Qwen3MoeForCausalLM. Parsed with jansson, validated, and kept verbatim
+ * as text (the result file stores it). Not collective. */
 #ifndef MQ_IO_HFCONFIG_H
 #define MQ_IO_HFCONFIG_H
 
@@ -34,6 +35,9 @@ typedef struct mq_llama_config {
   int head_dim;                 /* config's head_dim, else hidden_size / num_attention_heads */
   int qk_norm;                  /* Qwen3: RMSNorm of each q and k head (q_norm, k_norm [head_dim])
                                    before the rotary embedding */
+  int fused;                    /* Phi-3: the checkpoint stores q/k/v as one self_attn.qkv_proj
+                                   and gate/up as one mlp.gate_up_proj (rows stacked in that
+                                   order); quantized and written as those fused layers */
   int vocab_size;
   int max_position_embeddings;  /* 0 when absent */
   int sliding_window;           /* attention window of Mistral/Qwen2 configs; 0 = none (windows

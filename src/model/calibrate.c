@@ -3,12 +3,14 @@
  * states — the full-precision model's (X) and the quantized-so-far model's (X̃) — feed the
  * layer engine (parallel/layer_engine.h) in the true-sequential order [q,k,v] -> [o] -> [gate,up] ->
  * [down], each group's inputs recomputed after the previous group is quantized. Every rank
- * receives each layer's Ŵ and advances both streams for its windows.
+ * receives each layer's Ŵ and advances both streams for its windows. Phi-3 (cfg.fused): [q,k,v]
+ * and [gate,up] are one layer each, qkv_proj and gate_up_proj, as its checkpoint stores them.
  *
  * Results do not depend on the rank count: a window's activations are computed alike wherever
  * it lives (model/llama.h), and each window is one chunk of the exact Hessian sums.
  *
- * Memory per rank: the block being processed (fp and quantized weights) + the non-block tensors
+ * Memory per rank: the block being processed (fp and quantized weights; a fused layer of Phi-3
+ * adds its W and Ŵ stacked while it is quantized) + the non-block tensors
  * of the rank 0 writer, and for its w windows of L tokens
  *   4 bytes · w · L · (2·hidden + 4·max(hidden, heads·head_dim, intermediate)),
  * plus the layer engine's cols² doubles for H (and G) and every row's W, Ŵ in double for the
@@ -25,6 +27,7 @@
 #include "io/h5result.h"
 #include "io/hfconfig.h"
 #include "io/report.h"
+#include "io/spill.h"
 #include "io/tokens.h"
 #include "model/llama.h"
 #include "model/moe_calibrate.h"
@@ -57,12 +60,14 @@ typedef struct pipeline {
   const float *xf, *xq;   /* the current group's inputs (one of the above) */
   size_t xcols;           /* their columns */
   const float *w_src;     /* the weights of the layer being quantized [rows, cols] */
+  float *fused_w, *fused_what; /* a fused layer's W and Ŵ, its linears' rows stacked (owned) */
   const char *layer_name; /* its module name (messages) */
   mq_hessian_cache cache;
   /* A group's layers wait, quantized, until the forward stage after the group has measured
    * their output errors (output_errors.h); then they are written and reported. */
   struct pending {
     int active;
+    const mq_llama_fused *fused; /* the fused layer (Phi-3) this is, at its first linear */
     mq_layer_result res; /* this rank's rows and the layer's scalars */
     size_t row0;
     mq_layer_phases phases;
@@ -76,6 +81,7 @@ typedef struct pipeline {
   size_t layers_quantized; /* by this run (layers_done also counts those read back) */
   int block;              /* the block being quantized (messages) */
   size_t experts_all_tokens; /* mixture of experts: calibrated on every token (too few routed) */
+  mq_spill spill;         /* --spill-dir: the streams' file mapping (else they are mq_alloc'd) */
   double t_start, t_forward, t_layers;
 } pipeline;
 
@@ -240,6 +246,82 @@ cleanup:
   return st;
 }
 
+/* Local. Copies rows between a fused layer's stacked buffer all [rows, hidden] and its
+ * linears' weights w[first..last]: into all when to_all, else out of it. */
+static void fused_copy(const mq_llama_config *cfg, const mq_llama_fused *f, float *all,
+                       float *const *w, int to_all) {
+  size_t row0 = 0;
+  for (int k = (int)f->first; k <= (int)f->last; k++) {
+    size_t rows = 0, cols = 0;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
+    if (to_all) memcpy(all + row0 * cols, w[k], rows * cols * sizeof *all);
+    else memcpy(w[k], all + row0 * cols, rows * cols * sizeof *all);
+    row0 += rows;
+  }
+}
+
+/* Collective. Quantizes fused module f of block `block` (Phi-3's qkv_proj or gate_up_proj) as
+ * ONE layer under its own name from the current inputs: W is the covered linears' rows stacked
+ * (OPTQ's rows are independent given H, so this is the layer the checkpoint has), and its Ŵ
+ * (every row) is split back into q->w[first..last] for the quantized stream. Its output error
+ * is measured over all the covered linears' products (write_group). */
+static mq_status quantize_fused(pipeline *p, int block, const mq_llama_fused *f,
+                                const mq_llama_block *fp, mq_llama_block *q, mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[160];
+  size_t rows = mq_llama_fused_rows(&p->cfg, f), cols = (size_t)p->cfg.hidden_size;
+  snprintf(name, sizeof name, "model.layers.%d.%s", block, f->module);
+  p->fused_w = mq_alloc(rows * cols, sizeof *p->fused_w);
+  p->fused_what = mq_alloc(rows * cols, sizeof *p->fused_what);
+  int ok = p->fused_w != NULL && p->fused_what != NULL;
+  for (int k = (int)f->first; k <= (int)f->last; k++) {
+    size_t r = 0, c = 0;
+    mq_llama_linear_shape(&p->cfg, (mq_llama_linear)k, &r, &c);
+    q->w[k] = mq_alloc(r * c, sizeof *q->w[k]);
+    ok = ok && q->w[k] != NULL;
+  }
+  st = ok ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory (%s)", name);
+  MQ_AGREE(p->comm, st);
+  int done = p->resumed && mq_h5_result_layer_done(p->rf, name);
+  MPI_Allreduce(MPI_IN_PLACE, &done, 1, MPI_INT, MPI_MIN, p->comm);
+  for (int k = (int)f->last; k >= (int)f->first; k--) /* progress: ends labelled first */
+    mq_run_progress_layer(block, k, done);
+  p->cache.valid = 0;
+  p->cache.keep = 0; /* the group's only layer */
+  if (done) {
+    MQ_CHECK(resume_linear(p, block, name, rows, cols, p->fused_what, err));
+  } else {
+    fused_copy(&p->cfg, f, p->fused_w, fp->w, 1);
+    p->w_src = p->fused_w; /* the engine's weight rows */
+    p->layer_name = name;
+    mq_layer_source src = {
+        .desc = {.name = name, .rows = rows, .cols = cols, .n = p->nwin * p->L, .has_x = 1,
+                 .has_xq = 1},
+        .layer_id = (uint64_t)block * MQ_LIN_COUNT + (uint64_t)f->first,
+        .read_samples = act_samples, .read_weight_rows = act_weight_rows, .user = p};
+    mq_layer_extras extras = {
+        .samples_local = 1, .local_first = p->w0 * p->L, .local_count = p->nw * p->L,
+        .chunk = p->chunk_windows * p->L, .dequant_out = p->fused_what, .cache = &p->cache,
+        .errors_by_caller = 1};
+    double t0 = mq_wtime();
+    struct pending *pl = &p->pending[f->first];
+    MQ_CHECK(mq__layer_engine_run(p->ctx, &src, &extras, &p->opts, &pl->res, &pl->row0,
+                                  &pl->phases));
+    pl->active = 1;
+    pl->fused = f;
+    p->t_layers += mq_wtime() - t0;
+    for (int k = (int)f->first; isnan(pl->res.err) && k <= (int)f->last; k++)
+      MQ_AGREE(p->comm, mq_output_errors_arm(p->oe, (mq_llama_linear)k, err));
+  }
+  fused_copy(&p->cfg, f, p->fused_what, q->w, 0);
+cleanup:
+  mq_free(p->fused_w);
+  mq_free(p->fused_what);
+  p->fused_w = p->fused_what = NULL;
+  p->w_src = NULL;
+  return st;
+}
+
 /* Collective. The group's quantized layers [first, last], their output errors measured by the
  * stage that just ran: written and reported in order. */
 static mq_status write_group(pipeline *p, int block, mq_llama_linear first, mq_llama_linear last,
@@ -252,15 +334,22 @@ static mq_status write_group(pipeline *p, int block, mq_llama_linear first, mq_l
     size_t rows, cols;
     mq_llama_linear_shape(&p->cfg, (mq_llama_linear)k, &rows, &cols);
     snprintf(name, sizeof name, "model.layers.%d.%s", block, mq_llama_linear_names[k]);
+    mq_llama_linear upto = (mq_llama_linear)k; /* the linears whose products are its output */
+    if (pl->fused != NULL) {
+      rows = mq_llama_fused_rows(&p->cfg, pl->fused);
+      snprintf(name, sizeof name, "model.layers.%d.%s", block, pl->fused->module);
+      upto = pl->fused->last;
+    }
     if (isnan(pl->res.err))
-      MQ_CHECK(mq_output_errors_finish(p->oe, p->ctx, (mq_llama_linear)k, p->nwin * p->L,
-                                       &pl->res.err, &pl->res.rel_err));
+      MQ_CHECK(mq_output_errors_finish_range(p->oe, p->ctx, (mq_llama_linear)k, upto,
+                                             p->nwin * p->L, &pl->res.err, &pl->res.rel_err));
     MQ_CHECK(mq_h5_result_write_layer(p->rf, name, rows, pl->row0, &pl->res, err));
     mq_report_set_number(p->report, "seconds_forward_rank0", p->t_forward); /* so far */
     mq_report_layer(p->report, name, &pl->res, rows, &pl->phases);
     progress(p, block, name, &pl->res);
     mq_layer_result_free(&pl->res);
     pl->active = 0;
+    pl->fused = NULL;
   }
 cleanup:
   return st;
@@ -270,6 +359,7 @@ static void pending_free(pipeline *p) {
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
     mq_layer_result_free(&p->pending[k].res);
     p->pending[k].active = 0;
+    p->pending[k].fused = NULL;
   }
 }
 
@@ -376,12 +466,14 @@ static void mlp_act_stage(mq_llama_ctx *c, const mq_llama_block *b, const float 
 }
 
 /* Collective. Quantizes linears [first, last] from the current inputs; they share them, so
- * they share H (and G). */
+ * they share H (and G). A fused config's [q,k,v] and [gate,up] are one layer each. */
 static mq_status quantize_group(pipeline *p, int block, mq_llama_linear first,
                                 mq_llama_linear last, const mq_llama_block *fp,
                                 mq_llama_block *q, mq_error *err) {
   mq_status st = MQ_OK;
   p->cache.valid = 0; /* new inputs */
+  const mq_llama_fused *f = mq_llama_fused_of(&p->cfg, first);
+  if (f != NULL) return quantize_fused(p, block, f, fp, q, err); /* Phi-3: one layer */
   for (int k = (int)first; k <= (int)last; k++) {
     p->cache.keep = k < (int)last;
     MQ_CHECK(quantize_linear(p, block, (mq_llama_linear)k, fp, q, err));
@@ -552,6 +644,30 @@ cleanup:
   return st;
 }
 
+/* Local. The residual streams [ntok, hid] and the stage buffers [ntok, width]: in memory, or
+ * with --spill-dir in one file mapping there, each buffer 64-byte aligned. */
+static mq_status alloc_streams(pipeline *p, size_t ntok, size_t hid, mq_error *err) {
+  mq_status st = MQ_OK;
+  float **bufs[6] = {&p->hf, &p->hq, &p->af, &p->aq, &p->bf, &p->bq};
+  size_t len[6], total = 0;
+  for (int k = 0; k < 6; k++) {
+    len[k] = ((ntok * (k < 2 ? hid : p->width) + 1) * sizeof(float) + 63) / 64 * 64;
+    total += len[k];
+  }
+  if (!p->args->spill) {
+    for (int k = 0; k < 6; k++) *bufs[k] = mq_alloc(len[k], 1);
+    MQ_CHECK_ALLOC(err, p->hf && p->hq && p->af && p->aq && p->bf && p->bq, total);
+    return MQ_OK;
+  }
+  MQ_CHECK(mq_spill_map(p->args->spill_dir, total, &p->spill, err));
+  char *at = p->spill.base;
+  for (int k = 0; k < 6; k++, at += len[k - 1]) *bufs[k] = (float *)(void *)at;
+  MQ_INFO("activation streams: %.3g GiB per rank in a file on %s (--spill-dir)",
+          (double)total / 1073741824.0, p->args->spill_dir);
+cleanup:
+  return st;
+}
+
 /* Local. Buffers; both streams start as the embeddings of this rank's windows. */
 static mq_status open_streams(pipeline *p, mq_error *err) {
   mq_status st = MQ_OK;
@@ -563,12 +679,7 @@ static mq_status open_streams(pipeline *p, mq_error *err) {
   size_t inter = (size_t)p->cfg.intermediate_size, ntok = p->nw * p->L;
   p->width = hid > attn ? hid : attn;
   if (inter > p->width) p->width = inter;
-  p->hf = mq_alloc(ntok * hid + 1, sizeof *p->hf);
-  p->hq = mq_alloc(ntok * hid + 1, sizeof *p->hq);
-  float **bufs[4] = {&p->af, &p->aq, &p->bf, &p->bq};
-  for (int k = 0; k < 4; k++) *bufs[k] = mq_alloc(ntok * p->width + 1, sizeof **bufs[k]);
-  MQ_CHECK_ALLOC(err, p->hf && p->hq && p->af && p->aq && p->bf && p->bq,
-                 ntok * (2 * hid + 4 * p->width) * sizeof(float));
+  MQ_CHECK(alloc_streams(p, ntok, hid, err));
   st = mq_llama_outer_load(&p->ckpt, &p->cfg, &outer, err);
   if (st != MQ_OK) mq__error_blame(err, a->model_dir);
   MQ_CHECK(st);
@@ -599,7 +710,9 @@ static void pipeline_close(pipeline *p) {
   mq_llama_ctx_free(&p->fwd);
   mq_output_errors_free(&p->oe);
   float *bufs[6] = {p->hf, p->hq, p->af, p->aq, p->bf, p->bq};
-  for (int k = 0; k < 6; k++) mq_free(bufs[k]);
+  if (p->spill.base != NULL) mq_spill_unmap(&p->spill);
+  else
+    for (int k = 0; k < 6; k++) mq_free(bufs[k]);
   mq_free(p->tokens);
   mq_checkpoint_source_close(&p->ckpt);
   mq_llama_config_free(&p->cfg);
@@ -622,7 +735,8 @@ mq_status mq_quantize_model(mq_ctx *ctx, const mq_model_quantize_args *args) {
   for (int b = 0; b < nb; b++)
     p.layers_total += mq_llama_is_moe(&p.cfg, b)
                           ? (size_t)MQ_LIN_GATE + MQ_EXP_COUNT * mq_llama_expert_count(&p.cfg)
-                          : (size_t)MQ_LIN_COUNT;
+                      : p.cfg.fused ? 4 /* qkv_proj, o_proj, gate_up_proj, down_proj */
+                                    : (size_t)MQ_LIN_COUNT;
   mq_run_progress_begin(&p.cfg, &p.opts, p.L, p.nw, p.rank, p.nranks); /* run_progress.h */
   MQ_INFO("%s: %d blocks, hidden %d, %zu windows x %zu tokens (%zu on this rank), %d ranks",
           args->model_dir, nb, p.cfg.hidden_size, p.nwin, p.L, p.nw, p.nranks);

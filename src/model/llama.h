@@ -76,12 +76,27 @@ size_t mq_llama_expert_count(const mq_llama_config *cfg);
 void mq_llama_expert_shape(const mq_llama_config *cfg, size_t e, mq_expert_linear which,
                            size_t *rows, size_t *cols);
 
+/* A fused module of a cfg->fused checkpoint (Phi-3): one tensor "<module>.weight" whose rows
+ * are the linears first..last stacked in order, "self_attn.qkv_proj" (q, k, v) and
+ * "mlp.gate_up_proj" (gate, up). The block holds them split (w[first..last]); calibration
+ * quantizes and writes each as one layer under its own name. */
+typedef struct mq_llama_fused {
+  const char *module;          /* "self_attn.qkv_proj" or "mlp.gate_up_proj" */
+  mq_llama_linear first, last; /* the linears it covers */
+} mq_llama_fused;
+
+/* The fused module covering linear `which`, or NULL (not a fused config, or o/down). */
+const mq_llama_fused *mq_llama_fused_of(const mq_llama_config *cfg, mq_llama_linear which);
+/* Rows of a fused module: the covered linears' rows summed (columns: hidden). */
+size_t mq_llama_fused_rows(const mq_llama_config *cfg, const mq_llama_fused *f);
+
 /* Rows (out) and columns (in) of linear `which`. */
 void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, size_t *rows,
                            size_t *cols);
 
-/* Loads block `layer` ("model.layers.<layer>.*"): norms, the seven weights and any biases that
- * exist, every value checked finite (MQ_EINPUT "<name>: element k is NaN") (q/k/v biases are required when cfg->attention_bias; o and the MLP ones, e.g. Llama's
+/* Loads block `layer` ("model.layers.<layer>.*"): norms, the seven weights (a fused config's
+ * qkv_proj and gate_up_proj split into them by rows) and any biases that
+ * exist (none for a fused config, as Phi-3 has none), every value checked finite (MQ_EINPUT "<name>: element k is NaN") (q/k/v biases are required when cfg->attention_bias; o and the MLP ones, e.g. Llama's
  * mlp_bias, are used when present, as the reference does). Shapes are checked against cfg before
  * any data is read: MQ_EINPUT "<name>: shape [a, b], config expects [c, d]", "<name>: missing
  * tensor" (the CLI prefixes the checkpoint directory); read errors come from the source.

@@ -29,6 +29,25 @@ void mq_llama_linear_shape(const mq_llama_config *cfg, mq_llama_linear which, si
   }
 }
 
+static const mq_llama_fused fused_modules[2] = {{"self_attn.qkv_proj", MQ_LIN_Q, MQ_LIN_V},
+                                                 {"mlp.gate_up_proj", MQ_LIN_GATE, MQ_LIN_UP}};
+
+const mq_llama_fused *mq_llama_fused_of(const mq_llama_config *cfg, mq_llama_linear which) {
+  for (int k = 0; cfg->fused && k < 2; k++)
+    if (which >= fused_modules[k].first && which <= fused_modules[k].last) return &fused_modules[k];
+  return NULL;
+}
+
+size_t mq_llama_fused_rows(const mq_llama_config *cfg, const mq_llama_fused *f) {
+  size_t total = 0;
+  for (int k = (int)f->first; k <= (int)f->last; k++) {
+    size_t rows = 0, cols = 0;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
+    total += rows;
+  }
+  return total;
+}
+
 static const char *const expert_suffix[2][MQ_EXP_COUNT] = {
     {"w1", "w3", "w2"}, {"gate_proj", "up_proj", "down_proj"}};
 
@@ -172,12 +191,20 @@ static mq_status check_block(const mq_tensor_source *src, const mq_llama_config 
   if (moe) MQ_CHECK(check_experts(src, cfg, layer, err));
   for (int k = 0; k < (moe ? MQ_LIN_GATE : MQ_LIN_COUNT); k++) {
     size_t rows = 0, cols = 0;
+    const mq_llama_fused *f = mq_llama_fused_of(cfg, (mq_llama_linear)k);
+    if (f != NULL) { /* the fused tensor once, at its first linear; no biases (Phi-3) */
+      snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, f->module);
+      if (k == (int)f->first)
+        MQ_CHECK(check_shape(src, name, mq_llama_fused_rows(cfg, f), hid, 0, &present, err));
+      continue;
+    }
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, mq_llama_linear_names[k]);
     MQ_CHECK(check_shape(src, name, rows, cols, 0, &present, err));
     snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, mq_llama_linear_names[k]);
-    MQ_CHECK(check_shape(src, name, rows, 0, !(cfg->attention_bias && k <= MQ_LIN_V), &present,
-                         err));
+    if (!cfg->fused)
+      MQ_CHECK(check_shape(src, name, rows, 0, !(cfg->attention_bias && k <= MQ_LIN_V), &present,
+                           err));
   }
 cleanup:
   return st;
@@ -228,6 +255,28 @@ cleanup:
   return st;
 }
 
+/* A fused module's tensor, its rows split into the covered linears' weights blk->w[first..]. */
+static mq_status load_fused(const mq_tensor_source *src, const mq_llama_config *cfg, int layer,
+                            const mq_llama_fused *f, mq_llama_block *blk, mq_error *err) {
+  mq_status st = MQ_OK;
+  char name[160];
+  float *all = NULL;
+  size_t hid = (size_t)cfg->hidden_size, row0 = 0;
+  snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, f->module);
+  MQ_CHECK(load_tensor(src, name, mq_llama_fused_rows(cfg, f), hid, 0, &all, err));
+  for (int k = (int)f->first; k <= (int)f->last; k++) {
+    size_t rows = 0, cols = 0;
+    mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
+    blk->w[k] = mq_alloc(rows * cols, sizeof *blk->w[k]);
+    MQ_CHECK_ALLOC(err, blk->w[k], rows * cols * sizeof *blk->w[k]);
+    memcpy(blk->w[k], all + row0 * hid, rows * cols * sizeof *blk->w[k]);
+    row0 += rows;
+  }
+cleanup:
+  mq_free(all);
+  return st;
+}
+
 mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config *cfg,
                               int layer, mq_llama_block *blk, mq_error *err) {
   mq_status st = MQ_OK;
@@ -251,9 +300,15 @@ mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config
   if (blk->moe) MQ_CHECK(load_experts(src, cfg, layer, blk, err));
   for (int k = 0; k < (blk->moe ? MQ_LIN_GATE : MQ_LIN_COUNT); k++) {
     size_t rows = 0, cols = 0;
+    const mq_llama_fused *f = mq_llama_fused_of(cfg, (mq_llama_linear)k);
+    if (f != NULL) { /* Phi-3: no biases */
+      if (k == (int)f->first) MQ_CHECK(load_fused(src, cfg, layer, f, blk, err));
+      continue;
+    }
     mq_llama_linear_shape(cfg, (mq_llama_linear)k, &rows, &cols);
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, mq_llama_linear_names[k]);
     MQ_CHECK(load_tensor(src, name, rows, cols, 0, &blk->w[k], err));
+    if (cfg->fused) continue; /* Phi-3's o and down have no biases either */
     /* Any linear may carry a bias (Llama's mlp_bias too); q/k/v must when attention_bias. */
     int required = cfg->attention_bias && k <= MQ_LIN_V;
     snprintf(name, sizeof name, "model.layers.%d.%s.bias", layer, mq_llama_linear_names[k]);

@@ -119,14 +119,20 @@ cleanup:
   return st;
 }
 
-mq_status mq_output_errors_finish(mq_output_errors *oe, mq_ctx *ctx, mq_llama_linear which,
-                                  size_t n, double *err_out, double *rel_err) {
+mq_status mq_output_errors_finish_range(mq_output_errors *oe, mq_ctx *ctx, mq_llama_linear first,
+                                        mq_llama_linear last, size_t n, double *err_out,
+                                        double *rel_err) {
   mq_status st = MQ_OK;
   double *all = NULL, e = 0.0, ref = 0.0;
   size_t nwin = 0;
-  static const double none[1] = {0.0};
-  MQ_CHECK(gather_windows(oe, ctx, oe->sums[which] ? oe->sums[which] : none, &all, &nwin,
-                          &ctx->err));
+  /* this rank's windows, each one's sums over the linears in order (the same bits anywhere) */
+  double *mine = mq_calloc(2 * oe->nw + 1, sizeof *mine);
+  MQ_AGREE(ctx->comm, mine ? MQ_OK : mq__fail(&ctx->err, MQ_EFAIL, __FILE__, __LINE__,
+                                              "out of memory (output errors)"));
+  for (size_t w = 0; w < oe->nw; w++)
+    for (int k = (int)first; k <= (int)last; k++)
+      for (int j = 0; j < 2 && oe->sums[k] != NULL; j++) mine[2 * w + j] += oe->sums[k][2 * w + j];
+  MQ_CHECK(gather_windows(oe, ctx, mine, &all, &nwin, &ctx->err));
   for (size_t w = 0; w < nwin; w++) { /* window order: the same bits on any rank count */
     e += all[2 * w];
     ref += all[2 * w + 1];
@@ -136,6 +142,12 @@ mq_status mq_output_errors_finish(mq_output_errors *oe, mq_ctx *ctx, mq_llama_li
   *rel_err = mq_err_relative(&acc);
 cleanup:
   mq_free(all);
-  disarm(oe, which);
+  mq_free(mine);
+  for (int k = (int)first; k <= (int)last; k++) disarm(oe, (mq_llama_linear)k);
   return st;
+}
+
+mq_status mq_output_errors_finish(mq_output_errors *oe, mq_ctx *ctx, mq_llama_linear which,
+                                  size_t n, double *err_out, double *rel_err) {
+  return mq_output_errors_finish_range(oe, ctx, which, which, n, err_out, rel_err);
 }

@@ -33,5 +33,11 @@ void mq_output_errors_window(mq_output_errors *oe, size_t w, int quantized);
  * samples in all), then disarms it. */
 mq_status mq_output_errors_finish(mq_output_errors *oe, mq_ctx *ctx, mq_llama_linear which,
                                   size_t n, double *err, double *rel_err);
+/* Collective over ctx. The same for the layer whose output is the armed linears first..last
+ * together (a fused qkv_proj or gate_up_proj): each window's sums added over them, then the
+ * windows in window order; disarms them all. */
+mq_status mq_output_errors_finish_range(mq_output_errors *oe, mq_ctx *ctx, mq_llama_linear first,
+                                        mq_llama_linear last, size_t n, double *err,
+                                        double *rel_err);
 
 #endif

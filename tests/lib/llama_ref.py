@@ -21,6 +21,10 @@ or tie_word_embeddings), and the families of transformers:
                           (i+1) % decoder_sparse_step != 0 use a dense mlp
   Qwen2-MoE               Qwen2 attention, Qwen3-MoE routing, plus
                           sigmoid(x·shared_expert_gateᵀ) · shared_expert(x)
+  Phi3                    Llama blocks stored fused: self_attn.qkv_proj [(nh + 2·nkv)·hd,
+                          hidden] (rows q, then k, then v) and mlp.gate_up_proj
+                          [2·intermediate, hidden] (rows gate, then up), split here; no
+                          biases; rope_scaling and partial_rotary_factor != 1 refused
 Model.logits(tokens, trace) also returns the routing (each token's top-k
 experts in descending probability, and its sorted router probabilities);
 Model.routes(windows) stacks it for all MoE blocks with each token's gap
@@ -136,7 +140,10 @@ FAMILIES = {
     "MixtralForCausalLM": (False, False, "mixtral"),
     "Qwen3MoeForCausalLM": (False, True, "qwen3_moe"),
     "Qwen2MoeForCausalLM": (True, False, "qwen2_moe"),
+    "Phi3ForCausalLM": (False, False, None),
 }
+# architectures whose checkpoints store q/k/v and gate/up fused (Model._load_fused_layer)
+FUSED = {"Phi3ForCausalLM"}
 EXPERT_NAMES = {"mixtral": ("w1", "w3", "w2"),
                 "qwen3_moe": ("gate_proj", "up_proj", "down_proj"),
                 "qwen2_moe": ("gate_proj", "up_proj", "down_proj")}
@@ -198,6 +205,11 @@ class Model:
         self.arch = arch
         need_bias, self.qk_norm, self.moe = FAMILIES[arch]
         w = {k: v.astype(np.float64) for k, v in load_weights(model_dir).items()}
+        if arch in FUSED:
+            rs, prf = c.get("rope_scaling"), c.get("partial_rotary_factor", 1.0)
+            if rs or prf not in (None, 1.0):
+                raise ValueError("Phi3: rope_scaling %r / partial_rotary_factor %r not supported"
+                                 % (rs, prf))
         self.H = c["hidden_size"]
         self.nh = c["num_attention_heads"]
         self.nkv = c.get("num_key_value_heads") or self.nh
@@ -242,6 +254,8 @@ class Model:
             d["q_norm"] = self._get(w, p + "self_attn.q_norm.weight")
             d["k_norm"] = self._get(w, p + "self_attn.k_norm.weight")
         sparse = is_sparse(c, self.moe, i)
+        if self.arch in FUSED:
+            return self._load_fused_layer(w, p, d)
         for n in self.ATTN + (() if sparse else self.MLP):
             d[n] = self._weight(w, p + n + ".weight")
             b = w.get(p + n + ".bias")
@@ -250,6 +264,28 @@ class Model:
             d[n + ".bias"] = b
         if sparse:
             d["moe"] = self._load_moe(w, p)
+        return d
+
+    def _load_fused_layer(self, w, p, d):
+        """Phi-3: the fused qkv_proj and gate_up_proj (each RTN-quantized whole when asked, as
+        mpiquant quantizes the fused layer) split by rows into q, k, v and gate, up."""
+        H, I = self.H, self.c["intermediate_size"]
+        split = {"self_attn.qkv_proj": (("self_attn.q_proj", self.nh * self.hd),
+                                        ("self_attn.k_proj", self.nkv * self.hd),
+                                        ("self_attn.v_proj", self.nkv * self.hd)),
+                 "mlp.gate_up_proj": (("mlp.gate_proj", I), ("mlp.up_proj", I))}
+        for fused, parts in split.items():
+            W = self._weight(w, p + fused + ".weight")
+            rows = sum(r for _, r in parts)
+            if W.shape != (rows, H):
+                raise ValueError("%s.weight: shape %s, expected %s" % (p + fused, W.shape,
+                                                                       (rows, H)))
+            r0 = 0
+            for n, r in parts:
+                d[n], d[n + ".bias"] = W[r0:r0 + r], None
+                r0 += r
+        for n in ("self_attn.o_proj", "mlp.down_proj"):
+            d[n], d[n + ".bias"] = self._weight(w, p + n + ".weight"), None
         return d
 
     def _load_moe(self, w, p):

@@ -25,6 +25,11 @@ Models (OUTDIR/<name>/):
   qwen2moe_bf16_e4    Qwen2MoeForCausalLM, bfloat16, tied, q/k/v biases, 4 experts top-2,
                       norm_topk_prob false, a shared expert with its sigmoid gate, 4 blocks with
                       decoder_sparse_step 2 (blocks 1 and 3 sparse, 0 and 2 dense)
+  phi3_bf16_fused     Phi3ForCausalLM, bfloat16, untied, 4 q / 2 kv heads, 2 blocks, fused
+                      self_attn.qkv_proj [64, 32] and mlp.gate_up_proj [128, 32] (drawn as the
+                      separate q, k, v and gate, up, then stacked), rope_scaling null,
+                      sliding_window 255 (as Phi-3-mini's 2047 for 4096 positions); every
+                      linear's sides multiples of 32 (the GPTQ export's layout)
 
 Weights: embeddings N(0, 1), linear layers N(0, 1/in) (q and k a little larger so attention is
 not uniform), norms 1 + N(0, 0.1²), biases N(0, 0.1²), head N(0, 4/hidden): activations are
@@ -98,7 +103,19 @@ MODELS = {
                              max_pos=256, theta=1000000.0, eps=1e-6, seed=5000,
                              moe=dict(kind="qwen2_moe", E=4, k=2, inter=32, norm=False,
                                       mlp_only=[], step=2, shared=40)),
+    "phi3_bf16_fused": dict(arch="Phi3ForCausalLM", dtype="BF16", hidden=32, inter=64, layers=2,
+                            nh=4, nkv=2, vocab=57, tied=False, bias=False, shards=1,
+                            max_pos=256, theta=10000.0, eps=1e-5, seed=6000, fused=True),
 }
+
+FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+         "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
+
+
+def fuse(t, p):
+    """Phi-3's layout: block p's q, k, v and gate, up stacked by rows into the fused tensors."""
+    for fused, parts in FUSED.items():
+        t[p + fused + ".weight"] = np.concatenate([t.pop(p + n + ".weight") for n in parts])
 
 def sparse_blocks(spec):
     """Indices of the blocks with a sparse MoE mlp (transformers' rule, as llama_ref.is_sparse)."""
@@ -164,6 +181,8 @@ def model_tensors(spec, rng):
                 t[p + "self_attn.%s_proj.bias" % n] = 0.1 * rng.standard_normal(out)
             if spec.get("obias"):
                 t[p + "self_attn.o_proj.bias"] = 0.1 * rng.standard_normal(H)
+        if spec.get("fused"):
+            fuse(t, p)
     t["model.norm.weight"] = 1.0 + 0.1 * rng.standard_normal(H)
     if not spec["tied"]:
         t["lm_head.weight"] = rng.standard_normal((V, H)) * 2.0 / np.sqrt(H)
@@ -190,6 +209,11 @@ def config(spec):
         # as the published configs have them
         c.update(use_sliding_window=False, sliding_window=None if spec["arch"].startswith(
             "Qwen3") else 32768, max_window_layers=spec["layers"])
+    if spec.get("fused"):  # as Phi-3-mini-4k-instruct's config has them
+        c.update(model_type="phi3", rope_scaling=None, sliding_window=spec["max_pos"] - 1,
+                 original_max_position_embeddings=spec["max_pos"], resid_pdrop=0.0,
+                 embd_pdrop=0.0, attention_dropout=0.0)
+        del c["attention_bias"]
     m = spec.get("moe")
     if m and m["kind"] == "mixtral":
         c.update(model_type="mixtral", num_local_experts=m["E"], num_experts_per_tok=m["k"],

@@ -6,7 +6,8 @@ print exactly one stderr line starting `mpiquant: error:` that contains the expe
 print no perplexity. The broken checkpoints are copies of make_models.py's llama_f32_gqa1
 (single f32 file), qwen2_bf16_gqa2 (biases) and llama_f16_gqa4 (sharded), rewritten here; the
 mixture-of-experts ones copies of mixtral_f32_e4 (sharded), qwen3moe_f16_e8, qwen2moe_bf16_e4
-and qwen3_bf16_hd (q/k norms). An expected text may be a tuple: the line must hold every part
+and qwen3_bf16_hd (q/k norms); the Phi-3 ones copies of phi3_bf16_fused (fused qkv_proj and
+gate_up_proj). An expected text may be a tuple: the line must hold every part
 (the broken copy's directory, so the line names the checkpoint, and what is wrong).
 
 usage: run_eval_errors.py --mpiquant BIN --np N --models DIR --workdir DIR [--mpirun ...]
@@ -61,7 +62,8 @@ class Cases:
         write_st(os.path.join(d, fn), *without(H, D, name))
 
     def resize_rows(self, d, name, rows):
-        """Tensor `name` (F32, 2-D) cut or extended (new rows: copies of row 0) to `rows` rows."""
+        """Tensor `name` (F32 or BF16, 2-D) cut or extended (new rows: copies of row 0) to `rows`
+        rows."""
         idx = os.path.join(d, "model.safetensors.index.json")
         fn = json.load(open(idx))["weight_map"][name] if os.path.exists(idx) \
             else "model.safetensors"
@@ -72,8 +74,8 @@ class Cases:
             a0, b0 = v["data_offsets"]
             raw, shape = D[a0:b0], v["shape"]
             if k == name:
-                assert v["dtype"] == "F32" and len(shape) == 2
-                row = shape[1] * 4
+                assert v["dtype"] in ("F32", "BF16") and len(shape) == 2
+                row = shape[1] * (4 if v["dtype"] == "F32" else 2)
                 raw = (raw + raw[:row] * max(0, rows - shape[0]))[: rows * row]
                 shape = [rows, shape[1]]
             entries.append((k, v["dtype"], shape, raw))
@@ -132,6 +134,37 @@ class Cases:
         self.edit_config(d, head_dim=8)  # hidden / heads: the stored q_proj is [64, 32]
         self.add("Qwen3 head_dim 8, q_proj and q_norm stored for 16", ev(d), 3,
                  ("qwen3_headdim", "config expects"))
+
+    def phi3(self):
+        """Hostile Phi-3 checkpoints: fused tensors that disagree with the config, configs asking
+        for what the forward pass does not compute."""
+        def ev(d):
+            return ["--model", d, "--tokens", os.path.join(d, "tokens.npy"), "--seqlen", "16"]
+        # qkv_proj is [(4 + 2·2)·8, 32] = [64, 32] and gate_up_proj [2·64, 32] = [128, 32]
+        for label, name, tensor, rows, text in (
+                ("Phi-3 qkv_proj with 72 rows (one kv head too many)", "phi3_qkv72",
+                 "model.layers.1.self_attn.qkv_proj.weight", 72, "config expects [64, 32]"),
+                ("Phi-3 gate_up_proj with 64 rows (gate only)", "phi3_gateup64",
+                 "model.layers.0.mlp.gate_up_proj.weight", 64, "config expects [128, 32]")):
+            d = self.copy("phi3_bf16_fused", name)
+            self.resize_rows(d, tensor, rows)
+            self.add(label, ev(d), 3, (name, tensor, text))
+        d = self.copy("phi3_bf16_fused", "phi3_noqkv")
+        self.drop_tensor(d, "model.layers.0.self_attn.qkv_proj.weight")
+        self.add("Phi-3 without qkv_proj", ev(d), 3,
+                 ("phi3_noqkv", "model.layers.0.self_attn.qkv_proj.weight: missing tensor"))
+        for label, name, changes, text in (
+                ("Phi-3 num_key_value_heads 4, qkv_proj stored for 2", "phi3_kv4",
+                 dict(num_key_value_heads=4), "self_attn.qkv_proj.weight: shape [64, 32]"),
+                ("Phi-3.5 longrope rope_scaling", "phi3_longrope",
+                 dict(rope_scaling={"type": "longrope", "short_factor": [1.0] * 4,
+                                    "long_factor": [1.0] * 4}), "longrope"),
+                ("Phi-3 su rope_scaling", "phi3_su", dict(rope_scaling={"type": "su"}), "'su'"),
+                ("Phi-4-mini partial_rotary_factor 0.75", "phi3_partial",
+                 dict(partial_rotary_factor=0.75), "partial_rotary_factor")):
+            d = self.copy("phi3_bf16_fused", name)
+            self.edit_config(d, **changes)
+            self.add(label, ev(d), 3, (name, text))
 
     def build(self):
         base = "llama_f32_gqa1"
@@ -256,6 +289,7 @@ class Cases:
                  os.path.join(self.w, "nope.npy")], 3, "nope.npy")
 
         self.moe()
+        self.phi3()
 
         # usage errors
         self.add("missing --model", ["--tokens", tok], 2, "--model")

@@ -33,6 +33,7 @@ import drivers  # noqa: E402
 import export_check  # noqa: E402
 import llama_ref  # noqa: E402
 import reference  # noqa: E402
+from result_files import contents, differences  # noqa: E402
 from safetensors_np import write_checkpoint  # noqa: E402
 
 NSAMPLES, SEQLEN = 21, 128
@@ -46,30 +47,6 @@ CASES = [("mixtral_f32_e4", ["--method", "optq", "--bits", "3", "--group-size", 
 def quantize(s, model, out, opts, np_, extra=()):
     return s.run(["quantize", "--model", model, "--calib", os.path.join(model, "tokens.npy"),
                   "--out", out, "--quiet"] + SMALL + list(opts) + list(extra), np_=np_, out=out)
-
-
-def contents(path):
-    """Every dataset and attribute of a result file but the run's own (seconds, ranks)."""
-    import h5py
-    items = {}
-    with h5py.File(path, "r") as f:
-        def visit(name, obj):
-            for k, v in obj.attrs.items():
-                if k not in ("seconds", "nranks", "mpiquant_version"):
-                    items[name + "@" + k] = np.asarray(v)
-            if isinstance(obj, h5py.Dataset):
-                items[name] = obj[()]
-        f.visititems(visit)
-        for k, v in f.attrs.items():
-            if k not in ("nranks", "mpiquant_version"):
-                items["@" + k] = np.asarray(v)
-    return items
-
-
-def differences(a, b):
-    keys = set(a) | set(b)
-    return sorted(k for k in keys if k not in a or k not in b or
-                  a[k].shape != b[k].shape or a[k].tobytes() != b[k].tobytes())
 
 
 def expert_layers(cfg, blocks):
@@ -129,7 +106,6 @@ def wide_mixtral(s):
 
 
 def identity(s):
-    import h5py
     cases = [(os.path.join(s.a.models, name), opts) for name, opts in CASES]
     cases.append((wide_mixtral(s), ["--method", "qronos", "--bits", "3", "--group-size", "16"]))
     for model, opts in cases:

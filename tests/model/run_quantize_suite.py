@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import drivers  # noqa: E402
 import llama_ref  # noqa: E402
 import reference  # noqa: E402
+from result_files import splitmix64  # noqa: E402
 from safetensors_np import read_st, without, write_st  # noqa: E402
 
 MODEL = os.path.join(ROOT, "data", "demo-model")
@@ -162,16 +163,6 @@ def demo(s):
     text = ", ".join("%s %.4f" % kv for kv in ppl.items())
     s.case(ppl["fp"] < ppl["qronos"] <= ppl["optq"] < ppl["rtn"],
            "demo: perplexity FP < Qronos <= OPTQ < RTN", text)
-
-
-M64 = (1 << 64) - 1
-
-
-def splitmix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
 
 
 def calibration_windows(nsamples, seqlen, seed=0):
