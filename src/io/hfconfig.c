@@ -22,14 +22,20 @@ typedef struct arch_traits {
   int qk_norm;        /* per-head q/k RMSNorm (Qwen3, Qwen3-MoE) */
   mq_moe_style moe;
   int fused;          /* qkv_proj and gate_up_proj stored fused (Phi-3) */
+  int gemma2;         /* Gemma 2's norms, GeGLU, scaling and soft-capping (hfconfig.h) */
 } arch_traits;
 
 /* The one list of supported architectures (the refusal message is built from it). */
 static const arch_traits supported[] = {
-    {"LlamaForCausalLM", 0, 0, MQ_MOE_NONE, 0},     {"MistralForCausalLM", 0, 0, MQ_MOE_NONE, 0},
-    {"Qwen2ForCausalLM", 1, 0, MQ_MOE_NONE, 0},     {"Qwen3ForCausalLM", 0, 1, MQ_MOE_NONE, 0},
-    {"Phi3ForCausalLM", 0, 0, MQ_MOE_NONE, 1},      {"MixtralForCausalLM", 0, 0, MQ_MOE_MIXTRAL, 0},
-    {"Qwen2MoeForCausalLM", 1, 0, MQ_MOE_QWEN, 0},  {"Qwen3MoeForCausalLM", 0, 1, MQ_MOE_QWEN, 0}};
+    {"LlamaForCausalLM", 0, 0, MQ_MOE_NONE, 0, 0},
+    {"MistralForCausalLM", 0, 0, MQ_MOE_NONE, 0, 0},
+    {"Qwen2ForCausalLM", 1, 0, MQ_MOE_NONE, 0, 0},
+    {"Qwen3ForCausalLM", 0, 1, MQ_MOE_NONE, 0, 0},
+    {"Phi3ForCausalLM", 0, 0, MQ_MOE_NONE, 1, 0},
+    {"MixtralForCausalLM", 0, 0, MQ_MOE_MIXTRAL, 0, 0},
+    {"Qwen2MoeForCausalLM", 1, 0, MQ_MOE_QWEN, 0, 0},
+    {"Qwen3MoeForCausalLM", 0, 1, MQ_MOE_QWEN, 0, 0},
+    {"Gemma2ForCausalLM", 0, 0, MQ_MOE_NONE, 0, 1}};
 enum { NSUPPORTED = sizeof supported / sizeof supported[0] };
 
 /* "LlamaForCausalLM, MistralForCausalLM, ..." into buf. */
@@ -139,19 +145,66 @@ cleanup:
   return st;
 }
 
+/* The MLP's activation: silu (SwiGLU), or for Gemma 2 gelu_pytorch_tanh (GeGLU), read as
+ * transformers does from hidden_activation (hidden_act when absent; the default when both
+ * are). Any other is refused. */
+static mq_status check_activation(const char *path, const json_t *root, const mq_llama_config *c,
+                                  mq_error *err) {
+  mq_status st = MQ_OK;
+  const char *field = "hidden_act", *want = c->gemma2 ? "gelu_pytorch_tanh" : "silu";
+  const json_t *act = json_object_get(root, field);
+  const json_t *gact = json_object_get(root, "hidden_activation");
+  if (c->gemma2 && gact != NULL && !json_is_null(gact)) {
+    field = "hidden_activation";
+    act = gact;
+  }
+  if (act != NULL && !(c->gemma2 && json_is_null(act)) &&
+      (!json_is_string(act) || strcmp(json_string_value(act), want) != 0))
+    MQ_FAIL(err, MQ_EINPUT, "%s: %s: '%.40s' is not supported (%s with %s only)", path, field,
+            json_is_string(act) ? json_string_value(act) : "?", c->gemma2 ? "GeGLU" : "SwiGLU",
+            want);
+cleanup:
+  return st;
+}
+
+/* A soft-capping field: def when absent, 0 (none) when null, else a positive number. */
+static mq_status get_softcap(const char *path, const json_t *root, const char *field, double def,
+                             double *out, mq_error *err) {
+  mq_status st = MQ_OK;
+  const json_t *j = json_object_get(root, field);
+  *out = j == NULL ? def : 0.0;
+  if (j != NULL && !json_is_null(j))
+    MQ_CHECK(get_pos_real(path, root, field, def, out, err));
+cleanup:
+  return st;
+}
+
+/* Gemma 2's departures from Llama (hfconfig.h), with transformers' Gemma2Config defaults for
+ * absent fields: query_pre_attn_scalar 256, attn_logit_softcapping 50, final_logit_softcapping
+ * 30 (null: no capping). */
+static mq_status parse_gemma2(const char *path, const json_t *root, mq_llama_config *c,
+                              mq_error *err) {
+  mq_status st = MQ_OK;
+  c->embed_scale = sqrt((double)c->hidden_size);
+  MQ_CHECK(get_pos_real(path, root, "query_pre_attn_scalar", 256.0, &c->query_pre_attn_scalar,
+                        err));
+  MQ_CHECK(get_softcap(path, root, "attn_logit_softcapping", 50.0, &c->attn_softcap, err));
+  MQ_CHECK(get_softcap(path, root, "final_logit_softcapping", 30.0, &c->final_softcap, err));
+cleanup:
+  return st;
+}
+
 /* Features that change the forward pass and are not implemented are refused here, so no model
  * is evaluated or calibrated with the wrong math: scaled rotary embeddings (Llama 3's
- * rope_scaling), activations other than SiLU, a partial rotary embedding (Phi-3's
- * partial_rotary_factor). A sliding window is recorded: the commands refuse windows longer
- * than it. */
+ * rope_scaling), activations other than SiLU (GELU-tanh for Gemma 2), a partial rotary
+ * embedding (Phi-3's partial_rotary_factor). A sliding window is recorded: the commands refuse
+ * windows longer than it (Gemma 2's alternate layers' window is then the whole causal
+ * context). */
 static mq_status check_unsupported(const char *path, const json_t *root, mq_llama_config *c,
                                    mq_error *err) {
   mq_status st = MQ_OK;
   MQ_CHECK(parse_rope_scaling(path, json_object_get(root, "rope_scaling"), c, err));
-  const json_t *act = json_object_get(root, "hidden_act");
-  if (act != NULL && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
-    MQ_FAIL(err, MQ_EINPUT, "%s: hidden_act: '%.40s' is not supported (SwiGLU with silu only)",
-            path, json_is_string(act) ? json_string_value(act) : "?");
+  MQ_CHECK(check_activation(path, root, c, err));
   /* Phi-3 family: a rotary embedding over part of each head is not implemented */
   const json_t *prf = json_object_get(root, "partial_rotary_factor");
   if (prf != NULL && !json_is_null(prf) &&
@@ -229,6 +282,11 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
   const arch_traits *tr = NULL;
   for (size_t k = 0; k < NSUPPORTED; k++)
     if (strcmp(a, supported[k].name) == 0) tr = &supported[k];
+  if (strncmp(a, "Gemma3", 6) == 0) /* Gemma3ForCausalLM, Gemma3ForConditionalGeneration */
+    MQ_FAIL(err, MQ_EINPUT, "%s: unsupported architecture %.80s (Gemma 3 needs the per-head "
+            "q_norm/k_norm, local and global rotary bases (rope_local_base_freq) and, for "
+            "Gemma3ForConditionalGeneration, the multimodal checkpoint layout: not implemented; "
+            "Gemma2ForCausalLM is supported)", path, a);
   if (tr == NULL) {
     char list[400];
     supported_list(list, sizeof list);
@@ -249,12 +307,14 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
                        &c->max_position_embeddings, err));
   MQ_CHECK(get_pos_real(path, root, "rms_norm_eps", 1e-6, &c->rms_norm_eps, err));
   MQ_CHECK(get_pos_real(path, root, "rope_theta", 10000.0, &c->rope_theta, err));
-  MQ_CHECK(get_bool(path, root, "tie_word_embeddings", 0, &c->tie_word_embeddings, err));
+  /* Gemma ties its head by default */
+  MQ_CHECK(get_bool(path, root, "tie_word_embeddings", tr->gemma2, &c->tie_word_embeddings, err));
   MQ_CHECK(get_bool(path, root, "attention_bias", tr->qkv_bias, &c->attention_bias, err));
   if (tr->qkv_bias) c->attention_bias = 1; /* Qwen2 (-MoE) always has q/k/v biases */
   if (tr->fused) c->attention_bias = 0;    /* Phi-3's linears have no biases */
   c->qk_norm = tr->qk_norm;
   c->fused = tr->fused;
+  c->gemma2 = tr->gemma2;
   if (c->num_attention_heads % c->num_key_value_heads != 0)
     MQ_FAIL(err, MQ_EINPUT,
             "%s: num_key_value_heads: num_attention_heads (%d) is not divisible by %d", path,
@@ -269,6 +329,7 @@ static mq_status parse(const char *path, const json_t *root, mq_llama_config *c,
     MQ_FAIL(err, MQ_EINPUT, "%s: head_dim: %d x %d heads is beyond %lld", path, c->head_dim,
             c->num_attention_heads, MQ_CONFIG_MAX_WIDTH);
   MQ_CHECK(parse_moe(path, root, tr->moe, c, err));
+  if (c->gemma2) MQ_CHECK(parse_gemma2(path, root, c, err));
   MQ_CHECK(check_unsupported(path, root, c, err));
   /* transformers >= 4.56 writes "dtype"; older files "torch_dtype" */
   const json_t *dt = json_object_get(root, "torch_dtype");

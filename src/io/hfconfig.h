@@ -1,7 +1,7 @@
 /* Hugging Face config.json of the Llama family (SPEC.md "Command line", supported models):
  * LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM
  * (fused qkv_proj and gate_up_proj) and the mixtures of experts MixtralForCausalLM,
- * Qwen2MoeForCausalLM, Qwen3MoeForCausalLM. Parsed with jansson, validated, and kept verbatim
+ * Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, and Gemma2ForCausalLM. Parsed with jansson, validated, and kept verbatim
  * as text (the result file stores it). Not collective. */
 #ifndef MQ_IO_HFCONFIG_H
 #define MQ_IO_HFCONFIG_H
@@ -38,6 +38,17 @@ typedef struct mq_llama_config {
   int fused;                    /* Phi-3: the checkpoint stores q/k/v as one self_attn.qkv_proj
                                    and gate/up as one mlp.gate_up_proj (rows stacked in that
                                    order); quantized and written as those fused layers */
+  /* Gemma 2 (gemma2 set; every field below 0 for the other families): RMSNorm scales by
+   * (1 + weight); four norms per block, the attention's and the MLP's outputs normalised
+   * (post_attention_layernorm, post_feedforward_layernorm) before the residual add and the MLP
+   * input by pre_feedforward_layernorm; GeGLU (gelu_pytorch_tanh); embeddings times
+   * sqrt(hidden_size); scores scaled by query_pre_attn_scalar^-0.5; soft-capping
+   * cap·tanh(x/cap) of the attention scores and of the logits. */
+  int gemma2;
+  double embed_scale;          /* sqrt(hidden_size) for Gemma 2; 0: embeddings as stored */
+  double query_pre_attn_scalar; /* 0: scores scaled by head_dim^-0.5 */
+  double attn_softcap;         /* attn_logit_softcapping; 0: none */
+  double final_softcap;        /* final_logit_softcapping; 0: none */
   int vocab_size;
   int max_position_embeddings;  /* 0 when absent */
   int sliding_window;           /* attention window of Mistral/Qwen2 configs; 0 = none (windows

@@ -5,6 +5,8 @@
  * [down], each group's inputs recomputed after the previous group is quantized. Every rank
  * receives each layer's Ŵ and advances both streams for its windows. Phi-3 (cfg.fused): [q,k,v]
  * and [gate,up] are one layer each, qkv_proj and gate_up_proj, as its checkpoint stores them.
+ * Gemma 2 (cfg.gemma2): the same groups and inputs; its residual stages add the post-normed
+ * products, and each layer's output error is still measured on its own x·Wᵀ (model/llama.h).
  *
  * Results do not depend on the rank count: a window's activations are computed alike wherever
  * it lives (model/llama.h), and each window is one chunk of the exact Hessian sums.
@@ -570,7 +572,9 @@ static mq_status write_model_part(pipeline *p, mq_error *err) {
   for (size_t i = 0; i < sizeof outer / sizeof outer[0]; i++)
     MQ_CHECK(copy_tensor(p, outer[i], err));
   static const char *const kept[] = {"self_attn.q_norm.weight", "self_attn.k_norm.weight",
-                                     "mlp.shared_expert_gate.weight"}; /* when present */
+                                     "mlp.shared_expert_gate.weight",
+                                     "pre_feedforward_layernorm.weight", /* Gemma 2 */
+                                     "post_feedforward_layernorm.weight"}; /* when present */
   for (int b = 0; b < p->cfg.num_hidden_layers; b++) {
     for (int k = 0; k < 2; k++) {
       snprintf(name, sizeof name, "model.layers.%d.%s", b, norms[k]);

@@ -1,5 +1,5 @@
-/* Llama-family forward pass on one window (see llama.h). Every matrix product is one
- * cblas_sgemm whose shape depends only on the config and seqlen; norms, softmax and the
+/* Llama-family (and Gemma 2) forward pass on one window (see llama.h). Every matrix product is
+ * one cblas_sgemm whose shape depends only on the config and seqlen; norms, softmax and the
  * log-sum-exp of the head accumulate in double.
  *
  * Scratch layout (floats, T = seqlen), sized once by mq_llama_ctx_init:
@@ -138,6 +138,15 @@ void mq_llama_embed(const mq_llama_ctx *ctx, const mq_llama_outer *outer, const 
   dims d = get_dims(ctx);
   for (size_t t = 0; t < d.T; t++)
     memcpy(h + t * d.hid, outer->embed + (size_t)tokens[t] * d.hid, d.hid * sizeof(float));
+  if (ctx->cfg->embed_scale > 0.0) { /* Gemma: the normalizer is a tensor of the model dtype */
+    float scale = (float)ctx->cfg->embed_scale;
+    for (size_t k = 0; k < d.T * d.hid; k++) h[k] *= scale;
+  }
+}
+
+/* cap·tanh(x/cap) on n values (Gemma 2's soft-capping of scores and logits). */
+static void softcap(float *x, size_t n, double cap) {
+  for (size_t k = 0; k < n; k++) x[k] = (float)(cap * tanh((double)x[k] / cap));
 }
 
 void mq_llama_rmsnorm(const float *x, const float *weight, size_t n, size_t dim, double eps,
@@ -236,7 +245,9 @@ void mq_llama_attention(mq_llama_ctx *ctx, const mq_llama_block *blk, const floa
   }
   rope(ctx, q, d.nh);
   rope(ctx, k, d.nkv);
-  float scale = (float)(1.0 / sqrt((double)d.hd));
+  const mq_llama_config *cfg = ctx->cfg; /* Gemma 2: query_pre_attn_scalar^-0.5 */
+  double base = cfg->query_pre_attn_scalar > 0.0 ? cfg->query_pre_attn_scalar : (double)d.hd;
+  float scale = (float)(1.0 / sqrt(base));
   size_t group = d.nh / d.nkv; /* query head j uses kv head j / group */
   for (size_t j = 0; j < d.nh; j++) {
     const float *kj = k + (j / group) * d.hd, *vj = v + (j / group) * d.hd;
@@ -246,6 +257,7 @@ void mq_llama_attention(mq_llama_ctx *ctx, const mq_llama_block *blk, const floa
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)ncol, (int)d.hd,
                   scale, q + r0 * d.qdim + j * d.hd, (int)d.qdim, kj, (int)d.kvdim, 0.0f, s,
                   (int)ncol);
+      if (cfg->attn_softcap > 0.0) softcap(s, rows * ncol, cfg->attn_softcap); /* pre-mask */
       softmax_causal(s, rows, ncol, r0);
       /* ya[r0:r0+rows, head j] = s · V[0:ncol, kv head] */
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)d.hd, (int)ncol,
@@ -264,8 +276,22 @@ void mq_llama_residual(const mq_llama_ctx *ctx, const mq_llama_block *blk, mq_ll
    * tap is set or not (a GEMM accumulating onto h would round its K panels onto h instead) */
   float *y = work_area(ctx); /* [T, out] */
   linear(ctx, which, x, blk->w[which], NULL, y);
+  const float *post = which == MQ_LIN_O ? blk->post_attn_norm
+                      : which == MQ_LIN_DOWN ? blk->post_mlp_norm : NULL;
+  if (post != NULL) { /* Gemma 2: the layer's output normalised before it joins h */
+    add_bias(y, blk->bias[which], d.T, out);
+    mq_llama_rmsnorm(y, post, d.T, out, ctx->cfg->rms_norm_eps, y);
+    for (size_t k = 0; k < d.T * out; k++) h[k] += y[k];
+    return;
+  }
   for (size_t k = 0; k < d.T * out; k++) h[k] += y[k];
   add_bias(h, blk->bias[which], d.T, out);
+}
+
+/* gelu_pytorch_tanh: x/2 · (1 + tanh(sqrt(2/π) · (x + 0.044715 x³))). */
+static float gelu_tanh(float x) {
+  double v = x;
+  return (float)(0.5 * v * (1.0 + tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v))));
 }
 
 void mq_llama_mlp_act(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xm, float *ym) {
@@ -274,6 +300,10 @@ void mq_llama_mlp_act(mq_llama_ctx *ctx, const mq_llama_block *blk, const float 
   linear(ctx, MQ_LIN_GATE, xm, blk->w[MQ_LIN_GATE], blk->bias[MQ_LIN_GATE], ym);
   linear(ctx, MQ_LIN_UP, xm, blk->w[MQ_LIN_UP], blk->bias[MQ_LIN_UP], u);
   size_t n = d.T * d.inter;
+  if (ctx->cfg->gemma2) { /* GeGLU */
+    for (size_t i = 0; i < n; i++) ym[i] = gelu_tanh(ym[i]) * u[i];
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     float g = ym[i];
     ym[i] = g / (1.0f + expf(-g)) * u[i];
@@ -308,6 +338,7 @@ double mq_llama_window_nll(mq_llama_ctx *ctx, const mq_llama_outer *outer, const
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)d.vocab, (int)d.hid,
                 1.0f, h + t0 * d.hid, (int)d.hid, outer->lm_head, (int)d.hid, 0.0f, tile,
                 (int)d.vocab);
+    if (ctx->cfg->final_softcap > 0.0) softcap(tile, rows * d.vocab, ctx->cfg->final_softcap);
     if (logits) memcpy(logits + t0 * d.vocab, tile, rows * d.vocab * sizeof(float));
     for (size_t i = 0; i < rows; i++) {
       size_t t = t0 + i;

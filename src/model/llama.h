@@ -17,7 +17,11 @@
  *   xm = rmsnorm(h, mlp_norm)                    input of gate, up        [T, hidden]
  *   ym = silu(xm·gateᵀ) ⊙ (xm·upᵀ)               input of down            [T, inter]
  *   h += ym·downᵀ
- * mq_llama_block_forward() runs them all. */
+ * mq_llama_block_forward() runs them all. Gemma 2 (cfg->gemma2) changes the stages, not their
+ * inputs' roles: embeddings times sqrt(hidden); norms by (1 + weight); scores scaled by
+ * query_pre_attn_scalar^-0.5 and soft-capped; ym = gelu_tanh(xm·gateᵀ) ⊙ (xm·upᵀ); the residual
+ * adds are h += rmsnorm(ya·oᵀ, post_attn_norm) and h += rmsnorm(ym·downᵀ, post_mlp_norm) (the
+ * tap still sees the products ya·oᵀ and ym·downᵀ); the logits soft-capped. */
 #ifndef MQ_MODEL_LLAMA_H
 #define MQ_MODEL_LLAMA_H
 
@@ -46,7 +50,11 @@ typedef struct mq_llama_expert {
 
 typedef struct mq_llama_block {
   int layer;                   /* its index in the model */
-  float *attn_norm, *mlp_norm; /* [hidden] */
+  float *attn_norm, *mlp_norm; /* [hidden]; Gemma 2: input_ and pre_feedforward_layernorm */
+  /* [hidden], Gemma 2 (cfg->gemma2) only, else NULL: post_attention_layernorm and
+   * post_feedforward_layernorm, applied to the o and down products before the residual add.
+   * A Gemma 2 block's norms hold (1 + weight) as loaded (the checkpoint stores weight). */
+  float *post_attn_norm, *post_mlp_norm;
   float *q_norm, *k_norm;      /* [head_dim], Qwen3 (cfg->qk_norm); NULL otherwise */
   /* weights, PyTorch layout [out, in]:
    *   q [nh*hd, hidden], k and v [nkv*hd, hidden], o [hidden, nh*hd],
@@ -157,7 +165,8 @@ mq_status mq_llama_ctx_init(mq_llama_ctx *ctx, const mq_llama_config *cfg, size_
                             mq_error *err);
 void mq_llama_ctx_free(mq_llama_ctx *ctx);
 
-/* h[t] = embed[tokens[t]], h [seqlen, hidden]. Tokens must be < vocab (checked by the reader). */
+/* h[t] = embed[tokens[t]] (times cfg->embed_scale when set, rounded to float first as HF's
+ * normalizer is), h [seqlen, hidden]. Tokens must be < vocab (checked by the reader). */
 void mq_llama_embed(const mq_llama_ctx *ctx, const mq_llama_outer *outer, const int32_t *tokens,
                     float *h);
 
@@ -170,7 +179,8 @@ void mq_llama_attn_input(const mq_llama_ctx *ctx, const mq_llama_block *blk, con
                          float *xa);
 void mq_llama_attention(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xa,
                         float *ya);
-/* h += x·Wᵀ (+ bias) for linear `which` (o or down); x [seqlen, in], h [seqlen, out] */
+/* h += x·Wᵀ (+ bias) for linear `which` (o or down); x [seqlen, in], h [seqlen, out]. With
+ * the block's post norm of that linear (Gemma 2): h += rmsnorm(x·Wᵀ (+ bias)). */
 void mq_llama_residual(const mq_llama_ctx *ctx, const mq_llama_block *blk, mq_llama_linear which,
                        const float *x, float *h);
 void mq_llama_mlp_input(const mq_llama_ctx *ctx, const mq_llama_block *blk, const float *h,
@@ -199,9 +209,9 @@ void mq_llama_moe(mq_llama_ctx *ctx, const mq_llama_block *blk, const float *xm,
 /* All stages: h [seqlen, hidden] in, the block's output out. */
 void mq_llama_block_forward(mq_llama_ctx *ctx, const mq_llama_block *blk, float *h);
 
-/* Final norm + head on h (consumed), then the negative log-likelihood of tokens[1..T-1] given
- * the logits of positions 0..T-2: returns the sum (double); logits may be NULL or [seqlen,
- * vocab] to receive them (tests). */
+/* Final norm + head on h (consumed), the logits soft-capped when cfg->final_softcap, then the
+ * negative log-likelihood of tokens[1..T-1] given the logits of positions 0..T-2: returns the
+ * sum (double); logits may be NULL or [seqlen, vocab] to receive them (tests). */
 double mq_llama_window_nll(mq_llama_ctx *ctx, const mq_llama_outer *outer, const int32_t *tokens,
                            float *h, float *logits);
 

@@ -86,6 +86,31 @@ void mq_llama_router_name(const mq_llama_config *cfg, int layer, char *buf, size
            cfg->moe_style == MQ_MOE_MIXTRAL ? "block_sparse_moe.gate" : "mlp.gate");
 }
 
+/* The per-block norms, module names under "model.layers.<i>.": Llama's two (the attention's
+ * and the MLP's inputs), and Gemma 2's four (inputs, then the post norms of o and down). */
+enum { NORMS_MAX = 4 };
+static const char *const llama_norms[2] = {"input_layernorm", "post_attention_layernorm"};
+static const char *const gemma2_norms[NORMS_MAX] = {
+    "input_layernorm", "pre_feedforward_layernorm", "post_attention_layernorm",
+    "post_feedforward_layernorm"};
+
+static int block_norms(const mq_llama_config *cfg, const char *const **names) {
+  *names = cfg->gemma2 ? gemma2_norms : llama_norms;
+  return cfg->gemma2 ? 4 : 2;
+}
+
+/* Where norm k of block_norms() goes in a block. */
+static float **norm_slot(mq_llama_block *blk, int k) {
+  float **slot[NORMS_MAX] = {&blk->attn_norm, &blk->mlp_norm, &blk->post_attn_norm,
+                             &blk->post_mlp_norm};
+  return slot[k];
+}
+
+/* Gemma's RMSNorm scales by (1 + weight): added once here, in float as transformers does. */
+static void norm_offset(const mq_llama_config *cfg, float *w, size_t n) {
+  for (size_t i = 0; cfg->gemma2 && i < n; i++) w[i] = 1.0f + w[i];
+}
+
 /* Tensor `name` must have shape [rows] (cols == 0) or [rows, cols]; nothing is read.
  * `optional`: a missing tensor is no error (*present = 0). */
 static mq_status check_shape(const mq_tensor_source *src, const char *name, size_t rows,
@@ -179,11 +204,14 @@ static mq_status check_block(const mq_tensor_source *src, const mq_llama_config 
   char name[160];
   int present = 0;
   size_t hid = (size_t)cfg->hidden_size;
-  static const char *const norms[2] = {"input_layernorm", "post_attention_layernorm"};
   static const char *const qk_norms[2] = {"self_attn.q_norm", "self_attn.k_norm"};
-  for (int k = 0; k < 2; k++) {
+  const char *const *norms = NULL;
+  int nnorms = block_norms(cfg, &norms);
+  for (int k = 0; k < nnorms; k++) {
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[k]);
     MQ_CHECK(check_shape(src, name, hid, 0, 0, &present, err));
+  }
+  for (int k = 0; k < 2; k++) {
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, qk_norms[k]);
     if (cfg->qk_norm) MQ_CHECK(check_shape(src, name, (size_t)cfg->head_dim, 0, 0, &present, err));
   }
@@ -286,10 +314,13 @@ mq_status mq_llama_block_load(const mq_tensor_source *src, const mq_llama_config
   if (layer < 0 || layer >= cfg->num_hidden_layers)
     MQ_FAIL(err, MQ_EFAIL, "block %d: outside 0..%d", layer, cfg->num_hidden_layers - 1);
   blk->layer = layer;
-  snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", layer);
-  MQ_CHECK(load_tensor(src, name, hid, 0, 0, &blk->attn_norm, err));
-  snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", layer);
-  MQ_CHECK(load_tensor(src, name, hid, 0, 0, &blk->mlp_norm, err));
+  const char *const *norms = NULL;
+  int nnorms = block_norms(cfg, &norms);
+  for (int k = 0; k < nnorms; k++) {
+    snprintf(name, sizeof name, "model.layers.%d.%s.weight", layer, norms[k]);
+    MQ_CHECK(load_tensor(src, name, hid, 0, 0, norm_slot(blk, k), err));
+    norm_offset(cfg, *norm_slot(blk, k), hid);
+  }
   if (cfg->qk_norm) {
     snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", layer);
     MQ_CHECK(load_tensor(src, name, (size_t)cfg->head_dim, 0, 0, &blk->q_norm, err));
@@ -323,6 +354,8 @@ void mq_llama_block_free(mq_llama_block *blk) {
   if (blk == NULL) return;
   mq_free(blk->attn_norm);
   mq_free(blk->mlp_norm);
+  mq_free(blk->post_attn_norm);
+  mq_free(blk->post_mlp_norm);
   mq_free(blk->q_norm);
   mq_free(blk->k_norm);
   for (int k = 0; k < MQ_LIN_COUNT; k++) {
@@ -344,6 +377,7 @@ mq_status mq_llama_outer_load(const mq_tensor_source *src, const mq_llama_config
   memset(out, 0, sizeof *out);
   MQ_CHECK(load_tensor(src, "model.embed_tokens.weight", vocab, hid, 0, &out->embed, err));
   MQ_CHECK(load_tensor(src, "model.norm.weight", hid, 0, 0, &out->final_norm, err));
+  norm_offset(cfg, out->final_norm, hid);
   if (!cfg->tie_word_embeddings)
     MQ_CHECK(load_tensor(src, "lm_head.weight", vocab, hid, 1, &out->lm_head, err));
   if (out->lm_head == NULL) out->lm_head = out->embed; /* tied */

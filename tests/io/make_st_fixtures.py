@@ -153,6 +153,13 @@ def configs(out):
                                                     "rope_theta", "tie_word_embeddings")}
     q["architectures"] = ["Qwen2ForCausalLM"]
     put("qwen2", q)
+    # Gemma 2: Gemma2Config's defaults when the fields are absent; null soft-caps are none
+    g = {k: v for k, v in base.items() if k != "tie_word_embeddings"}
+    put("gemma2", dict(g, architectures=["Gemma2ForCausalLM"], head_dim=32,
+                       sliding_window=4096))
+    put("gemma2_nocap", dict(g, architectures=["Gemma2ForCausalLM"], query_pre_attn_scalar=144,
+                             attn_logit_softcapping=None, final_logit_softcapping=None,
+                             hidden_activation="gelu_pytorch_tanh", hidden_act="silu"))
     put("bad_zero_heads", dict(base, num_attention_heads=0))
     put("bad_not_divisible", dict(base, hidden_size=66))
     put("bad_kv", dict(base, num_key_value_heads=3))

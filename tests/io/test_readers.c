@@ -209,6 +209,28 @@ static void test_config(void) {
   MQ_EXPECT_EQ_INT(c.attention_bias, 1);
   mq_llama_config_free(&c);
 
+  /* Gemma 2: absent fields take Gemma2Config's defaults (scalar 256, caps 50 and 30, tied
+   * head); null caps are none; hidden_activation wins over hidden_act */
+  MQ_EXPECT_EQ_INT(mq_llama_config_read(path_of("config/gemma2.json"), &c, &err), MQ_OK);
+  MQ_EXPECT_EQ_INT(c.gemma2, 1);
+  MQ_EXPECT_EQ_INT(c.head_dim, 32);
+  MQ_EXPECT_EQ_INT(c.tie_word_embeddings, 1);
+  MQ_EXPECT_EQ_INT(c.sliding_window, 4096);
+  MQ_EXPECT_NEAR(c.embed_scale, 8.0, 0);
+  MQ_EXPECT_NEAR(c.query_pre_attn_scalar, 256.0, 0);
+  MQ_EXPECT_NEAR(c.attn_softcap, 50.0, 0);
+  MQ_EXPECT_NEAR(c.final_softcap, 30.0, 0);
+  mq_llama_config_free(&c);
+  MQ_EXPECT_EQ_INT(mq_llama_config_read(path_of("config/gemma2_nocap.json"), &c, &err), MQ_OK);
+  MQ_EXPECT_NEAR(c.query_pre_attn_scalar, 144.0, 0);
+  MQ_EXPECT_NEAR(c.attn_softcap, 0.0, 0);
+  MQ_EXPECT_NEAR(c.final_softcap, 0.0, 0);
+  mq_llama_config_free(&c);
+  MQ_EXPECT_EQ_INT(mq_llama_config_read(path_of("config/llama.json"), &c, &err), MQ_OK);
+  MQ_EXPECT(c.gemma2 == 0 && c.embed_scale == 0.0 && c.query_pre_attn_scalar == 0.0 &&
+            c.attn_softcap == 0.0 && c.final_softcap == 0.0); /* Llama's math untouched */
+  mq_llama_config_free(&c);
+
   static const char *const bad[][2] = {
       {"bad_zero_heads", "num_attention_heads"}, {"bad_not_divisible", "hidden_size"},
       {"bad_kv", "num_key_value_heads"},         {"bad_arch", "GPT2LMHeadModel"},

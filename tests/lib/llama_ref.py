@@ -25,6 +25,16 @@ or tie_word_embeddings), and the families of transformers:
                           hidden] (rows q, then k, then v) and mlp.gate_up_proj
                           [2·intermediate, hidden] (rows gate, then up), split here; no
                           biases; rope_scaling and partial_rotary_factor != 1 refused
+  Gemma2                  (transformers' modeling_gemma2) embeddings times sqrt(hidden);
+                          RMSNorm by (1 + weight); four norms per block:
+                          h += post_attention_layernorm(attn(input_layernorm(h))),
+                          h += post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h)));
+                          GeGLU gelu_pytorch_tanh(gate)·up; scores scaled by
+                          query_pre_attn_scalar^-0.5 (default 256), then
+                          attn_logit_softcapping cap·tanh(s/cap) before the mask, logits
+                          final_logit_softcapping (defaults 50 and 30, null: none); head
+                          tied by default; full causal attention (sliding_window only
+                          matters for windows longer than it, which mpiquant refuses)
 Model.logits(tokens, trace) also returns the routing (each token's top-k
 experts in descending probability, and its sorted router probabilities);
 Model.routes(windows) stacks it for all MoE blocks with each token's gap
@@ -141,6 +151,7 @@ FAMILIES = {
     "Qwen3MoeForCausalLM": (False, True, "qwen3_moe"),
     "Qwen2MoeForCausalLM": (True, False, "qwen2_moe"),
     "Phi3ForCausalLM": (False, False, None),
+    "Gemma2ForCausalLM": (False, False, None),
 }
 # architectures whose checkpoints store q/k/v and gate/up fused (Model._load_fused_layer)
 FUSED = {"Phi3ForCausalLM"}
@@ -170,6 +181,26 @@ def is_sparse(c, arch_kind, layer):
 def _softmax(z):
     e = np.exp(z - z.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
+
+
+def gelu_tanh(x):
+    """transformers' gelu_pytorch_tanh."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def softcap(x, cap):
+    """Gemma 2's soft-capping cap·tanh(x/cap); None: x."""
+    return x if cap is None else cap * np.tanh(x / cap)
+
+
+def gemma2_params(c):
+    """(query_pre_attn_scalar, attn cap, final cap) with Gemma2Config's defaults; refuses an
+    activation other than gelu_pytorch_tanh (hidden_activation, else hidden_act)."""
+    act = c.get("hidden_activation") or c.get("hidden_act") or "gelu_pytorch_tanh"
+    if act != "gelu_pytorch_tanh":
+        raise ValueError("Gemma2: activation %r not supported" % act)
+    return (c.get("query_pre_attn_scalar", 256), c.get("attn_logit_softcapping", 50.0),
+            c.get("final_logit_softcapping", 30.0))
 
 
 def _swiglu(x, gate, up, down):
@@ -217,10 +248,16 @@ class Model:
         self.L = c["num_hidden_layers"]
         self.eps = c.get("rms_norm_eps", 1e-6)
         self.theta = c.get("rope_theta", 10000.0)
+        self.gemma2 = arch == "Gemma2ForCausalLM"
+        self.caps = (None, None)
+        self.score_div = math.sqrt(self.hd)  # scores = q·kᵀ / score_div
+        if self.gemma2:
+            qpas, acap, fcap = gemma2_params(c)
+            self.score_div, self.caps = math.sqrt(qpas), (acap, fcap)
         if self.nh % self.nkv:
             raise ValueError("num_attention_heads not a multiple of num_key_value_heads")
         self.embed = w["model.embed_tokens.weight"]
-        if "lm_head.weight" in w and not c.get("tie_word_embeddings", False):
+        if "lm_head.weight" in w and not c.get("tie_word_embeddings", self.gemma2):
             self.lm_head = w["lm_head.weight"]
         else:
             self.lm_head = self.embed
@@ -250,6 +287,10 @@ class Model:
         c = self.c
         d = {"ln1": self._get(w, p + "input_layernorm.weight"),
              "ln2": self._get(w, p + "post_attention_layernorm.weight")}
+        if self.gemma2:  # the MLP's input norm, and the post norms of both outputs
+            d = {"ln1": d["ln1"], "ln2": self._get(w, p + "pre_feedforward_layernorm.weight"),
+                 "post_attn": d["ln2"],
+                 "post_mlp": self._get(w, p + "post_feedforward_layernorm.weight")}
         if self.qk_norm:
             d["q_norm"] = self._get(w, p + "self_attn.q_norm.weight")
             d["k_norm"] = self._get(w, p + "self_attn.k_norm.weight")
@@ -311,6 +352,8 @@ class Model:
         return m
 
     def _rms(self, x, wt):
+        if self.gemma2:  # Gemma2RMSNorm: (1 + weight)
+            wt = 1.0 + wt
         return wt * (x / np.sqrt((x * x).mean(-1, keepdims=True) + self.eps))
 
     @staticmethod
@@ -360,6 +403,8 @@ class Model:
 
         mask = np.triu(np.full((T, T), -np.inf), 1)
         x = self.embed[tokens]
+        if self.gemma2:
+            x = x * math.sqrt(self.H)
         for li, d in enumerate(self.layers):
             h = self._rms(x, d["ln1"])
             q = self._lin(h, d, "self_attn.q_proj").reshape(B, T, nh, hd)
@@ -371,19 +416,22 @@ class Model:
             rep = nh // nkv
             k = np.repeat(k, rep, axis=1)   # query head j uses kv head j // rep
             v = np.repeat(v, rep, axis=1)
-            s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd) + mask
+            s = softcap(q @ k.transpose(0, 1, 3, 2) / self.score_div, self.caps[0]) + mask
             s = np.exp(s - s.max(-1, keepdims=True))
             s /= s.sum(-1, keepdims=True)
             y = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, nh * hd)
-            x = x + self._lin(y, d, "self_attn.o_proj")
+            o = self._lin(y, d, "self_attn.o_proj")
+            x = x + (self._rms(o, d["post_attn"]) if self.gemma2 else o)
             h = self._rms(x, d["ln2"])
             if "moe" in d:
                 x = x + self._moe_forward(h, d["moe"], li, trace)
             else:
                 g = self._lin(h, d, "mlp.gate_proj")
                 u = self._lin(h, d, "mlp.up_proj")
-                x = x + self._lin(g / (1.0 + np.exp(-g)) * u, d, "mlp.down_proj")
-        return self._rms(x, self.norm) @ self.lm_head.T
+                a = gelu_tanh(g) if self.gemma2 else g / (1.0 + np.exp(-g))
+                o = self._lin(a * u, d, "mlp.down_proj")
+                x = x + (self._rms(o, d["post_mlp"]) if self.gemma2 else o)
+        return softcap(self._rms(x, self.norm) @ self.lm_head.T, self.caps[1])
 
     def routes(self, windows):
         """windows int [nwin, T] -> (MoE block indices, sel int32 [nblocks_moe, nwin, T, k]: each

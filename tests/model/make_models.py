@@ -30,6 +30,12 @@ Models (OUTDIR/<name>/):
                       separate q, k, v and gate, up, then stacked), rope_scaling null,
                       sliding_window 255 (as Phi-3-mini's 2047 for 4096 positions); every
                       linear's sides multiples of 32 (the GPTQ export's layout)
+  gemma2_bf16         Gemma2ForCausalLM, bfloat16, tied, 4 q / 2 kv heads of head_dim 16
+                      (hidden 32), 2 blocks with Gemma 2's four norms (stored as w, scaling by
+                      1 + w: drawn N(0, 0.1²)), GeGLU, query_pre_attn_scalar 24 (not
+                      head_dim), attn_logit_softcapping 5 and final_logit_softcapping 3 with q/k
+                      and head weights large enough that both caps change the logits by well
+                      over 1% (run_forward.py checks), sliding_window 128
 
 Weights: embeddings N(0, 1), linear layers N(0, 1/in) (q and k a little larger so attention is
 not uniform), norms 1 + N(0, 0.1²), biases N(0, 0.1²), head N(0, 4/hidden): activations are
@@ -106,6 +112,11 @@ MODELS = {
     "phi3_bf16_fused": dict(arch="Phi3ForCausalLM", dtype="BF16", hidden=32, inter=64, layers=2,
                             nh=4, nkv=2, vocab=57, tied=False, bias=False, shards=1,
                             max_pos=256, theta=10000.0, eps=1e-5, seed=6000, fused=True),
+    "gemma2_bf16": dict(arch="Gemma2ForCausalLM", dtype="BF16", hidden=32, inter=64, layers=2,
+                        nh=4, nkv=2, hd=16, vocab=55, tied=True, bias=False, shards=1,
+                        max_pos=256, theta=10000.0, eps=1e-6, seed=7000,
+                        gemma2=dict(qpas=24, attn_cap=5.0, final_cap=3.0, window=128,
+                                    qk_gain=3.0)),
 }
 
 FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
@@ -148,7 +159,36 @@ def moe_tensors(spec, p, lin):
     return t
 
 
+def gemma2_tensors(spec, rng):
+    """Gemma 2: four norms per block stored as w (the model scales by 1 + w), GeGLU MLP, tied
+    head; q and k drawn with qk_gain so the attention soft-capping bites."""
+    H, I, nh, nkv, hd, V = (spec["hidden"], spec["inter"], spec["nh"], spec["nkv"], spec["hd"],
+                            spec["vocab"])
+    g = spec["gemma2"]["qk_gain"]
+
+    def lin(out, inp, gain=1.0):
+        return rng.standard_normal((out, inp)) * gain / np.sqrt(inp)
+
+    t = {"model.embed_tokens.weight": rng.standard_normal((V, H)) * 0.5}
+    for i in range(spec["layers"]):
+        p = "model.layers.%d." % i
+        for n in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                  "post_feedforward_layernorm"):
+            t[p + n + ".weight"] = 0.1 * rng.standard_normal(H)
+        t[p + "self_attn.q_proj.weight"] = lin(nh * hd, H, g)
+        t[p + "self_attn.k_proj.weight"] = lin(nkv * hd, H, g)
+        t[p + "self_attn.v_proj.weight"] = lin(nkv * hd, H)
+        t[p + "self_attn.o_proj.weight"] = lin(H, nh * hd)
+        t[p + "mlp.gate_proj.weight"] = lin(I, H)
+        t[p + "mlp.up_proj.weight"] = lin(I, H)
+        t[p + "mlp.down_proj.weight"] = lin(H, I)
+    t["model.norm.weight"] = 0.1 * rng.standard_normal(H)
+    return t
+
+
 def model_tensors(spec, rng):
+    if spec.get("gemma2"):
+        return gemma2_tensors(spec, rng)
     H, I, nh, nkv = spec["hidden"], spec["inter"], spec["nh"], spec["nkv"]
     hd = spec.get("hd") or H // nh
     V = spec["vocab"]
@@ -214,6 +254,13 @@ def config(spec):
                  original_max_position_embeddings=spec["max_pos"], resid_pdrop=0.0,
                  embd_pdrop=0.0, attention_dropout=0.0)
         del c["attention_bias"]
+    gm = spec.get("gemma2")
+    if gm:  # as gemma-2-2b's config has them
+        c.update(model_type="gemma2", hidden_act="gelu_pytorch_tanh",
+                 hidden_activation="gelu_pytorch_tanh", query_pre_attn_scalar=gm["qpas"],
+                 attn_logit_softcapping=gm["attn_cap"], final_logit_softcapping=gm["final_cap"],
+                 sliding_window=gm["window"], cache_implementation="hybrid",
+                 attention_dropout=0.0)
     m = spec.get("moe")
     if m and m["kind"] == "mixtral":
         c.update(model_type="mixtral", num_local_experts=m["E"], num_experts_per_tok=m["k"],

@@ -7,8 +7,9 @@ print no perplexity. The broken checkpoints are copies of make_models.py's llama
 (single f32 file), qwen2_bf16_gqa2 (biases) and llama_f16_gqa4 (sharded), rewritten here; the
 mixture-of-experts ones copies of mixtral_f32_e4 (sharded), qwen3moe_f16_e8, qwen2moe_bf16_e4
 and qwen3_bf16_hd (q/k norms); the Phi-3 ones copies of phi3_bf16_fused (fused qkv_proj and
-gate_up_proj). An expected text may be a tuple: the line must hold every part
-(the broken copy's directory, so the line names the checkpoint, and what is wrong).
+gate_up_proj); the Gemma 2 ones copies of gemma2_bf16. An expected text may be a tuple: the
+line must hold every part (the broken copy's directory, so the line names the checkpoint, and
+what is wrong).
 
 usage: run_eval_errors.py --mpiquant BIN --np N --models DIR --workdir DIR [--mpirun ...]
 """
@@ -166,6 +167,34 @@ class Cases:
             self.edit_config(d, **changes)
             self.add(label, ev(d), 3, (name, text))
 
+    def gemma(self):
+        """Hostile Gemma 2 checkpoints (copies of gemma2_bf16) and the refused Gemma 3."""
+        def ev(d):
+            return ["--model", d, "--tokens", os.path.join(d, "tokens.npy"), "--seqlen", "16"]
+        for label, name, changes, text in (
+                ("Gemma 2 hidden_activation relu", "gemma2_relu",
+                 dict(hidden_activation="relu"), ("hidden_activation", "'relu'")),
+                ("Gemma 2 hidden_act relu (no hidden_activation)", "gemma2_act",
+                 dict(hidden_activation=None, hidden_act="relu"), ("hidden_act", "'relu'")),
+                ("Gemma 2 attn_logit_softcapping -1", "gemma2_cap",
+                 dict(attn_logit_softcapping=-1.0), "attn_logit_softcapping"),
+                ("Gemma 3 config", "gemma3_cfg", dict(architectures=["Gemma3ForCausalLM"]),
+                 ("Gemma3ForCausalLM", "q_norm", "rope_local_base_freq", "multimodal")),
+                ("Gemma 3 multimodal config", "gemma3_mm",
+                 dict(architectures=["Gemma3ForConditionalGeneration"]),
+                 ("Gemma3ForConditionalGeneration", "not implemented"))):
+            d = self.copy("gemma2_bf16", name)
+            self.edit_config(d, **changes)
+            self.add(label, ev(d), 3, (name,) + (text if isinstance(text, tuple) else (text,)))
+        d = self.copy("gemma2_bf16", "gemma2_noffn")
+        self.drop_tensor(d, "model.layers.1.pre_feedforward_layernorm.weight")
+        self.add("Gemma 2 without pre_feedforward_layernorm", ev(d), 3,
+                 ("gemma2_noffn", "model.layers.1.pre_feedforward_layernorm.weight: missing "
+                  "tensor"))
+        d = self.copy("gemma2_bf16", "gemma2_seqlen")
+        self.edit_config(d, sliding_window=8)
+        self.add("Gemma 2 --seqlen 16 beyond sliding_window 8", ev(d), 2, "sliding_window")
+
     def build(self):
         base = "llama_f32_gqa1"
         tok = os.path.join(self.a.models, base, "tokens.npy")
@@ -290,6 +319,7 @@ class Cases:
 
         self.moe()
         self.phi3()
+        self.gemma()
 
         # usage errors
         self.add("missing --model", ["--tokens", tok], 2, "--model")

@@ -4,7 +4,8 @@
 Quantizes a model with `mpiquant quantize` (demo model, the Qwen2 random model with q/k/v
 biases: biases and norms come from /model/tensors, and the Mixtral, Qwen2-MoE, Qwen3-MoE and
 Qwen3 random models: routers, shared-expert gates and q/k norms too, and the Phi-3 one: its
-fused qkv_proj / gate_up_proj layers), dequantizes O.h5 here with numpy straight
+fused qkv_proj / gate_up_proj layers, and the Gemma 2 one: its four norms per block),
+dequantizes O.h5 here with numpy straight
 from SPEC.md "Result file" (bit streams of qweight, scales, zeros, g_idx), writes the result as
 a float32 checkpoint and runs tests/lib/llama_ref.py on it. Asserts, at --np ranks:
   - eval --quantized prints a perplexity within --tol (1e-4) of the reference's;
@@ -83,7 +84,9 @@ def main(argv=None):
             ("qwen3moe_f16_e8", "qwen3moe optq 4-bit", ["--bits", "4", "--group-size", "-1"]),
             ("qwen3_bf16_hd", "qwen3 optq 3-bit g16", ["--bits", "3", "--group-size", "16"]),
             # Phi-3: the result's fused qkv_proj / gate_up_proj are what the reference splits
-            ("phi3_bf16_fused", "phi3 optq 4-bit g16", ["--bits", "4", "--group-size", "16"])):
+            ("phi3_bf16_fused", "phi3 optq 4-bit g16", ["--bits", "4", "--group-size", "16"]),
+            # Gemma 2: its four norms per block come from /model/tensors, stored as w (1 + w)
+            ("gemma2_bf16", "gemma2 optq 4-bit g16", ["--bits", "4", "--group-size", "16"])):
         d = os.path.join(a.models, name)
         tok = os.path.join(d, "tokens.npy")
         cases.append((label, d, tok, tok, 64, 8, opts + groups))
