@@ -4,8 +4,12 @@
 contents(path): every dataset and attribute of a result file except what differs between
 identical runs (seconds, the rank count, the writer's version), by HDF5 path ("name@attr" for
 attributes); differences(a, b): the keys whose bytes differ or that one side lacks;
-splitmix64(x): the mixer quantize draws its window starts with (calibrate.c).
+splitmix64(x): the mixer quantize draws its window starts with (calibrate.c);
+rtn_mismatches(path, weights, bits, group_size): where a result differs from numpy's per-layer
+RTN of the checkpoint.
 """
+import os
+
 import numpy as np
 
 M64 = (1 << 64) - 1
@@ -40,3 +44,71 @@ def splitmix64(x):
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
     return x ^ (x >> 31)
+
+
+def rtn_mismatches(path, weights, bits, group_size):
+    """(layer, dataset) pairs where result file `path` differs from numpy's per-layer RTN of the
+    checkpoint weights (name -> array); and the layers' result entries (drivers.read_result)."""
+    import drivers
+    import reference
+    got = drivers.read_result(path, bits)
+    bad = []
+    for layer, d in got.items():
+        W = weights[layer + ".weight"].astype(np.float64)
+        r = reference.quantize_layer(W, np.eye(W.shape[1]), method="rtn", bits=bits,
+                                     group_size=group_size, act_order=False)
+        for key in ("codes", "scales", "zeros", "g_idx"):
+            if not np.array_equal(np.asarray(d[key], np.float64), np.asarray(r[key], np.float64)):
+                bad.append((layer, key))
+    return bad, got
+
+
+def identical_across_ranks(s, label, run, on_first, ranks=(1, 2, 3)):
+    """Runs run(out, np) (-> drivers.Suite.run's tuple) at each rank count and records a case
+    per run and one per comparison: every dataset and attribute equal to the first run's.
+    on_first(out) checks the first result further."""
+    base = None
+    for np_ in ranks:
+        out = s.path("%s_np%d.h5" % (label, np_))
+        ok, cmd, tail, dt = run(out, np_)
+        if not s.case(ok, "%s np%d runs" % (label, np_), "%.1fs" % dt if ok else tail, [cmd]):
+            continue
+        got = contents(out)
+        if base is None:
+            base = got
+            on_first(out)
+            continue
+        diff = differences(base, got)
+        s.case(not diff, "%s np%d identical to np%d" % (label, np_, ranks[0]),
+               "%d of %d items differ, e.g. %s" % (len(diff), len(base), diff[:3]))
+
+
+def export_evaluates_alike(s, model, result, exported, seqlen=64):
+    """A case: `eval` of the dequantized export folder prints the perplexity `eval --quantized`
+    prints for the result file (the tokens: the fixture's tokens.npy)."""
+    toks = os.path.join(model, "tokens.npy")
+    ppl = {}
+    for label, args in (("quantized", ["--model", model, "--quantized", result]),
+                        ("exported", ["--model", exported])):
+        ok, cmd, tail, _ = s.run(["eval", "--tokens", toks, "--seqlen", str(seqlen),
+                                  "--quiet"] + args, np_=2)
+        ppl[label] = tail.strip().splitlines()[-1] if ok else tail
+    s.case(ppl["quantized"] == ppl["exported"] and ppl["quantized"].startswith("perplexity"),
+           "eval of the dequantized export == eval --quantized", "%s" % ppl)
+
+
+def gguf_refused(s, result, model, architecture, label):
+    """A case: `export --format gguf` of the result refuses the architecture (exit 3, one line
+    naming it, no file)."""
+    import subprocess
+    import drivers
+    g = s.path("export.gguf")
+    c = drivers.launch_cmd(s.a.mpirun, 1, s.mpiquant) + [
+        "export", "--in", result, "--out", g, "--format", "gguf", "--model", model]
+    p = subprocess.run(c, env=s.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=s.a.timeout)
+    errs = [ln for ln in p.stdout.decode(errors="replace").splitlines()
+            if ln.startswith("mpiquant: error:")]
+    s.case(p.returncode == 3 and len(errs) == 1 and architecture in errs[0] and
+           not os.path.exists(g), "export gguf refuses %s (exit 3, names the architecture)"
+           % label, "exit %d: %s" % (p.returncode, errs), [" ".join(c)])

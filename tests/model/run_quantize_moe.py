@@ -32,8 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import drivers  # noqa: E402
 import export_check  # noqa: E402
 import llama_ref  # noqa: E402
-import reference  # noqa: E402
-from result_files import contents, differences  # noqa: E402
+from result_files import contents, differences, rtn_mismatches  # noqa: E402
 from safetensors_np import write_checkpoint  # noqa: E402
 
 NSAMPLES, SEQLEN = 21, 128
@@ -165,15 +164,7 @@ def rtn(s):
                                 ["--expert-groups", "2"])
     if not s.case(ok, "rtn runs", tail if not ok else "", [cmd]):
         return
-    got = drivers.read_result(out, 3)
-    bad = []
-    for layer, d in got.items():
-        W = weights[layer + ".weight"].astype(np.float64)
-        r = reference.quantize_layer(W, np.eye(W.shape[1]), method="rtn", bits=3,
-                                     group_size=16, act_order=False)
-        for key in ("codes", "scales", "zeros", "g_idx"):
-            if not np.array_equal(np.asarray(d[key], np.float64), np.asarray(r[key], np.float64)):
-                bad.append((layer, key))
+    bad, got = rtn_mismatches(out, weights, 3, 16)
     nexp = sum(".experts." in n or "shared_expert." in n for n in got)
     s.case(nexp > 0 and not bad, "rtn == per-layer RTN on %d layers (%d of them experts)"
            % (len(got), nexp), "mismatches %s" % bad[:4])

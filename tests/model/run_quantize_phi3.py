@@ -35,8 +35,8 @@ sys.path.insert(0, HERE)
 import drivers  # noqa: E402
 import export_check  # noqa: E402
 import llama_ref  # noqa: E402
-import reference  # noqa: E402
-from result_files import contents, differences, splitmix64  # noqa: E402
+from result_files import (contents, differences, export_evaluates_alike, gguf_refused,
+                          identical_across_ranks, rtn_mismatches, splitmix64)  # noqa: E402
 
 NAME = "phi3_bf16_fused"
 NSAMPLES, SEQLEN = 21, 128
@@ -106,21 +106,11 @@ def block0_qkv_error(s, label, out):
 
 def identity(s):
     for label, opts in CASES:
-        base = None
-        for np_ in (1, 2, 3):
-            out = s.path("%s_np%d.h5" % (label, np_))
-            ok, cmd, tail, dt = quantize(s, out, opts, np_)
-            if not s.case(ok, "%s np%d runs" % (label, np_), "%.1fs" % dt if ok else tail, [cmd]):
-                continue
-            got = contents(out)
-            if base is None:
-                base = got
-                check_layers(s, label, out)
-                block0_qkv_error(s, label, out)
-                continue
-            diff = differences(base, got)
-            s.case(not diff, "%s np%d identical to np1" % (label, np_),
-                   "%d of %d items differ, e.g. %s" % (len(diff), len(base), diff[:3]))
+        def first(out, label=label):
+            check_layers(s, label, out)
+            block0_qkv_error(s, label, out)
+        identical_across_ranks(s, label, lambda out, np_, opts=opts: quantize(s, out, opts, np_),
+                               first)
 
 
 def rtn(s):
@@ -130,15 +120,7 @@ def rtn(s):
                                 2)
     if not s.case(ok, "rtn runs", tail if not ok else "", [cmd]):
         return
-    got = drivers.read_result(out, 3)
-    bad = []
-    for layer, d in got.items():
-        W = weights[layer + ".weight"].astype(np.float64)
-        r = reference.quantize_layer(W, np.eye(W.shape[1]), method="rtn", bits=3,
-                                     group_size=16, act_order=False)
-        for key in ("codes", "scales", "zeros", "g_idx"):
-            if not np.array_equal(np.asarray(d[key], np.float64), np.asarray(r[key], np.float64)):
-                bad.append((layer, key))
+    bad, got = rtn_mismatches(out, weights, 3, 16)
     fused = sorted(n for n in got if n.endswith(("qkv_proj", "gate_up_proj")))
     s.case(len(fused) == 4 and not bad, "rtn == per-layer RTN of the %d stored tensors (fused: "
            "%s)" % (len(got), ", ".join(fused)), "mismatches %s" % bad[:4])
@@ -200,26 +182,8 @@ def export(s):
         s.case(not probs and not split and len(fused) >= 4,
                "export %s: %d tensors under the fused Phi-3 names, none split, weights == the "
                "result's Ŵ" % (fmt, len(fused)), "; ".join(probs[:4] + split[:3]))
-    toks = os.path.join(model, "tokens.npy")
-    ppl = {}
-    for label, args in (("quantized", ["--model", model, "--quantized", out]),
-                        ("exported", ["--model", s.path("export_dequant")])):
-        ok, cmd, tail, _ = s.run(["eval", "--tokens", toks, "--seqlen", "64", "--quiet"] + args,
-                                 np_=2)
-        ppl[label] = tail.strip().splitlines()[-1] if ok else tail
-    s.case(ppl["quantized"] == ppl["exported"] and ppl["quantized"].startswith("perplexity"),
-           "eval of the dequantized export == eval --quantized", "%s" % ppl)
-    g = s.path("export.gguf")
-    c = drivers.launch_cmd(s.a.mpirun, 1, s.mpiquant) + [
-        "export", "--in", out, "--out", g, "--format", "gguf", "--model", model]
-    p = subprocess.run(c, env=s.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=s.a.timeout)
-    errs = [ln for ln in p.stdout.decode(errors="replace").splitlines()
-            if ln.startswith("mpiquant: error:")]
-    s.case(p.returncode == 3 and len(errs) == 1 and "Phi3ForCausalLM" in errs[0] and
-           not os.path.exists(g), "export gguf refuses Phi-3 (exit 3, names the architecture)",
-           "exit %d: %s" % (p.returncode, errs), [" ".join(c)])
-
+    export_evaluates_alike(s, model, out, s.path("export_dequant"))
+    gguf_refused(s, out, model, "Phi3ForCausalLM", "Phi-3")
 
 def main():
     ap = drivers.base_parser(__doc__)

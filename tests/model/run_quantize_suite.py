@@ -35,8 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import drivers  # noqa: E402
 import llama_ref  # noqa: E402
-import reference  # noqa: E402
-from result_files import splitmix64  # noqa: E402
+from result_files import rtn_mismatches, splitmix64  # noqa: E402
 from safetensors_np import read_st, without, write_st  # noqa: E402
 
 MODEL = os.path.join(ROOT, "data", "demo-model")
@@ -100,16 +99,7 @@ def rtn(s):
         ok, cmd, tail, _ = quantize(s, out, opts, 2)
         if not s.case(ok, "rtn %d bits runs" % bits, tail if not ok else "", [cmd]):
             continue
-        got = drivers.read_result(out, bits)
-        bad = []
-        for name, d in got.items():
-            W = weights[name + ".weight"].astype(np.float64)
-            r = reference.quantize_layer(W, np.eye(W.shape[1]), method="rtn", bits=bits,
-                                         group_size=group, act_order=False)
-            for k, ref in (("codes", r["codes"]), ("scales", r["scales"]),
-                           ("zeros", r["zeros"]), ("g_idx", r["g_idx"])):
-                if not np.array_equal(np.asarray(d[k], np.float64), np.asarray(ref, np.float64)):
-                    bad.append((name, k))
+        bad, got = rtn_mismatches(out, weights, bits, group)
         s.case(len(got) == 28 and not bad, "rtn %d bits g%d == per-layer RTN" % (bits, group),
                "%d layers, mismatches %s" % (len(got), bad[:4]))
 
