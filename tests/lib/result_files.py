@@ -112,3 +112,26 @@ def gguf_refused(s, result, model, architecture, label):
     s.case(p.returncode == 3 and len(errs) == 1 and architecture in errs[0] and
            not os.path.exists(g), "export gguf refuses %s (exit 3, names the architecture)"
            % label, "exit %d: %s" % (p.returncode, errs), [" ".join(c)])
+
+
+def exported(s, result, model):
+    """Exports the result file as `dequant` (float32: Ŵ exactly) and `gptq` into the suite's
+    folder, one case per run; yields (format, parsed tensors, problems of the export check
+    against the result's layers: Ŵ bit for bit, float16 scales exact)."""
+    import shutil
+    import export_check
+    layers = export_check.result_layers(result)
+    for fmt in ("dequant", "gptq"):
+        d = s.path("export_" + fmt)
+        shutil.rmtree(d, ignore_errors=True)
+        dtype = ["--dtype", "float32"] if fmt == "dequant" else []
+        ok, cmd, tail, _ = s.run(["export", "--in", result, "--out", d, "--format", fmt,
+                                  "--model", model] + dtype, np_=1)
+        if not s.case(ok, "export %s runs" % fmt, tail, [cmd]):
+            continue
+        st, probs, _ = export_check.read_export(d)
+        if fmt == "dequant":
+            probs += export_check.check_dequant(st, layers, "F32")
+        else:
+            probs += export_check.check_gptq(st, layers, v2=False, exact=True)
+        yield fmt, st, probs

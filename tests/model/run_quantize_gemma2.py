@@ -17,7 +17,6 @@ export    dequant and GPTQ exports: weights == the result's Ŵ, the norms (all f
 Final line: `N passed, M failed`."""
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -29,7 +28,7 @@ sys.path.insert(0, HERE)
 import drivers  # noqa: E402
 import export_check  # noqa: E402
 import llama_ref  # noqa: E402
-from result_files import (export_evaluates_alike, gguf_refused, identical_across_ranks,
+from result_files import (export_evaluates_alike, exported, gguf_refused, identical_across_ranks,
                           rtn_mismatches, splitmix64)  # noqa: E402
 
 NAME = "gemma2_bf16"
@@ -127,22 +126,9 @@ def export(s):
                                          "float16"], 2)
     if not s.case(ok, "export: quantize runs", tail, [cmd]):
         return
-    layers = export_check.result_layers(out)
     model = model_dir(s)
     kept = stored_tensors(s)
-    for fmt in ("dequant", "gptq"):
-        d = s.path("export_" + fmt)
-        shutil.rmtree(d, ignore_errors=True)
-        dtype = ["--dtype", "float32"] if fmt == "dequant" else []  # Ŵ exactly, for eval
-        ok, cmd, tail, _ = s.run(["export", "--in", out, "--out", d, "--format", fmt, "--model",
-                                  model] + dtype, np_=1)
-        if not s.case(ok, "export %s runs" % fmt, tail, [cmd]):
-            continue
-        st, probs, _ = export_check.read_export(d)
-        if fmt == "dequant":
-            probs += export_check.check_dequant(st, layers, "F32")
-        else:
-            probs += export_check.check_gptq(st, layers, v2=False, exact=True)
+    for fmt, st, probs in exported(s, out, model):
         probs += export_check.check_model_tensors(st, kept)
         s.case(not probs, "export %s: weights == the result's Ŵ, the %d norms and the embedding "
                "as stored" % (fmt, len(kept) - 1), "; ".join(probs[:4]))

@@ -33,9 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 sys.path.insert(0, HERE)
 import drivers  # noqa: E402
-import export_check  # noqa: E402
 import llama_ref  # noqa: E402
-from result_files import (contents, differences, export_evaluates_alike, gguf_refused,
+from result_files import (contents, differences, export_evaluates_alike, exported, gguf_refused,
                           identical_across_ranks, rtn_mismatches, splitmix64)  # noqa: E402
 
 NAME = "phi3_bf16_fused"
@@ -162,21 +161,8 @@ def export(s):
                                          "float16"], 2)
     if not s.case(ok, "export: quantize runs", tail, [cmd]):
         return
-    layers = export_check.result_layers(out)
     model = model_dir(s)
-    for fmt in ("dequant", "gptq"):
-        d = s.path("export_" + fmt)
-        shutil.rmtree(d, ignore_errors=True)
-        dtype = ["--dtype", "float32"] if fmt == "dequant" else []  # Ŵ exactly, for eval
-        ok, cmd, tail, _ = s.run(["export", "--in", out, "--out", d, "--format", fmt, "--model",
-                                  model] + dtype, np_=1)
-        if not s.case(ok, "export %s runs" % fmt, tail, [cmd]):
-            continue
-        st, probs, _ = export_check.read_export(d)
-        if fmt == "dequant":
-            probs += export_check.check_dequant(st, layers, "F32")
-        else:
-            probs += export_check.check_gptq(st, layers, v2=False, exact=True)
+    for fmt, st, probs in exported(s, out, model):
         split = [n for n in st if re.search(r"\.(q|k|v|gate|up)_proj\.", n)]
         fused = [n for n in st if "qkv_proj" in n or "gate_up_proj" in n]
         s.case(not probs and not split and len(fused) >= 4,
