@@ -16,7 +16,7 @@ hash, the same outlier channels, float32 activations, W = 0.02·U. Each referenc
 at every thread count in --threads and the best is printed beside mpiquant's phase seconds.
 
     /usr/bin/python3 tools/bench_reference_gptq.py --mpiquant build/bin/mpiquant \
-        --rows 4096 --cols 4096 --tokens 8192 --np 1,2 --threads 1,2
+        --rows 4096 --cols 4096 --tokens 8192 --configs 1x1,1x2,2x1 --threads 1,2
 """
 import argparse
 import os
@@ -138,19 +138,23 @@ def best_time(fn, threads):
     return best
 
 
-def run_mpiquant(args, np_, precision):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", MQ_SUMS_PRECISION=precision)
-    cmd = [args.mpirun, "--oversubscribe", "-np", str(np_), args.mpiquant, "bench",
-           "--rows", str(args.rows), "--cols", str(args.cols), "--tokens", str(args.tokens),
-           "--bits", str(args.bits), "--group-size", str(args.group_size)]
+def run_mpiquant(args, np_, threads, precision):
+    """`mpiquant bench` on np_ ranks of `threads` BLAS threads each, Gram products in
+    `precision` (double or float32)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    env.pop("MQ_SUMS_PRECISION", None)
+    cmd = [args.mpirun, "--oversubscribe", "--bind-to", "none", "-np", str(np_), args.mpiquant,
+           "bench", "--rows", str(args.rows), "--cols", str(args.cols), "--tokens",
+           str(args.tokens), "--bits", str(args.bits), "--group-size", str(args.group_size),
+           "--gram-products", precision]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     phase = {}
-    for name, key in (("hessian", r"hessian \(DSYRK[^)]*\)"), ("quant", r"quantization phase")):
+    for name, key in (("hessian", r"hessian \([DS]SYRK[^)]*\)"), ("quant", r"quantization phase")):
         m = re.search(key + r"\s+([0-9.]+) s", out)
         phase[name] = float(m.group(1)) if m else float("nan")
-    m = re.search(r"DSYRK ([0-9.]+)", out)
-    phase["dsyrk"] = float(m.group(1)) if m else float("nan")
+    m = re.search(r"hessian \([DS]SYRK[^)]*\)\s+[0-9.]+ s\s+[0-9.]+ GFLOP/s\s+([0-9.]+)% of", out)
+    phase["fraction"] = float(m.group(1)) if m else float("nan")
     return phase, out
 
 
@@ -164,12 +168,13 @@ def main():
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--group-size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=2048, help="tokens per add_batch (one sequence)")
-    ap.add_argument("--np", default="1,2", help="mpiquant rank counts")
+    ap.add_argument("--configs", default="1x1,1x2,2x1",
+                    help="mpiquant runs as RANKSxTHREADS (BLAS threads per rank)")
     ap.add_argument("--threads", default="1,2", help="torch thread counts tried")
     ap.add_argument("--quant-threads", default=None,
                     help="thread counts tried for the quantization phase (default: --threads)")
-    ap.add_argument("--precisions", default="double",
-                    help="mpiquant's MQ_SUMS_PRECISION values to run (double,single)")
+    ap.add_argument("--precisions", default="double,float32",
+                    help="mpiquant's --gram-products values to run")
     ap.add_argument("--damp", type=float, default=0.01)
     ap.add_argument("--skip-mpiquant", action="store_true")
     args = ap.parse_args()
@@ -195,17 +200,18 @@ def main():
     if args.skip_mpiquant:
         return
     for precision in args.precisions.split(","):
-        for np_ in [int(n) for n in args.np.split(",")]:
-            report_mpiquant(args, np_, precision, th, tq)
+        for config in args.configs.split(","):
+            np_, threads = (int(v) for v in config.split("x"))
+            report_mpiquant(args, np_, threads, precision, th, tq)
 
 
-def report_mpiquant(args, np_, precision, th, tq):
-    ph, _ = run_mpiquant(args, np_, precision)
-    products = "float32 products per chunk, " if precision == "single" else ""
-    print(f"mpiquant at {np_} rank(s): Hessian {ph['hessian']:.3f} s "
-          f"(exact sums, {products}{th / ph['hessian']:.2f}x the reference's speed), quantization "
-          f"{ph['quant']:.3f} s ({tq / ph['quant']:.2f}x); same-run DSYRK {ph['dsyrk']:.1f} "
-          "GFLOP/s", flush=True)
+def report_mpiquant(args, np_, threads, precision, th, tq):
+    ph, _ = run_mpiquant(args, np_, threads, precision)
+    syrk = "SSYRK" if precision == "float32" else "DSYRK"
+    print(f"mpiquant {np_} rank(s) x {threads} thread(s), {precision} Gram products: Hessian "
+          f"{ph['hessian']:.3f} s ({ph['fraction']:.0f}% of the same-run {syrk}; "
+          f"{th / ph['hessian']:.2f}x the reference's speed), quantization {ph['quant']:.3f} s "
+          f"({tq / ph['quant']:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ static const char bench_help[] =
     "for --method qronos also X~ = X + 5% noise), quantizes it with the distributed pipeline of\n"
     "`layer` on all ranks, and prints per phase the seconds (maximum over ranks), GFLOP/s and\n"
     "the fraction of the same-run DGEMM/SGEMM rate of all ranks together, the bytes handed to\n"
-    "MPI reductions and the peak memory per rank. Defaults: R = C = 4096, N = 8192.\n"
+    "MPI reductions, the MPI traffic per rank and phase measured through PMPI (ScaLAPACK's\n"
+    "included) beside a model of it, and the peak memory per rank. Defaults: R = C = 4096,\n"
+    "N = 8192.\n"
     "Threads per rank: OPENBLAS_NUM_THREADS.\n"
     "\n";
 
@@ -77,6 +79,29 @@ static void print_traffic(const bench_args *a, int size) {
   printf("\n");
 }
 
+/* What this run sent through MPI, measured (parallel/traffic.h): per phase the maximum over
+ * ranks of one rank's bytes and messages, then the bytes of all ranks together; with
+ * --verbose also exact bytes (tests/cli/run_bench_traffic.py checks them). */
+static void print_measured(const mq_layer_phases *ph, int exact) {
+  if (!ph->traffic_measured) {
+    printf("MPI traffic per rank: not measured (no PMPI wrappers in this program)\n");
+    return;
+  }
+  printf("MPI traffic per rank (measured, max over ranks):");
+  for (int p = 0; p < MQ_TRAFFIC_PHASES; p++)
+    printf("%s %s %.1f MiB in %.0f messages", p > 0 ? ";" : "",
+           mq_traffic_phase_name((mq_traffic_phase)p), ph->traffic_bytes[p] / 1048576.0,
+           ph->traffic_messages[p]);
+  printf(" (all ranks together %.1f MiB)\n", ph->traffic_bytes_all / 1048576.0);
+  if (!exact) return;
+  printf("MPI traffic per rank in bytes/messages (max over ranks):");
+  for (int p = 0; p < MQ_TRAFFIC_PHASES; p++)
+    printf(" %s %.0f/%.0f", mq_traffic_phase_name((mq_traffic_phase)p), ph->traffic_bytes[p],
+           ph->traffic_messages[p]);
+  printf("; all ranks %.0f bytes; handed to MPI %.0f bytes\n", ph->traffic_bytes_all,
+         ph->comm_bytes);
+}
+
 static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases *ph,
                          const mq_layer_result *res, const machine_rates *m, double mem_max,
                          double rss_max) {
@@ -88,8 +113,12 @@ static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases
          o->factor == MQ_FACTOR_SCALAPACK ? "scalapack" : "local", cli->ctx->size);
   printf("machine (same run, all %d ranks at once): DGEMM %.1f, SGEMM %.1f, DSYRK %.1f, SSYRK "
          "%.1f GFLOP/s in total\n", cli->ctx->size, dgemm, sgemm, m->dsyrk, m->ssyrk);
-  print_phase(qronos ? "hessian H, G (DSYRK, DGEMM)" : "hessian (DSYRK, exact sum)", ph->hessian,
-              ph->hessian_flops, m->dsyrk, "DSYRK");
+  if (o->gram_f32) /* float32 products per chunk: measured against the float32 SYRK */
+    print_phase(qronos ? "hessian H, G (SSYRK, SGEMM)" : "hessian (SSYRK, exact sum)",
+                ph->hessian, ph->hessian_flops, m->ssyrk, "SSYRK");
+  else
+    print_phase(qronos ? "hessian H, G (DSYRK, DGEMM)" : "hessian (DSYRK, exact sum)",
+                ph->hessian, ph->hessian_flops, m->dsyrk, "DSYRK");
   print_phase("factor (Cholesky)", ph->factor, ph->factor_flops, dgemm, "DGEMM");
   if (qronos) print_phase("qronos refit (SGEMM+STRSM)", ph->refit, ph->refit_flops, sgemm, "SGEMM");
   print_phase("sweep", ph->sweep, ph->sweep_flops, sgemm, "SGEMM");
@@ -100,6 +129,7 @@ static void print_report(mq_cli *cli, const bench_args *a, const mq_layer_phases
   printf("bytes handed to MPI: %.1f MiB in %.0f calls (all ranks);  peak memory per rank: "
          "%.1f MiB counted, %.1f MiB resident (max over ranks)\n", ph->comm_bytes / 1048576.0,
          ph->comm_messages, mem_max / 1048576.0, rss_max / 1048576.0);
+  print_measured(ph, cli->verbose);
   print_traffic(a, cli->ctx->size);
   printf("loss %.6g  bound_l2 %.6g  clipped %lld  lambda %.4g\n", res->loss, res->bound_l2,
          (long long)res->clipped, res->lambda);

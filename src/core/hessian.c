@@ -31,6 +31,51 @@ void mq_hessian_finalize(double *H, size_t cols, size_t n) {
   }
 }
 
+/* Rows [i0, i1) of the packed triangle moved to their places in M, last row first: row i's
+ * cols−i values go from packed offset i·cols − i(i−1)/2 to i·cols + i, at or after where they
+ * are and past every earlier row's packed values, so nothing still to be moved is overwritten
+ * (the caller goes through the blocks last to first, too). */
+static void unpack_rows(double *M, size_t cols, size_t i0, size_t i1) {
+  for (size_t i = i1; i-- > i0;) {
+    size_t k = i * cols - i * (i - 1) / 2; /* i = 0: 0 · (SIZE_MAX) = 0 */
+    memmove(M + i * cols + i, M + k, (cols - i) * sizeof *M);
+  }
+}
+
+/* Small tiles for the mirror: the strided side of the transposition (32 rows × 4 cache lines)
+ * stays in L1. */
+enum { MQ_MIRROR_TILE = 32 };
+
+/* The tile of block rows [i0, i1) × columns [j0, j1) (j0 ≥ i0) divided by n, and mirrored into
+ * rows [j0, j1), columns [i0, i1): those rows' lower parts, which the packed values of the rows
+ * still to be moved (all above i0) never reach. */
+static void scale_mirror_tile(double *M, size_t cols, size_t i0, size_t i1, size_t j0,
+                              size_t j1, double inv) {
+  for (size_t i = i0; i < i1; i++)
+    for (size_t j = j0 > i ? j0 : i; j < j1; j++) M[i * cols + j] *= inv;
+  for (size_t j = j0; j < j1; j++) { /* contiguous writes along row j */
+    size_t iend = j < i1 ? j : i1;
+    for (size_t i = i0; i < iend; i++) M[j * cols + i] = M[i * cols + j];
+  }
+}
+
+void mq_hessian_from_packed(double *M, size_t cols, size_t n) {
+  double inv = 1.0 / (double)n;
+  size_t nblocks = (cols + MQ_MIRROR_TILE - 1) / MQ_MIRROR_TILE;
+  int threads = mq_blas_threads();
+  for (size_t b = nblocks; b-- > 0;) {
+    size_t i0 = b * MQ_MIRROR_TILE, i1 = i0 + MQ_MIRROR_TILE < cols ? i0 + MQ_MIRROR_TILE : cols;
+    unpack_rows(M, cols, i0, i1);
+    long long tiles = (long long)(nblocks - b);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && tiles > 16)
+    for (long long t = 0; t < tiles; t++) {
+      size_t j0 = i0 + (size_t)t * MQ_MIRROR_TILE;
+      size_t j1 = j0 + MQ_MIRROR_TILE < cols ? j0 + MQ_MIRROR_TILE : cols;
+      scale_mirror_tile(M, cols, i0, i1, j0, j1, inv);
+    }
+  }
+}
+
 void mq_hessian_cross_accumulate(double *G, size_t cols, const double *Xqc, const double *Xc,
                                  size_t count) {
   if (count == 0) return;

@@ -12,6 +12,11 @@ void mq_hessian_accumulate(double *H, size_t cols, const double *Xc, size_t coun
 /* Mirrors the upper triangle into the lower one and divides by n. */
 void mq_hessian_finalize(double *H, size_t cols, size_t n);
 
+/* M's first cols(cols+1)/2 entries hold the upper triangle of a sum of n outer products,
+ * packed row by row (entry (i, j ≥ i) at i·cols − i(i−1)/2 + j − i): it becomes the whole
+ * symmetric matrix [cols, cols] divided by n, in place, in one pass on the rank's threads. */
+void mq_hessian_from_packed(double *M, size_t cols, size_t n);
+
 /* G (row-major [cols, cols]) += Xqcᵀ Xc for a chunk (Qronos' G = X̃ᵀX/n). One DGEMM. */
 void mq_hessian_cross_accumulate(double *G, size_t cols, const double *Xqc, const double *Xc,
                                  size_t count);

@@ -48,22 +48,30 @@ void mq_err_from_hessian(mq_err_accum *acc, const double *H, const double *W, co
   acc->ref_sum = mq_quadratic_form_sum(H, W, rows, cols, scratch);
 }
 
-void mq_err_from_grams(mq_err_accum *acc, const double *H, const double *G, const double *Hxx,
-                       const double *W, const double *D, size_t rows, size_t cols,
-                       double *scratch) {
-  double *E = scratch, *T = scratch + cols * cols;
+/* Tiles of 32×32: the transposed read of G stays in cache. */
+enum { MQ_GRAM_TILE = 32 };
+
+void mq_err_grams_prepare(const double *H, double *G, const double *Hxx, size_t cols, double *E) {
+  for (size_t i0 = 0; i0 < cols; i0 += MQ_GRAM_TILE) /* E = Hxx − G − Gᵀ + H: cov of X − X̃ */
+    for (size_t j0 = 0; j0 < cols; j0 += MQ_GRAM_TILE)
+      for (size_t i = i0; i < i0 + MQ_GRAM_TILE && i < cols; i++)
+        for (size_t j = j0; j < j0 + MQ_GRAM_TILE && j < cols; j++)
+          E[i * cols + j] = Hxx[i * cols + j] - G[i * cols + j] - G[j * cols + i] + H[i * cols + j];
+  for (size_t k = 0; k < cols * cols; k++) G[k] -= H[k]; /* F = G − H, not symmetric */
+}
+
+void mq_err_from_grams(mq_err_accum *acc, const double *H, const double *F, const double *Hxx,
+                       const double *E, const double *W, const double *D, size_t rows,
+                       size_t cols, double *scratch) {
+  double *T = scratch;
   acc->n = 1;
   if (rows == 0) return;
-  for (size_t i = 0; i < cols; i++) /* E = Hxx − G − Gᵀ + H: the covariance of X − X̃ */
-    for (size_t j = 0; j < cols; j++)
-      E[i * cols + j] = Hxx[i * cols + j] - G[i * cols + j] - G[j * cols + i] + H[i * cols + j];
   acc->mismatch_sum = mq_quadratic_form_sum(E, W, rows, cols, T);
   acc->ref_sum = mq_quadratic_form_sum(Hxx, W, rows, cols, T);
   double dhd = mq_quadratic_form_sum(H, D, rows, cols, T);
-  for (size_t k = 0; k < cols * cols; k++) E[k] = G[k] - H[k]; /* F = G − H, not symmetric */
   /* T = W Fᵀ: T[r, i] = Σ_j F[i, j] w_r[j] = (F w_r)_i */
   cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)cols, 1.0, W,
-              (int)cols, E, (int)cols, 0.0, T, (int)cols);
+              (int)cols, F, (int)cols, 0.0, T, (int)cols);
   double cross = 0.0;
   for (size_t k = 0; k < rows * cols; k++) cross += D[k] * T[k];
   acc->err_sum = acc->mismatch_sum + 2.0 * cross + dhd;

@@ -27,13 +27,15 @@ void mq_err_accumulate(mq_err_accum *acc, const double *X, const double *Xq, siz
 
 /* The same sums from the Gram matrices instead of the samples, all divided by n: H = X̃ᵀX̃,
  * G = X̃ᵀX, Hxx = XᵀX (row-major [cols, cols]). With d = w − ŵ, Xw − X̃ŵ = (X − X̃)w + X̃d, so
- *   ‖Xw − X̃ŵ‖² = wᵀ(Hxx − G − Gᵀ + H)w + 2·dᵀ(G − H)w + dᵀHd,   ‖Xw‖² = wᵀHxx w,
- * the form around d keeping the small terms free of cancellation when X̃ ≈ X. Costs three
- * rows×cols² products instead of three n×rows×cols ones. acc->n = 1 (sums already per
- * sample). scratch [cols·cols + rows·cols]. */
-void mq_err_from_grams(mq_err_accum *acc, const double *H, const double *G, const double *Hxx,
-                       const double *W, const double *D, size_t rows, size_t cols,
-                       double *scratch);
+ *   ‖Xw − X̃ŵ‖² = wᵀEw + 2·dᵀFw + dᵀHd,   ‖Xw‖² = wᵀHxx w,   E = Hxx − G − Gᵀ + H, F = G − H,
+ * the form around d keeping the small terms free of cancellation when X̃ ≈ X.
+ * mq_err_grams_prepare forms E [cols, cols] and turns G into F in place, once per layer;
+ * mq_err_from_grams then costs four rows×cols² products per block of rows, instead of three
+ * n×rows×cols ones. acc->n = 1 (sums already per sample). scratch [rows, cols]. */
+void mq_err_grams_prepare(const double *H, double *G, const double *Hxx, size_t cols, double *E);
+void mq_err_from_grams(mq_err_accum *acc, const double *H, const double *F, const double *Hxx,
+                       const double *E, const double *W, const double *D, size_t rows,
+                       size_t cols, double *scratch);
 
 /* err and rel_err from H alone (X̃ = X): Σ dᵀHd, Σ wᵀHw. scratch [rows, cols]. */
 void mq_err_from_hessian(mq_err_accum *acc, const double *H, const double *W, const double *D,

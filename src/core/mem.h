@@ -7,7 +7,8 @@
 
 /* Returns NULL on failure or when count*size overflows. Memory is not zeroed. */
 void *mq_alloc(size_t count, size_t size);
-/* Same, zero-filled. */
+/* Same, zero-filled; a big block comes faulted in at once (mem.c): for memory that will be
+ * used whole. */
 void *mq_calloc(size_t count, size_t size);
 /* A counted copy of count·size bytes of src; NULL when src is NULL or on failure. */
 void *mq_memdup(const void *src, size_t count, size_t size);

@@ -21,6 +21,7 @@ void mq_quant_options_init(mq_quant_options *opts) {
   opts->factor = MQ_FACTOR_AUTO;
   opts->mem_per_rank = 0; /* node memory over the ranks on the node */
   opts->scale_fp16 = 0;
+  opts->gram_f32 = 0;
 }
 
 mq_status mq_quant_options_check(const mq_quant_options *opts, mq_error *err) {

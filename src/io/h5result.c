@@ -108,6 +108,8 @@ static mq_status write_root_attrs(const mq_h5_result *rf, const mq_result_meta *
     MQ_CHECK(attr_f64(rf, rf->file, "/", "lambda_abs", o->lambda, err));
   MQ_CHECK(attr_write(rf, rf->file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, &o->seed, 0,
                       err));
+  if (o->gram_f32) /* absent: double, as in every file written before the option existed */
+    MQ_CHECK(mq__h5_result_attr_str(rf, rf->file, "/", "gram_products", "float32", err));
   if (meta->resume_key != NULL)
     MQ_CHECK(mq__h5_result_attr_str(rf, rf->file, "/", "resume_key", meta->resume_key, err));
 cleanup:

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/status.h"
+#include "parallel/traffic.h"
 
 struct mq_report {
   char *path;
@@ -84,6 +85,18 @@ mq_report *mq_report_create(const char *path, int rank, int nranks, const mq_qua
   return r;
 }
 
+/* {"sums": {"bytes": B, "messages": M}, …}: the measured MPI traffic per rank and phase, the
+ * maximum over ranks (parallel/traffic.h); null where it was not measured (no PMPI wrappers). */
+static json_t *traffic_json(const mq_layer_phases *ph) {
+  if (!ph->traffic_measured) return json_null();
+  json_t *t = json_object();
+  for (int p = 0; p < MQ_TRAFFIC_PHASES; p++)
+    json_object_set_new(t, mq_traffic_phase_name((mq_traffic_phase)p),
+                        json_pack("{s:I, s:I}", "bytes", (json_int_t)ph->traffic_bytes[p],
+                                  "messages", (json_int_t)ph->traffic_messages[p]));
+  return t;
+}
+
 void mq_report_layer(mq_report *r, const char *name, const mq_layer_result *res, size_t rows,
                      const mq_layer_phases *ph) {
   if (r == NULL || r->layers == NULL) return;
@@ -108,6 +121,7 @@ void mq_report_layer(mq_report *r, const char *name, const mq_layer_result *res,
   json_object_set_new(l, "run_seconds_at_end", json_real(mq_wtime()));
   json_object_set_new(l, "bytes_reduced", json_real(ph->comm_bytes));
   json_object_set_new(l, "mpi_calls", json_real(ph->comm_messages));
+  json_object_set_new(l, "traffic_per_rank", traffic_json(ph));
   if (res->lambda_ncand > 0) {
     json_t *c = json_array(), *h = json_array();
     for (int k = 0; k < res->lambda_ncand; k++) {

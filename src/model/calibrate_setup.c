@@ -135,6 +135,10 @@ void mq__pipeline_resume_key(const pipeline *p, char *key, size_t len) {
            o->block_size, (unsigned long long)o->seed, (int)o->factor, o->scale_fp16, p->nwin, p->L,
            (unsigned long long)p->calib_hash, (unsigned long long)cfg_hash,
            p->args->experts_all_tokens, p->args->expert_min_tokens);
+  if (o->gram_f32) { /* appended only when set: keys of earlier files stay what they were */
+    size_t used = strlen(key);
+    if (used < len) snprintf(key + used, len - used, " gram_products=float32");
+  }
 }
 
 /* ---- setup ---- */

@@ -100,9 +100,10 @@ static mq_status gather_windows(mq_output_errors *oe, mq_ctx *ctx, const double 
   mq_status st = MQ_OK;
   int *counts = mq_alloc(2 * (size_t)ctx->size, sizeof *counts), n = (int)(2 * oe->nw);
   *all = NULL;
-  if (counts != NULL) MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, ctx->comm);
+  /* agreed before the first collective: a rank without counts must not leave the others in it */
   MQ_AGREE(ctx->comm, counts ? MQ_OK : mq__fail(err, MQ_EFAIL, __FILE__, __LINE__,
                                                 "out of memory (output errors)"));
+  MPI_Allgather(&n, 1, MPI_INT, counts, 1, MPI_INT, ctx->comm);
   int *displs = counts + ctx->size, total = 0;
   for (int r = 0; r < ctx->size; r++) {
     displs[r] = total;

@@ -19,6 +19,11 @@ typedef struct mq_dist_factorizer_ctx {
   mq_dist_fill_fn fill; /* NULL unless H is distributed */
   void *fill_ctx;
   mq_dist_factor *f;  /* created by factor(), destroyed by mq_dist_factorizer_release() */
+  /* Traffic phases (traffic.h): factor() counts as factor (its fill as sums) and leaves the
+   * current phase at what fetches the panels next: Qronos' refit when refit_panels is set
+   * (its panels come from the last column down to column 0, then the sweep's), else the
+   * sweep. The caller restores its own phase after mq_quantize_rows. */
+  int refit_panels;
 } mq_dist_factorizer_ctx;
 
 void mq_dist_factorizer(mq_factorizer *out, mq_dist_factorizer_ctx *ctx, mq_ctx *mctx, int nb);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "core/mem.h"
 #include "core/status.h"
 #include "parallel/partition.h"
@@ -177,19 +178,84 @@ static inline void add_one(word *acc, double v, int e) {
   add_words(acc, lo, hi);
 }
 
-void mq_exact_sum_add(mq_exact_sum *s, const double *v) {
-  word *acc = (word *)s->acc;
-  for (size_t k = 0; k < s->len; k++) add_one(acc + 2 * k, v[k], s->scale_exp);
-}
+/* Loops over the accumulators share them among the rank's threads (core/blas.h) once they are
+ * long enough to pay for it; each accumulator is added to by one thread only, so the bits never
+ * depend on the thread count. */
+enum { PARALLEL_MIN = 1 << 16 };
+
+/* acc[k] += v[k] for every k, v of type T (float widens exactly), on the rank's threads. */
+#define MQ_DEFINE_ADD(name, T)                                                              \
+  void name(mq_exact_sum *s, const T *v) {                                                \
+    word *acc = (word *)s->acc;                                                           \
+    long long len = (long long)s->len;                                                    \
+    int threads = mq_blas_threads(), e = s->scale_exp;                                    \
+    _Pragma("omp parallel for schedule(static) num_threads(threads) if (threads > 1 && len > PARALLEL_MIN)") \
+    for (long long k = 0; k < len; k++) add_one(acc + 2 * k, (double)v[k], e);            \
+  }
+MQ_DEFINE_ADD(mq_exact_sum_add, double)
+MQ_DEFINE_ADD(mq_exact_sum_add_float, float)
 
 void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n) {
   word *acc = (word *)s->acc;
   for (size_t k = 0; k < n; k++) add_one(acc + 2 * (first + k), v[k], s->scale_exp);
 }
 
+/* Where row i's upper part P[i, i:] starts in the packed triangle. */
+static size_t packed_row(size_t i, size_t cols) { return i * cols - i * (i - 1) / 2; }
+
+/* The upper triangle of P [cols, cols] of type T, row by row into the packed accumulators.
+ * Rows are taken a few at a time by whichever thread is free: they shorten down the matrix. */
+#define MQ_DEFINE_ADD_UPPER(name, T)                                                        \
+  void name(mq_exact_sum *s, const T *P, size_t cols) {                                   \
+    word *acc = (word *)s->acc;                                                           \
+    int threads = mq_blas_threads(), e = s->scale_exp;                                    \
+    long long n = (long long)cols;                                                        \
+    _Pragma("omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1 && s->len > PARALLEL_MIN)") \
+    for (long long i = 0; i < n; i++) {                                                   \
+      word *a = acc + 2 * packed_row((size_t)i, cols);                                    \
+      const T *row = P + (size_t)i * cols;                                                \
+      for (long long j = i; j < n; j++) add_one(a + 2 * (j - i), (double)row[j], e);      \
+    }                                                                                     \
+  }
+MQ_DEFINE_ADD_UPPER(mq_exact_sum_add_upper, double)
+MQ_DEFINE_ADD_UPPER(mq_exact_sum_add_upper_float, float)
+
+/* 2^x as a double, for a normal power x ∈ [−1022, 1023]. */
+static double power_of_two(int x) {
+  uint64_t bits = (uint64_t)(x + 1023) << 52;
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+/* from_fixed's common case in hardware arithmetic: |n| < 2^126 keeps its top 64 bits in m with
+ * every lower bit ORed into m's last bit (a sticky bit: m has 64 significant bits, the double
+ * keeps 53, so the sticky bit only decides rounding where the discarded bits are nonzero,
+ * exactly as the bits it stands for would); one correctly rounded conversion of m, then one
+ * exact multiplication by a power of two when the result is a normal double. Returns 0 to
+ * mean "take from_fixed": n = 0, and results that are subnormal or out of range. */
+static int from_fixed_fast(u128 n, int e, double *out) {
+  int neg = (int)(n >> 127);
+  u128 a = neg ? -n : n;
+  uint64_t hi = (uint64_t)(a >> 64), lo = (uint64_t)a, m = lo;
+  if (hi >> 62 != 0 || a == 0) return 0;
+  int s = hi != 0 ? 64 - __builtin_clzll(hi) : 0; /* 0 … 62: a >> s fits 64 bits */
+  if (s > 0) m = (uint64_t)(a >> s) | ((lo & ((UINT64_C(1) << s) - 1)) != 0);
+  long long x = (long long)s - e;
+  if (x < -1022 || x > 1023) return 0;
+  double d = (double)m * power_of_two((int)x);
+  if (!(d >= DBL_MIN && d <= DBL_MAX)) return 0; /* subnormal or overflow */
+  *out = neg ? -d : d;
+  return 1;
+}
+
 void mq_exact_sum_result_range(const mq_exact_sum *s, size_t first, double *out, size_t n) {
   const u128 *acc = (const u128 *)s->acc + first;
-  for (size_t k = 0; k < n; k++) out[k] = from_fixed(acc[k], s->scale_exp);
+  int threads = mq_blas_threads(), e = s->scale_exp;
+  long long len = (long long)n;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && len > PARALLEL_MIN)
+  for (long long k = 0; k < len; k++)
+    if (!from_fixed_fast(acc[k], e, out + k)) out[k] = from_fixed(acc[k], e);
 }
 
 void mq_exact_sum_result(const mq_exact_sum *s, double *out) {
@@ -263,6 +329,13 @@ static void slices(size_t n, int size, int *counts, int *displs) {
  * every count fits an int. */
 enum { EXCHANGE_VALUES = 1 << 19, EXCHANGE_TAG = 0x6d71 };
 
+/* dst[k] += src[k] for k < n (wrapping: see u128). */
+static void add_fixed_values(u128 *dst, const u128 *src, int n) {
+  int threads = mq_blas_threads();
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n > PARALLEL_MIN)
+  for (int k = 0; k < n; k++) dst[k] += src[k];
+}
+
 /* Reduce-scatter of acc[0, n) by pairwise exchange: in step s = 1 … P−1 each rank sends rank
  * (r+s) mod P that rank's slice of its accumulators and adds what rank (r−s) mod P sends it
  * into its own slice, which ends at acc + displs[rank] holding the sum over all ranks. Each rank
@@ -287,7 +360,7 @@ static mq_status exchange_slices(u128 *acc, const int *counts, const int *displs
                        nr * FIXED_BYTES, MPI_BYTE, from, EXCHANGE_TAG, ctx->comm,
                        MPI_STATUS_IGNORE) != MPI_SUCCESS)
         MQ_FAIL(err, MQ_EFAIL, "exact sum: MPI_Sendrecv of %d values failed", ns);
-      for (int k = 0; k < nr; k++) mine[off + k] += tmp[k]; /* wraps: see u128 */
+      add_fixed_values(mine + off, tmp, nr);
     }
   }
 cleanup:

@@ -5,7 +5,10 @@
  * and integers are added (associative, exact unless the range overflows). scale_exp is agreed
  * before accumulation from a bound on the magnitude of the final sums (see
  * mq_exact_sum_scale), so the result carries ≥ 64 significant bits beyond what a double holds
- * and converts back to the same double on every rank count. */
+ * and converts back to the same double on every rank count.
+ *
+ * The loops over the accumulators run on the rank's BLAS threads (core/blas.h); each
+ * accumulator is added to by one thread, so the results do not depend on the thread count. */
 #ifndef MQ_DIST_EXACT_SUM_H
 #define MQ_DIST_EXACT_SUM_H
 
@@ -29,6 +32,13 @@ void mq_exact_sum_free(mq_exact_sum *s);
 /* acc[k] += round(v[k] · 2^scale_exp) for k < len (round half to even; exact power-of-two
  * scaling). */
 void mq_exact_sum_add(mq_exact_sum *s, const double *v);
+/* The same for float values (widened exactly). */
+void mq_exact_sum_add_float(mq_exact_sum *s, const float *v);
+/* The upper triangle of P [cols, cols] (row-major) added to the accumulators as the packed
+ * triangle, row by row: acc[i·cols − i(i−1)/2 + (j − i)] += P[i, j] for j ≥ i (len =
+ * cols(cols+1)/2). */
+void mq_exact_sum_add_upper(mq_exact_sum *s, const double *P, size_t cols);
+void mq_exact_sum_add_upper_float(mq_exact_sum *s, const float *P, size_t cols);
 /* acc[first + k] += round(v[k] · 2^scale_exp) for k < n (first + n ≤ len). */
 void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n);
 /* Integer sum over ctx of every rank's acc, result on every rank. Collective. */

@@ -54,9 +54,17 @@ size_t mq__chunk_len(const layer_run *r, size_t first, size_t count, size_t k, s
   return end > *start ? end - *start : 0; /* a caller's chunk may be empty */
 }
 
+/* The largest |v[k]|; NaNs are skipped (the scalar policy reports them), as fmax would. A plain
+ * comparison, which the compiler vectorizes, on the rank's threads. */
 static double max_abs(const double *v, size_t n) {
   double m = 0.0;
-  for (size_t k = 0; k < n; k++) m = fmax(m, fabs(v[k]));
+  long long len = (long long)n;
+  int threads = mq_blas_threads();
+#pragma omp parallel for reduction(max : m) schedule(static) num_threads(threads) if (threads > 1 && len > (1 << 16))
+  for (long long k = 0; k < len; k++) {
+    double a = fabs(v[k]);
+    m = a > m ? a : m;
+  }
   return m;
 }
 
@@ -95,18 +103,18 @@ static mq_status sample_bounds(layer_run *r, size_t first, size_t count, int nee
 
 /* Where one layer's sums spend their seconds (this rank's), logged with --verbose. */
 typedef struct sums_timing {
-  double bound, read, products, adds, reduce, finish;
+  double bound, setup, read, products, adds, wait, reduce, finish;
 } sums_timing;
 
-/* How each chunk's products are computed. MQ_SUMS_PRECISION=single (environment, the same on
- * every rank): in float32 (SSYRK, SGEMM of the samples rounded to float) instead of double. The
- * chunks are still added exactly, so the result keeps its bits on any rank count (every chunk
- * is computed alike), but each entry carries the float32 rounding of its chunk's products and
- * sums (README: speed and error against the double sums). Experimental, off by default. */
+/* How each chunk's products are computed. --gram-products float32 (mq_quant_options.gram_f32;
+ * also the environment's MQ_SUMS_PRECISION=single, its first spelling): in float32 (SSYRK,
+ * SGEMM of the samples rounded to float) instead of double. The chunks are still added
+ * exactly, so the result keeps its bits on any rank count (every chunk is computed alike), but
+ * each entry carries the float32 rounding of its chunk's products and sums (README: speed and
+ * error against the double sums and the reference's float32 accumulation). */
 typedef struct chunk_products {
   int single;
   float *Aq, *A; /* [chunk, cols] float32 copies of X̃ and X (single only) */
-  double *row;   /* [cols] one float32 product row widened to double (single only) */
 } chunk_products;
 
 static mq_status chunk_products_init(const layer_run *r, int need_x, chunk_products *cp,
@@ -114,12 +122,11 @@ static mq_status chunk_products_init(const layer_run *r, int need_x, chunk_produ
   mq_status st = MQ_OK;
   const char *v = getenv("MQ_SUMS_PRECISION");
   size_t n = r->chunk * r->desc->cols;
-  *cp = (chunk_products){.single = v != NULL && strcmp(v, "single") == 0};
+  *cp = (chunk_products){.single = r->gram_f32 || (v != NULL && strcmp(v, "single") == 0)};
   if (!cp->single) return MQ_OK;
   cp->Aq = mq_alloc(n, sizeof *cp->Aq);
   cp->A = need_x ? mq_alloc(n, sizeof *cp->A) : NULL;
-  cp->row = mq_alloc(r->desc->cols, sizeof *cp->row);
-  MQ_CHECK_ALLOC(err, cp->Aq && (cp->A || !need_x) && cp->row, n * sizeof *cp->Aq);
+  MQ_CHECK_ALLOC(err, cp->Aq && (cp->A || !need_x), n * sizeof *cp->Aq);
 cleanup:
   return st;
 }
@@ -127,19 +134,11 @@ cleanup:
 static void chunk_products_free(chunk_products *cp) {
   mq_free(cp->Aq);
   mq_free(cp->A);
-  mq_free(cp->row);
 }
 
 static const float *to_float(const double *A, size_t n, float *Af) {
   for (size_t k = 0; k < n; k++) Af[k] = (float)A[k];
   return Af;
-}
-
-/* Row i of a float32 product [?, cols], entries [j0, cols), added exactly at packed offset k. */
-static void add_float_row(mq_exact_sum *s, size_t k, const float *Pf, size_t i, size_t j0,
-                          size_t cols, double *row) {
-  for (size_t j = j0; j < cols; j++) row[j - j0] = Pf[i * cols + j]; /* exact widening */
-  mq_exact_sum_add_range(s, k, row, cols - j0);
 }
 
 /* One chunk's upper-triangle Gram AᵀA of A [len, cols] (Af: its float32 copy's buffer), added
@@ -157,10 +156,8 @@ static void add_gram(mq_exact_sum *s, const double *A, float *Af, size_t len, si
   else
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, A, n, 0.0, P, n);
   double t1 = mq_wtime();
-  for (size_t i = 0, k = 0; i < cols; k += cols - i, i++) {
-    if (cp->single) add_float_row(s, k, (const float *)P, i, i, cols, cp->row);
-    else mq_exact_sum_add_range(s, k, P + i * cols + i, cols - i);
-  }
+  if (cp->single) mq_exact_sum_add_upper_float(s, (const float *)P, cols);
+  else mq_exact_sum_add_upper(s, P, cols);
   t->products += t1 - t0;
   t->adds += mq_wtime() - t1;
 }
@@ -179,10 +176,8 @@ static void add_cross(mq_exact_sum *s, const layer_run *r, size_t len, double *G
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, r->Xq, n, r->X, n,
                 0.0, G, n);
   double t1 = mq_wtime();
-  if (cp->single)
-    for (size_t i = 0; i < cols; i++) add_float_row(s, i * cols, (const float *)G, i, 0, cols, cp->row);
-  else
-    mq_exact_sum_add(s, G);
+  if (cp->single) mq_exact_sum_add_float(s, (const float *)G);
+  else mq_exact_sum_add(s, G);
   t->products += t1 - t0;
   t->adds += mq_wtime() - t1;
 }
@@ -211,20 +206,8 @@ cleanup:
   return st;
 }
 
-/* The packed upper triangle in M [cols, cols]'s first cols(cols+1)/2 entries moved to its
- * rows: row i's cols−i values go from packed offset i·cols − i(i−1)/2 to i·cols + i, at or after
- * where they are, and past every earlier row's packed values, so moving the rows last to first
- * overwrites nothing still to be moved. */
-static void unpack_upper(double *M, size_t cols) {
-  for (size_t i = cols; i-- > 0;) {
-    size_t k = i * cols - i * (i - 1) / 2; /* i = 0: 0 · (SIZE_MAX) = 0 */
-    memmove(M + i * cols + i, M + k, (cols - i) * sizeof *M);
-  }
-}
-
 /* Collective. The packed upper triangle reduced and converted into M's first entries (M holds
- * nothing yet: it was the chunks' scratch), moved to M's rows, made symmetric and divided by
- * count. */
+ * nothing yet: it was the chunks' scratch), then unpacked, mirrored and divided by count. */
 static mq_status reduce_gram(layer_run *r, mq_exact_sum *s, size_t count, double *M,
                              sums_timing *t, mq_error *err) {
   mq_status st = MQ_OK;
@@ -232,8 +215,7 @@ static mq_status reduce_gram(layer_run *r, mq_exact_sum *s, size_t count, double
   double t0 = mq_wtime();
   MQ_CHECK(mq_exact_sum_reduce_to_double(s, r->ctx, M, err));
   double t1 = mq_wtime();
-  unpack_upper(M, cols);
-  mq_hessian_finalize(M, cols, count); /* reads the upper triangle only */
+  mq_hessian_from_packed(M, cols, count);
   t->reduce += t1 - t0;
   t->finish += mq_wtime() - t1;
 cleanup:
@@ -241,10 +223,11 @@ cleanup:
 }
 
 static void log_timing(const layer_run *r, const sums_timing *t) {
-  MQ_DEBUG("%s: sums of %zu cols: bound %.3f s, read %.3f s, products %.3f s, fixed-point adds "
-           "%.3f s, reduce+convert+gather %.3f s, unpack+symmetrize %.3f s (rank 0)",
-           r->desc->name, r->desc->cols, t->bound, t->read, t->products, t->adds, t->reduce,
-           t->finish);
+  MQ_DEBUG("%s: sums of %zu cols: bound %.3f s, accumulators %.3f s, read %.3f s, products "
+           "%.3f s, fixed-point adds %.3f s, waiting for the other ranks %.3f s, "
+           "reduce+convert+gather %.3f s, unpack+symmetrize %.3f s (rank 0)",
+           r->desc->name, r->desc->cols, t->bound, t->setup, t->read, t->products, t->adds,
+           t->wait, t->reduce, t->finish);
 }
 
 mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, double *G,
@@ -265,10 +248,13 @@ mq_status mq__sums_gram(layer_run *r, size_t first, size_t count, double *H, dou
   if (st == MQ_OK && Hxx != NULL)
     st = mq_exact_sum_init(&sxx, tri, mq_exact_sum_scale(fmax(bxx, 1e-300)), err);
   if (st == MQ_OK) st = chunk_products_init(r, G != NULL || Hxx != NULL, &cp, err);
+  t.setup = mq_wtime() - t0 - t.bound;
   if (st == MQ_OK)
     st = local_sums(r, first, count, &sh, G != NULL ? &sg : NULL, Hxx != NULL ? &sxx : NULL, H,
                     G, Hxx, &cp, &t, err);
+  double t1 = mq_wtime();
   MQ_AGREE(r->comm, st);
+  t.wait = mq_wtime() - t1;
   MQ_CHECK(reduce_gram(r, &sh, count, H, &t, err));
   if (Hxx != NULL) MQ_CHECK(reduce_gram(r, &sxx, count, Hxx, &t, err));
   if (G != NULL) {

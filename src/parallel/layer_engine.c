@@ -14,6 +14,7 @@
 #include "parallel/dist_factorizer.h"
 #include "parallel/layer_engine_internal.h"
 #include "parallel/partition.h"
+#include "parallel/traffic.h"
 
 /* Samples per chunk of the sums for sources every rank reads. Fixed, not derived from the rank
  * count: each chunk's DSYRK is computed identically wherever it runs, and the exact sum makes
@@ -21,24 +22,43 @@
 enum { MQ_CHUNK = 1024 };
 enum { MQ_SCALAPACK_NB = 64 }; /* block size of the block-cyclic layout */
 
+/* Qronos' first targets and V from a distributed H's panels: the refit's traffic. */
+static mq_status qronos_panels_counted(void *ctx, const size_t *perm, const float *Wcm,
+                                       size_t rows, double *target, float *V, mq_error *err) {
+  mq_traffic_phase prev = mq_traffic_enter(MQ_TRAFFIC_REFIT);
+  mq_status st = mq__qronos_from_samples(ctx, perm, Wcm, rows, target, V, err);
+  mq_traffic_enter(prev);
+  return st;
+}
+
+/* Traffic: the sweep's by default; the factorizer's callbacks name the factor, the refit and
+ * the sums of a distributed H (dist_factorizer.h), and the caller's phase is restored. */
 mq_status mq__factor_and_sweep(layer_run *r, double *H, double *G, const mq_quant_options *o,
                                mq_layer_result *res, mq_rows_info *info, mq_error *err) {
   mq_factorizer dist;
   mq_dist_factorizer_ctx dist_ctx;
   int scalapack = r->plan.factor == MQ_PLAN_SCALAPACK;
+  mq_traffic_phase outer = mq_traffic_enter(MQ_TRAFFIC_SWEEP);
   if (scalapack && H == NULL)
     mq_dist_factorizer_filled(&dist, &dist_ctx, r->ctx, MQ_SCALAPACK_NB,
                               r->desc->has_x ? mq__fill_from_samples : mq__fill_from_rows, r);
   else if (scalapack)
     mq_dist_factorizer(&dist, &dist_ctx, r->ctx, MQ_SCALAPACK_NB);
+  /* core/layer.c refits after the factor (fetching R's panels) when it has V: Qronos with G
+   * (replicated H) or X̃ ≠ X (distributed H) */
+  if (scalapack)
+    dist_ctx.refit_panels = o->method == MQ_METHOD_QRONOS && (H != NULL ? G != NULL
+                                                                        : r->desc->has_xq);
   mq_rows_input in = {.name = r->desc->name, .layer_id = r->src->layer_id, .rows = r->nrows,
                        .cols = r->desc->cols, .W = r->W, .H = H, .G = G, .row0 = r->row0,
                        .factorizer = scalapack ? &dist : NULL, .Hdiag = r->Hdiag,
-                       .qronos_panels = mq__qronos_from_samples, .qronos_ctx = r,
+                       .qronos_panels = qronos_panels_counted, .qronos_ctx = r,
                        .qronos_mismatch = r->desc->has_xq};
   mq_status st = mq_quantize_rows(&in, o, res, info, err);
   if (scalapack) mq_dist_factorizer_release(&dist_ctx);
-  return mq_agree(r->comm, st);
+  st = mq_agree(r->comm, st);
+  mq_traffic_enter(outer);
+  return st;
 }
 
 /* Local: this rank's rows (whole blocks of MQ_ROW_BLOCK rows, so results do not depend on the
@@ -116,18 +136,25 @@ static mq_status load_matrices(layer_run *r, double *H, double *G, double *Hxx,
 }
 
 /* Collective. Seconds and flops of the phases, the maximum over ranks; bytes and messages
- * summed. */
-static void reduce_phases(const layer_run *r, const mq_rows_info *info, double t_hessian,
-                          double t_errors, double t_total, mq_layer_phases *ph) {
+ * handed to MPI summed; the traffic since `before` (this layer's, not these reductions'), the
+ * maximum over ranks per phase and the bytes summed. */
+enum { NT = MQ_TRAFFIC_PHASES };
+static void reduce_phases(const layer_run *r, const mq_rows_info *info, const mq_traffic *before,
+                          double t_hessian, double t_errors, double t_total, mq_layer_phases *ph) {
   const mq_rows_timing *t = &info->timing;
-  double mine[8] = {t_hessian, t->factor, t->refit, t->sweep, t->sweep_gemm, t->pack, t_errors,
-                    t_total};
+  mq_traffic sent;
+  mq_traffic_since(before, &sent);
+  double mine[8 + 2 * NT] = {t_hessian, t->factor, t->refit, t->sweep, t->sweep_gemm, t->pack,
+                             t_errors, t_total};
+  memcpy(mine + 8, sent.bytes, sizeof sent.bytes);
+  memcpy(mine + 8 + NT, sent.messages, sizeof sent.messages);
   /* flops of the row-split phases are this rank's share: summed */
-  double local[5] = {r->ctx->sent.bytes, t->refit_flops, t->sweep_flops, t->sweep_gemm_flops,
-                     r->ctx->sent.messages};
-  double worst[8], total[5];
-  MPI_Allreduce(mine, worst, 8, MPI_DOUBLE, MPI_MAX, r->comm);
-  MPI_Allreduce(local, total, 5, MPI_DOUBLE, MPI_SUM, r->comm);
+  double local[6] = {r->ctx->sent.bytes, t->refit_flops, t->sweep_flops, t->sweep_gemm_flops,
+                     r->ctx->sent.messages, 0};
+  for (int p = 0; p < NT; p++) local[5] += sent.bytes[p];
+  double worst[8 + 2 * NT], total[6];
+  MPI_Allreduce(mine, worst, 8 + 2 * NT, MPI_DOUBLE, MPI_MAX, r->comm);
+  MPI_Allreduce(local, total, 6, MPI_DOUBLE, MPI_SUM, r->comm);
   double cols = (double)r->desc->cols, n = (double)r->desc->n;
   *ph = (mq_layer_phases){
       .hessian = worst[0], .factor = worst[1], .refit = worst[2], .sweep = worst[3],
@@ -136,7 +163,10 @@ static void reduce_phases(const layer_run *r, const mq_rows_info *info, double t
       .factor_flops = t->factor_flops, .refit_flops = total[1], .sweep_flops = total[2],
       .sweep_gemm_flops = total[3], .comm_bytes = total[0], .comm_messages = total[4],
       .plan_factor = r->plan.factor, .plan_h_home = r->plan.h_home,
-      .plan_errors = r->plan.errors};
+      .plan_errors = r->plan.errors, .traffic_bytes_all = total[5],
+      .traffic_measured = mq_traffic_measured()};
+  memcpy(ph->traffic_bytes, worst + 8, sizeof ph->traffic_bytes);
+  memcpy(ph->traffic_messages, worst + 8 + NT, sizeof ph->traffic_messages);
 }
 
 /* The matrices the plan needs whole on this rank. */
@@ -159,9 +189,11 @@ static mq_status matrices_alloc(const layer_run *r, layer_matrices *m, mq_error 
   size_t cols = r->desc->cols;
   int whole = r->plan.h_home == MQ_H_REPLICATED, grams = r->plan.errors == MQ_ERRORS_GRAMS;
   int need_g = (r->plan.need_g && whole) || grams;
-  m->H = whole ? mq_alloc(cols * cols, sizeof *m->H) : NULL;
-  m->G = need_g ? mq_alloc(cols * cols, sizeof *m->G) : NULL;
-  m->Hxx = grams ? mq_alloc(cols * cols, sizeof *m->Hxx) : NULL;
+  /* calloc: every entry is written, and big blocks come faulted in at once (core/mem.h); left
+   * to first touch, H's lower triangle, which the SYRK never writes, faulted in the mirror */
+  m->H = whole ? mq_calloc(cols * cols, sizeof *m->H) : NULL;
+  m->G = need_g ? mq_calloc(cols * cols, sizeof *m->G) : NULL;
+  m->Hxx = grams ? mq_calloc(cols * cols, sizeof *m->Hxx) : NULL;
   if ((m->H || !whole) && (m->G || !need_g) && (m->Hxx || !grams)) return MQ_OK;
   return mq__fail(err, MQ_EFAIL, __FILE__, __LINE__, "out of memory allocating %zu bytes",
                   cols * cols * sizeof *m->H);
@@ -201,7 +233,8 @@ mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
   mq_error *err = &ctx->err;
   static const mq_layer_extras none = {0};
   layer_run r = {.ctx = ctx, .comm = ctx->comm, .src = src, .x = extras ? extras : &none,
-                 .desc = &src->desc, .qronos = opts->method == MQ_METHOD_QRONOS};
+                 .desc = &src->desc, .qronos = opts->method == MQ_METHOD_QRONOS,
+                 .gram_f32 = opts->gram_f32};
   mq_quant_options o = *opts;
   mq_layer_result trace = {0};
   mq_rows_info info = {0};
@@ -209,12 +242,16 @@ mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
   float *What_every_row = NULL; /* x->dequant_out or owned */
   double t_start = mq_wtime();
   mq__ctx_counters_reset(ctx);
+  mq_traffic before; /* traffic.h: this layer's is what is counted from here on */
+  mq_traffic_snapshot(&before);
+  mq_traffic_phase outer = mq_traffic_enter(MQ_TRAFFIC_OTHER);
   mq__layer_plan_make(ctx, src, r.x, &o, &r.plan);
   mq__layer_plan_log(&r.plan, src->desc.name);
   st = matrices_alloc(&r, &m, err);
   if (st == MQ_OK) st = run_open(&r, err);
   MQ_AGREE(r.comm, st);
   double t0 = mq_wtime();
+  mq_traffic_enter(MQ_TRAFFIC_SUMS); /* --lambda auto's trial factors and sweeps: their own */
   if (r.plan.lambda_auto) MQ_CHECK(mq__choose_lambda(&r, &o, &trace, err));
   if (r.plan.h_home != MQ_H_REPLICATED) MQ_CHECK(load_h_diagonal(&r, err));
   else MQ_CHECK(load_matrices(&r, m.H, m.G, m.Hxx, &m.H_given, err));
@@ -223,6 +260,7 @@ mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
   MQ_CHECK(mq__factor_and_sweep(&r, m.H, m.G, &o, res, &info, err));
   res->seconds += t_hessian;
   t0 = mq_wtime();
+  mq_traffic_enter(MQ_TRAFFIC_GATHER);
   MQ_CHECK(every_row_dequantized(&r, res, &What_every_row, err));
   MQ_CHECK(mq__finish_errors(&r, m.H_given, What_every_row, &o, &info, res, err));
   double t_errors = mq_wtime() - t0;
@@ -231,8 +269,11 @@ mq_status mq__layer_engine_run(mq_ctx *ctx, const mq_layer_source *src,
   memcpy(res->lambda_cand, trace.lambda_cand, sizeof res->lambda_cand);
   memcpy(res->lambda_heldout, trace.lambda_heldout, sizeof res->lambda_heldout);
   *row0 = r.row0;
-  if (phases != NULL) reduce_phases(&r, &info, t_hessian, t_errors, mq_wtime() - t_start, phases);
+  mq_traffic_enter(MQ_TRAFFIC_OTHER);
+  if (phases != NULL)
+    reduce_phases(&r, &info, &before, t_hessian, t_errors, mq_wtime() - t_start, phases);
 cleanup:
+  mq_traffic_enter(outer);
   mq_rows_info_free(&info);
   matrices_free(&m);
   if (What_every_row != r.x->dequant_out) mq_free(What_every_row);

@@ -11,11 +11,13 @@
 
 #include "mpiquant.h"
 #include "parallel/hessian_cache.h"
+#include "parallel/traffic.h"
 
 /* What callers inside the library add to a source (all zero: a plain public call). */
 typedef struct mq_layer_extras {
   int skip_errors; /* bench: no measurement (err, rel_err, err_floor, bound_linf = NaN) */
-  int errors_by_caller; /* err and rel_err left NaN for the caller to measure (OPTQ, RTN) */
+  int errors_by_caller; /* err and rel_err left NaN for the caller to measure (OPTQ and RTN;
+                           Qronos too, its err_floor still from the Grams) */
   /* Data-parallel sources: this rank holds only samples [local_first, local_first+local_count)
    * and read_samples is asked for nothing else. The sums are chunked at multiples of `chunk`
    * (local_first must be one; so must the local end unless it is n), so H keeps its bits on
@@ -41,6 +43,13 @@ typedef struct mq_layer_phases {
   /* the layer's plan (layer_plan.h: mq_plan_factor, mq_plan_h_home, mq_plan_errors), as
    * doubles like every field here (layer groups ship the struct as doubles) */
   double plan_factor, plan_h_home, plan_errors;
+  /* MPI traffic per rank and phase (traffic.h: what counts), measured by the mpiquant
+   * executable's PMPI wrappers, ScaLAPACK's included: the maximum over ranks of each phase's
+   * bytes and of its messages (the two maxima may come from different ranks); traffic_bytes_all
+   * is the bytes of every phase summed over ranks. All 0 and traffic_measured 0 where the
+   * wrappers are not linked (library users). */
+  double traffic_bytes[MQ_TRAFFIC_PHASES], traffic_messages[MQ_TRAFFIC_PHASES];
+  double traffic_bytes_all, traffic_measured;
 } mq_layer_phases;
 
 /* Collective over ctx. As mq_quantize_layer(), with extras (may be NULL) and the phases (may

@@ -20,6 +20,7 @@ typedef struct layer_run {
   const mq_layer_desc *desc;
   mq_layer_plan plan;
   int qronos;
+  int gram_f32;       /* each chunk's Gram products in float32 (mq_quant_options) */
   size_t row0, nrows; /* this rank's rows */
   size_t chunk;       /* samples per chunk of the sums */
   float *W;           /* this rank's rows of W [nrows, cols] */

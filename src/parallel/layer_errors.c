@@ -123,16 +123,25 @@ cleanup:
 enum { T_LOSS, T_BOUND, T_E0, T_T, T_ERR, T_REF, T_MISMATCH, T_COUNT };
 
 /* Local. The Grams' or H's error sums tile by tile: each tile's into tiles[·, T_ERR..], their
- * sum into acc. One BLAS shape per tile: the same bits on any number of ranks. */
+ * sum into acc. One BLAS shape per tile: the same bits on any number of ranks. With the
+ * Grams, scratch starts with E [cols, cols] (measure.h), formed once here, and the run's copy
+ * of G becomes F (the error pass is its last use). */
 static void tiled_error_sums(const layer_run *r, const double *H_given, const weight_delta *d,
                              mq_err_accum *acc, double *tiles, double *scratch) {
   size_t rows = d->rows, cols = r->desc->cols;
+  double *E = scratch;
   acc->n = 1;
+  if (r->plan.errors == MQ_ERRORS_GRAMS) {
+    mq_err_grams_prepare(r->gram_H, r->gram_G, r->gram_XX, cols, E);
+    scratch += cols * cols;
+  }
   for (size_t r0 = 0, t = 0; r0 < rows; r0 += MQ_ROW_TILE, t++) {
     size_t nr = rows - r0 < MQ_ROW_TILE ? rows - r0 : MQ_ROW_TILE;
     mq_err_accum a = {0};
-    if (r->plan.errors == MQ_ERRORS_GRAMS)
-      mq_err_from_grams(&a, r->gram_H, r->gram_G, r->gram_XX, d->Wd + r0 * cols,
+    if (r->plan.floor_only) /* ‖(X − X̃)w‖² alone: err is the caller's */
+      a.mismatch_sum = mq_quadratic_form_sum(E, d->Wd + r0 * cols, nr, cols, scratch);
+    else if (r->plan.errors == MQ_ERRORS_GRAMS)
+      mq_err_from_grams(&a, r->gram_H, r->gram_G, r->gram_XX, E, d->Wd + r0 * cols,
                         d->D + r0 * cols, nr, cols, scratch);
     else
       mq_err_from_hessian(&a, H_given, d->Wd + r0 * cols, d->D + r0 * cols, nr, cols, scratch);
@@ -277,8 +286,8 @@ mq_status mq__finish_errors(layer_run *r, const double *H_given, const float *Wh
   /* the sums are per sample already when they come from H or the Grams */
   size_t per = r->desc->has_x && !grams ? n : 1;
   mq_err_accum total = {.err_sum = sum[S_ERR], .ref_sum = sum[S_REF], .n = per};
-  res->err = measure ? mq_err_value(&total) : NAN;
-  res->rel_err = measure ? mq_err_relative(&total) : NAN;
+  res->err = measure && !r->plan.floor_only ? mq_err_value(&total) : NAN;
+  res->rel_err = measure && !r->plan.floor_only ? mq_err_relative(&total) : NAN;
   res->loss = sum[S_LOSS];
   res->bound_l2 = sum[S_BOUND];
   res->clipped = (int64_t)sum[S_CLIPPED];

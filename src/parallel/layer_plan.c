@@ -58,7 +58,9 @@ void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer
   /* Data-parallel sources measure from the Gram matrices (XᵀX and X̃ᵀX once per group of layers
    * instead of a pass per layer) unless H is distributed (the Grams are whole matrices), or leave
    * it to the caller, whose forward passes compute XWᵀ and X̃Ŵᵀ anyway: then OPTQ and RTN need
-   * only H. Qronos' err_floor needs XᵀX and X̃ᵀX, so Qronos keeps the Grams. */
+   * only H. Qronos' err_floor needs ‖(X − X̃)Wᵀ‖², which the streams do not compute (X̃Wᵀ is
+   * no stream's product), so Qronos keeps the Grams for it, and with a measuring caller uses
+   * them for nothing else (floor_only). */
   int split = x->samples_local;
   if (x->skip_errors) p->errors = MQ_ERRORS_NONE;
   else if (x->errors_by_caller && !qronos) p->errors = MQ_ERRORS_BY_CALLER;
@@ -66,6 +68,7 @@ void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer
     p->errors = MQ_ERRORS_GRAMS;
   else if (d->has_x) p->errors = MQ_ERRORS_SAMPLES;
   else p->errors = p->h_home == MQ_H_FILE_ROWS ? MQ_ERRORS_H_ROWS : MQ_ERRORS_H;
+  p->floor_only = p->errors == MQ_ERRORS_GRAMS && x->errors_by_caller;
   /* split samples: each rank measures every row against its own samples — also Qronos'
    * --lambda auto, whose held-out error is the mismatched objective over samples */
   int pass = p->errors == MQ_ERRORS_SAMPLES || p->errors == MQ_ERRORS_NONE;
@@ -73,10 +76,11 @@ void mq__layer_plan_make(mq_ctx *ctx, const mq_layer_source *src, const mq_layer
 }
 
 void mq__layer_plan_log(const mq_layer_plan *p, const char *layer) {
-  MQ_DEBUG("%s: plan: factor %s, H %s%s, errors %s%s%s; replicated H needs ~%.3g GiB per rank, "
-           "budget %.3g GiB",
+  MQ_DEBUG("%s: plan: factor %s, H %s%s, errors %s%s%s%s; replicated H needs ~%.3g GiB per "
+           "rank, budget %.3g GiB",
            layer, factor_names[p->factor], h_home_names[p->h_home], p->need_g ? " with G" : "",
-           errors_names[p->errors], p->every_row ? ", every row on every rank" : "",
+           errors_names[p->errors], p->floor_only ? " (err_floor only)" : "",
+           p->every_row ? ", every row on every rank" : "",
            p->lambda_auto ? ", lambda auto" : "", p->replicated_bytes / 1073741824.0,
            p->budget_bytes / 1073741824.0);
 }

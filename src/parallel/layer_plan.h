@@ -32,6 +32,8 @@ typedef struct mq_layer_plan {
   mq_plan_h_home h_home;
   mq_plan_errors errors;
   int need_g;          /* Qronos with X̃ ≠ X: G = X̃ᵀX/n */
+  int floor_only;      /* MQ_ERRORS_GRAMS for Qronos' err_floor alone: err and rel_err are the
+                          caller's (errors_by_caller), so one rows×cols² product, not four */
   int every_row;       /* this rank measures every row (split samples), so W's every row and
                           every row's Ŵ are needed on every rank */
   int lambda_auto;     /* ALGORITHMS §3.3 held-out selection first */

@@ -56,7 +56,7 @@ class Suite:
 
     def run(self, args, np_=None, out=None):
         """Runs `<mpirun> -np N mpiquant <args>`; removes `out` first.  Returns (ok, cmd string,
-        log tail, seconds)."""
+        log tail, seconds); the whole log stays in self.last_log."""
         if out is not None and os.path.exists(out):
             os.remove(out)
         cmd = launch_cmd(self.a.mpirun, self.a.np if np_ is None else np_, self.mpiquant) + \
@@ -69,6 +69,7 @@ class Suite:
         except subprocess.TimeoutExpired as e:
             rc, log = "timeout", (e.stdout or b"").decode(errors="replace")
         dt = time.time() - t0
+        self.last_log = log
         tail = "\n".join(log.strip().splitlines()[-8:])
         if rc != 0:
             tail = "exit %s: %s" % (rc, tail)

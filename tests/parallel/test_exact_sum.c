@@ -123,6 +123,39 @@ static void test_round_trip(void) {
   MQ_EXPECT_EQ_DBL(round_trip(0x1p100 + 0x1p48, 20), 0x1p100 + 0x1p48);
 }
 
+/* v · 2^e as a fixed-point integer, through the adding path (exact for the values used here,
+ * whose last bit weighs at least 2^−e: test_round_trip checks that path). */
+static __int128 to_integer(double v, int e) {
+  __int128 n = 0;
+  mq_exact_sum s = {1, e, &n};
+  mq_exact_sum_add(&s, &v);
+  return n;
+}
+
+/* The conversion back to double is correctly rounded for integers of every length: checked in
+ * integer arithmetic, independently of how the conversion works — d = result(n) must be
+ * within half its ulp of n (both as integers at scale e), and on a tie d's last bit is even. */
+static void test_correct_rounding(void) {
+  rng_state = 19;
+  int wrong = 0;
+  for (int k = 0; k < 200000; k++) {
+    int bits = 60 + (int)(next_u64() % 67); /* |n| in [2^59, 2^126): 60 … 126 bits */
+    unsigned __int128 a = ((unsigned __int128)next_u64() << 64) | next_u64();
+    a = (a >> (128 - bits)) | ((unsigned __int128)1 << (bits - 1));
+    if (k % 4 == 0) a &= ~(((unsigned __int128)1 << (bits - 54)) - 1); /* ties, exact values */
+    if (k % 8 == 0) a |= (unsigned __int128)1 << (bits - 54);
+    __int128 n = next_u64() & 1 ? -(__int128)a : (__int128)a;
+    int e = (int)(next_u64() % 700) - 200;
+    double d = from_integer(n, e), ulp = nextafter(fabs(d), INFINITY) - fabs(d);
+    __int128 r = n - to_integer(d, e), half = to_integer(ulp, e) / 2;
+    if (r < 0) r = -r;
+    uint64_t mant;
+    memcpy(&mant, &d, sizeof mant);
+    if (r > half || (r == half && (mant & 1))) wrong++;
+  }
+  MQ_EXPECT_EQ_INT(wrong, 0);
+}
+
 /* Which rank adds contribution i in pattern p, and the order it goes through its share. */
 static int owner_of(int p, int i, const int *shuffled_owner) {
   size_t first, count;
@@ -225,6 +258,7 @@ int main(int argc, char **argv) {
   test_scale();
   test_rounding();
   test_round_trip();
+  test_correct_rounding();
   test_distributed();
   mq_ctx_destroy(&world);
   MQ_EXPECT_EQ_INT(mq_mem_current(), 0); /* every mq_alloc freed */

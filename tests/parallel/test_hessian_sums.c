@@ -5,12 +5,15 @@
  *   - H (and Qronos' G) out of the engine, read back through the Hessian cache, equal bit for
  *     bit the one-rank context's, are exactly symmetric, and lie within 1e-12 (relative to the
  *     largest entry) of X̃ᵀX̃/n (X̃ᵀX/n) summed here in long double — within 1e-5 with
- *     MQ_SUMS_PRECISION=single (float32 products per chunk), whose measured error is printed. */
+ *     MQ_SUMS_PRECISION=single (float32 products per chunk), whose measured error is printed;
+ *   - H of a layer wide enough for the exact sums' loops to run on threads is bit-identical with
+ *     1 and 3 BLAS threads per rank, with double and with float32 products. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas.h"
 #include "core/mem.h"
 #include "parallel/ctx.h"
 #include "parallel/exact_sum.h"
@@ -103,8 +106,9 @@ static mq_status read_weight_rows(void *user, size_t first, size_t count, float 
   return MQ_OK;
 }
 
-/* H (and G) of l from the engine on ctx, through the cache. */
-static void engine_sums(mq_ctx *ctx, layer *l, mq_method method, mq_hessian_cache *cache) {
+/* H (and G) of l from the engine on ctx, through the cache; gram_f32: float32 products. */
+static void engine_sums_as(mq_ctx *ctx, layer *l, mq_method method, int gram_f32,
+                           mq_hessian_cache *cache) {
   mq_layer_source src = {
       .desc = {.name = "sums", .rows = l->rows, .cols = l->cols, .n = l->n, .has_x = 1,
                .has_xq = l->Xq != NULL},
@@ -115,12 +119,45 @@ static void engine_sums(mq_ctx *ctx, layer *l, mq_method method, mq_hessian_cach
   o.method = method;
   o.bits = 4;
   o.group_size = 32;
+  o.gram_f32 = gram_f32;
   mq_layer_result res = {0};
   size_t row0 = 0;
   *cache = (mq_hessian_cache){.keep = 1};
   MQ_EXPECT_EQ_INT(mq__layer_engine_run(ctx, &src, &extras, &o, &res, &row0, NULL), MQ_OK);
   MQ_EXPECT_EQ_INT(cache->valid, 1);
   mq_layer_result_free(&res);
+}
+
+static int symmetric(const double *M, size_t cols);
+
+static void engine_sums(mq_ctx *ctx, layer *l, mq_method method, mq_hessian_cache *cache) {
+  engine_sums_as(ctx, l, method, 0, cache);
+}
+
+/* The same H with 1 and 3 threads per rank (core/blas.h: the exact sums' loops use as many as
+ * BLAS does). 600 columns: 180300 triangle entries, above the loops' threading threshold. */
+static void test_threads(mq_ctx *world) {
+#ifndef MQ_NO_OPENBLAS_THREADS
+  layer wide;
+  layer_make(&wide, 64, 600, 1100, 1);
+  for (int gram_f32 = 0; gram_f32 <= 1; gram_f32++) {
+    mq_hessian_cache one = {0}, three = {0};
+    openblas_set_num_threads(1);
+    engine_sums_as(world, &wide, MQ_METHOD_QRONOS, gram_f32, &one);
+    openblas_set_num_threads(3);
+    MQ_EXPECT_EQ_INT(mq_blas_threads(), 3);
+    engine_sums_as(world, &wide, MQ_METHOD_QRONOS, gram_f32, &three);
+    openblas_set_num_threads(1);
+    MQ_EXPECT_MEM_EQ(one.H, three.H, 600 * 600 * sizeof *one.H);
+    MQ_EXPECT_MEM_EQ(one.G, three.G, 600 * 600 * sizeof *one.G);
+    MQ_EXPECT_EQ_INT(symmetric(three.H, 600), 1);
+    mq_hessian_cache_free(&one);
+    mq_hessian_cache_free(&three);
+  }
+  layer_free(&wide);
+#else
+  (void)world;
+#endif
 }
 
 /* max |M − AᵀB/n| over max |AᵀB/n|, the products summed in long double. */
@@ -192,6 +229,7 @@ int main(int argc, char **argv) {
   test_engine(world, self, &plain, MQ_METHOD_OPTQ);
   test_engine(world, self, &odd, MQ_METHOD_OPTQ);
   test_engine(world, self, &mism, MQ_METHOD_QRONOS);
+  test_threads(world);
   layer_free(&plain);
   layer_free(&odd);
   layer_free(&mism);
