@@ -195,11 +195,6 @@ enum { PARALLEL_MIN = 1 << 16 };
 MQ_DEFINE_ADD(mq_exact_sum_add, double)
 MQ_DEFINE_ADD(mq_exact_sum_add_float, float)
 
-void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n) {
-  word *acc = (word *)s->acc;
-  for (size_t k = 0; k < n; k++) add_one(acc + 2 * (first + k), v[k], s->scale_exp);
-}
-
 /* Where row i's upper part P[i, i:] starts in the packed triangle. */
 static size_t packed_row(size_t i, size_t cols) { return i * cols - i * (i - 1) / 2; }
 

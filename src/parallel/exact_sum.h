@@ -39,8 +39,6 @@ void mq_exact_sum_add_float(mq_exact_sum *s, const float *v);
  * cols(cols+1)/2). */
 void mq_exact_sum_add_upper(mq_exact_sum *s, const double *P, size_t cols);
 void mq_exact_sum_add_upper_float(mq_exact_sum *s, const float *P, size_t cols);
-/* acc[first + k] += round(v[k] · 2^scale_exp) for k < n (first + n ≤ len). */
-void mq_exact_sum_add_range(mq_exact_sum *s, size_t first, const double *v, size_t n);
 /* Integer sum over ctx of every rank's acc, result on every rank. Collective. */
 mq_status mq_exact_sum_allreduce(mq_exact_sum *s, mq_ctx *ctx, mq_error *err);
 /* Collective. out[k] = the integer sum over ctx of every rank's acc[k], converted as

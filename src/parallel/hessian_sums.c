@@ -136,23 +136,22 @@ static void chunk_products_free(chunk_products *cp) {
   mq_free(cp->A);
 }
 
-static const float *to_float(const double *A, size_t n, float *Af) {
+static void to_float(const double *A, size_t n, float *Af) {
   for (size_t k = 0; k < n; k++) Af[k] = (float)A[k];
-  return Af;
 }
 
-/* One chunk's upper-triangle Gram AᵀA of A [len, cols] (Af: its float32 copy's buffer), added
+/* One chunk's upper-triangle Gram AᵀA of A [len, cols] (Af: its float32 copy, single only), added
  * exactly, packed row by row. P [cols, cols] is scratch: the output matrix itself, which holds
  * nothing until the sums are reduced (no second cols² buffer, no second set of pages to fault
  * in); in single precision it holds a float32 [cols, cols]. */
-static void add_gram(mq_exact_sum *s, const double *A, float *Af, size_t len, size_t cols,
+static void add_gram(mq_exact_sum *s, const double *A, const float *Af, size_t len, size_t cols,
                      double *P, const chunk_products *cp, sums_timing *t) {
   int n = (int)cols;
   double t0 = mq_wtime();
   /* beta = 0: the chunk's own sum, no clearing pass */
   if (cp->single)
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0f,
-                to_float(A, len * cols, Af), n, 0.0f, (float *)P, n);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0f, Af, n, 0.0f,
+                (float *)P, n);
   else
     cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, n, (int)len, 1.0, A, n, 0.0, P, n);
   double t1 = mq_wtime();
@@ -169,9 +168,8 @@ static void add_cross(mq_exact_sum *s, const layer_run *r, size_t len, double *G
   int n = (int)cols;
   double t0 = mq_wtime();
   if (cp->single)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0f,
-                to_float(r->Xq, len * cols, cp->Aq), n, to_float(r->X, len * cols, cp->A), n,
-                0.0f, (float *)G, n);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0f, cp->Aq, n,
+                cp->A, n, 0.0f, (float *)G, n);
   else
     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, (int)len, 1.0, r->Xq, n, r->X, n,
                 0.0, G, n);
@@ -195,6 +193,10 @@ static mq_status local_sums(layer_run *r, size_t first, size_t count, mq_exact_s
   for (size_t c = k0; c < k1; c++) {
     double t0 = mq_wtime();
     MQ_CHECK(read_chunk(r, first, count, c, sg != NULL || sxx != NULL, &len, err));
+    if (cp->single) { /* the chunk rounded to float once, for every product that uses it */
+      to_float(r->Xq, len * cols, cp->Aq);
+      if (sg != NULL || sxx != NULL) to_float(r->X, len * cols, cp->A);
+    }
     t->read += mq_wtime() - t0;
     add_gram(sh, r->Xq, cp->Aq, len, cols, H, cp, t);
     if (sxx != NULL) add_gram(sxx, r->X, cp->A, len, cols, Hxx, cp, t);

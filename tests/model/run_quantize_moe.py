@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import drivers  # noqa: E402
 import export_check  # noqa: E402
 import llama_ref  # noqa: E402
-from result_files import contents, differences, rtn_mismatches  # noqa: E402
+from result_files import contents, differences, export_evaluates_alike, rtn_mismatches  # noqa: E402
 from safetensors_np import write_checkpoint  # noqa: E402
 
 NSAMPLES, SEQLEN = 21, 128
@@ -262,14 +262,7 @@ def export(s):
         s.case(not probs and len(names) >= 24,
                "export %s: %d expert tensors under their Mixtral names, routers as stored, "
                "weights == the result's Ŵ" % (fmt, len(names)), "; ".join(probs[:4]))
-    toks = os.path.join(model, "tokens.npy")
-    ppl = {}
-    for label, args in (("quantized", ["--model", model, "--quantized", out]),
-                        ("exported", ["--model", s.path("export_dequant")])):
-        ok, cmd, tail, _ = s.run(["eval", "--tokens", toks, "--seqlen", "64"] + args, np_=2)
-        ppl[label] = tail.strip().splitlines()[-1] if ok else tail
-    s.case(ppl["quantized"] == ppl["exported"] and ppl["quantized"].startswith("perplexity"),
-           "eval of the dequantized export == eval --quantized", "%s" % ppl)
+    export_evaluates_alike(s, model, out, s.path("export_dequant"))
 
 
 def demo(s):
